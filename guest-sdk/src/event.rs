@@ -1,0 +1,334 @@
+//! The mapper's input and output types, mirroring `wit/mapper.wit` as plain Rust.
+//!
+//! These types compile on every target, so a mapper's logic runs under a native
+//! `cargo test` exactly as it does inside the component.
+
+use serde::{Deserialize, Serialize};
+
+/// How a delivery reached the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// An HTTP request pushed by the source.
+    #[default]
+    Webhook,
+    /// A page fetched by the host's poller.
+    Poll,
+    /// One line of a tailed file.
+    File,
+}
+
+/// One unit of input: a webhook body, a poll response page, or one file line.
+///
+/// ```
+/// use audit_guest_sdk::Delivery;
+/// let d = Delivery::from_body("stalwart", br#"{"events":[]}"#.to_vec());
+/// assert_eq!(d.json().unwrap()["events"], serde_json::json!([]));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Delivery {
+    /// The configured source name.
+    pub source: String,
+    /// How it arrived.
+    pub transport: Transport,
+    /// When the host received it (RFC 3339).
+    pub received_at: String,
+    /// Lower-case header names with their values.
+    pub headers: Vec<(String, String)>,
+    /// Sender address, polled URL or file path.
+    pub origin: Option<String>,
+    /// The raw bytes.
+    #[serde(skip)]
+    pub body: Vec<u8>,
+    /// Poll only: the cursor stored after the last committed page.
+    pub cursor: Option<String>,
+}
+
+impl Delivery {
+    /// A webhook delivery with only a source name and a body, for tests and examples.
+    pub fn from_body(source: &str, body: Vec<u8>) -> Self {
+        Delivery {
+            source: source.to_string(),
+            received_at: "1970-01-01T00:00:00.000Z".to_string(),
+            body,
+            ..Delivery::default()
+        }
+    }
+
+    /// The body parsed as JSON, or a [`MappingError::Malformed`] saying why not.
+    ///
+    /// ```
+    /// use audit_guest_sdk::{Delivery, MappingError};
+    /// let d = Delivery::from_body("x", b"not json".to_vec());
+    /// assert!(matches!(d.json(), Err(MappingError::Malformed(_))));
+    /// ```
+    pub fn json(&self) -> Result<serde_json::Value, MappingError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| MappingError::Malformed(format!("body is not JSON: {e}")))
+    }
+
+    /// The first value of a header (name compared case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Whether the audited action succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// It succeeded.
+    Success,
+    /// It was refused or failed.
+    Failure,
+    /// The payload does not say.
+    #[default]
+    Unknown,
+}
+
+/// Who performed the action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Actor {
+    /// A stable identifier in the source system.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// A login or display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// An e-mail address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// What the action was performed on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Target {
+    /// The kind of object (`account`, `message`, `file`, ...).
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// A stable identifier of the object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// A human-readable name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// One normalised audit event. Build it with [`AuditEvent::new`] and the chained setters.
+///
+/// ```
+/// use audit_guest_sdk::{AuditEvent, Outcome};
+/// let e = AuditEvent::new("stalwart.auth_failed")
+///     .occurred_at("2025-06-15T15:06:41Z")
+///     .actor_name("jdoe")
+///     .ip("198.51.100.7")
+///     .outcome(Outcome::Failure);
+/// assert_eq!(e.actor.name.as_deref(), Some("jdoe"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuditEvent {
+    /// Dotted verb, `<source>.<verb>`.
+    pub action: String,
+    /// When it happened (RFC 3339), if the payload says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<String>,
+    /// The deduplication key within the source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// Who did it.
+    pub actor: Actor,
+    /// Client IP address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// What it was done to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+    /// Success, failure or unknown.
+    pub outcome: Outcome,
+    /// A hint for tenant inference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_hint: Option<String>,
+    /// The original event, kept verbatim as metadata.
+    pub original: serde_json::Value,
+    /// True when a catch-all verb was used.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unrecognised: bool,
+}
+
+impl AuditEvent {
+    /// A new event with the given dotted action and nothing else set.
+    pub fn new(action: impl Into<String>) -> Self {
+        AuditEvent {
+            action: action.into(),
+            ..AuditEvent::default()
+        }
+    }
+
+    /// Sets when it happened (RFC 3339).
+    pub fn occurred_at(mut self, at: impl Into<String>) -> Self {
+        self.occurred_at = Some(at.into());
+        self
+    }
+
+    /// Sets the deduplication key.
+    pub fn external_id(mut self, id: impl Into<String>) -> Self {
+        self.external_id = Some(id.into());
+        self
+    }
+
+    /// Sets the actor's stable id.
+    pub fn actor_id(mut self, id: impl Into<String>) -> Self {
+        self.actor.id = Some(id.into());
+        self
+    }
+
+    /// Sets the actor's name; a value containing `@` also fills the e-mail when none is set.
+    pub fn actor_name(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        if self.actor.email.is_none() && name.contains('@') {
+            self.actor.email = Some(name.clone());
+        }
+        self.actor.name = Some(name);
+        self
+    }
+
+    /// Sets the actor's e-mail address.
+    pub fn actor_email(mut self, email: impl Into<String>) -> Self {
+        self.actor.email = Some(email.into());
+        self
+    }
+
+    /// Sets the client IP.
+    pub fn ip(mut self, ip: impl Into<String>) -> Self {
+        self.ip = Some(ip.into());
+        self
+    }
+
+    /// Sets the target (kind, id, name).
+    pub fn target(mut self, kind: &str, id: Option<String>, name: Option<String>) -> Self {
+        self.target = Some(Target {
+            kind: Some(kind.to_string()),
+            id,
+            name,
+        });
+        self
+    }
+
+    /// Sets the outcome.
+    pub fn outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+
+    /// Sets the tenant hint.
+    pub fn tenant_hint(mut self, hint: impl Into<String>) -> Self {
+        self.tenant_hint = Some(hint.into());
+        self
+    }
+
+    /// Keeps the original event as metadata.
+    pub fn original(mut self, original: serde_json::Value) -> Self {
+        self.original = original;
+        self
+    }
+
+    /// Marks the event as mapped by a catch-all verb.
+    pub fn unrecognised(mut self) -> Self {
+        self.unrecognised = true;
+        self
+    }
+}
+
+/// A query parameter for the next poll request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryParam {
+    /// Name.
+    pub name: String,
+    /// Value, not URL-encoded.
+    pub value: String,
+}
+
+impl QueryParam {
+    /// A parameter from a name and a value.
+    ///
+    /// ```
+    /// let p = audit_guest_sdk::QueryParam::new("page", 2);
+    /// assert_eq!(p.value, "2");
+    /// ```
+    pub fn new(name: &str, value: impl ToString) -> Self {
+        QueryParam {
+            name: name.to_string(),
+            value: value.to_string(),
+        }
+    }
+}
+
+/// Poll only: what the host does after committing a page's events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PollStep {
+    /// The cursor to store once the page's events are committed.
+    pub cursor: Option<String>,
+    /// The next page of this tick, or none when the tick is done.
+    pub next_page: Option<Vec<QueryParam>>,
+}
+
+/// The result of mapping one delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Mapped {
+    /// The events, in write order.
+    pub events: Vec<AuditEvent>,
+    /// Poll deliveries only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll: Option<PollStep>,
+}
+
+impl From<Vec<AuditEvent>> for Mapped {
+    fn from(events: Vec<AuditEvent>) -> Self {
+        Mapped { events, poll: None }
+    }
+}
+
+/// A mapping failure reported on purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "camelCase", tag = "kind", content = "message")]
+pub enum MappingError {
+    /// The payload is not in a format the mapper understands.
+    #[error("malformed payload: {0}")]
+    Malformed(String),
+    /// The payload parsed, but its shape is unknown.
+    #[error("unsupported payload shape: {0}")]
+    UnsupportedShape(String),
+}
+
+/// What a mapper says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MapperInfo {
+    /// The mapper's name, which is the source it serves.
+    pub name: String,
+    /// Its semver version.
+    pub version: String,
+    /// The source event types it maps deliberately.
+    pub event_types: Vec<String>,
+}
+
+/// Settings for the first page of a poll tick.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PollStart {
+    /// The stored cursor, if any.
+    pub cursor: Option<String>,
+    /// The page size the host wants.
+    pub page_size: u32,
+    /// First tick only: ignore events older than this instant.
+    pub not_before: Option<String>,
+}

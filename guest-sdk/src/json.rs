@@ -1,0 +1,183 @@
+//! Defensive JSON helpers: payloads change shape between versions of a source
+//! system, so a mapper should read them with as few assumptions as possible.
+
+use serde_json::Value;
+
+/// The names under which a list of events is commonly found.
+const LIST_KEYS: [&str; 6] = ["events", "results", "items", "data", "records", "entries"];
+
+/// Finds the list of events in whatever shape arrives.
+///
+/// Accepted, in this order: a top-level array; an object with an array under
+/// `events`, `results`, `items`, `data`, `records` or `entries` (looked up
+/// through one level of nesting, e.g. `{"data":{"events":[...]}}`); any other
+/// single object, taken as one event. Anything else yields `None`.
+///
+/// ```
+/// use audit_guest_sdk::json::find_events;
+/// use serde_json::json;
+/// assert_eq!(find_events(&json!({"events":[1,2]})).unwrap().len(), 2);
+/// assert_eq!(find_events(&json!([1])).unwrap().len(), 1);
+/// assert_eq!(find_events(&json!({"data":{"items":[1,2,3]}})).unwrap().len(), 3);
+/// assert_eq!(find_events(&json!({"type":"auth.success"})).unwrap().len(), 1);
+/// assert!(find_events(&json!("text")).is_none());
+/// ```
+pub fn find_events(value: &Value) -> Option<Vec<&Value>> {
+    match value {
+        Value::Array(items) => Some(items.iter().collect()),
+        Value::Object(map) => {
+            for key in LIST_KEYS {
+                match map.get(key) {
+                    Some(Value::Array(items)) => return Some(items.iter().collect()),
+                    Some(inner @ Value::Object(_)) => {
+                        if let Some(Value::Array(items)) =
+                            LIST_KEYS.iter().find_map(|k| inner.get(*k))
+                        {
+                            return Some(items.iter().collect());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Some(vec![value])
+        }
+        _ => None,
+    }
+}
+
+/// Reads a value that is sometimes a string and sometimes a number (or a bool)
+/// as text. Integers keep every digit: they never pass through `f64`.
+///
+/// ```
+/// use audit_guest_sdk::json::text;
+/// use serde_json::json;
+/// assert_eq!(text(&json!("42")).as_deref(), Some("42"));
+/// assert_eq!(text(&json!(42)).as_deref(), Some("42"));
+/// assert_eq!(text(&json!(1432795264225280001u64)).as_deref(), Some("1432795264225280001"));
+/// assert_eq!(text(&json!("")), None);
+/// assert_eq!(text(&json!(null)), None);
+/// ```
+pub fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Reads a 64-bit unsigned integer given as a JSON number or a decimal string,
+/// exactly. Fractions, negatives and numbers beyond `u64` give `None`.
+///
+/// ```
+/// use audit_guest_sdk::json::u64_exact;
+/// use serde_json::json;
+/// assert_eq!(u64_exact(&json!(9007199254740993u64)), Some(9007199254740993));
+/// assert_eq!(u64_exact(&json!("18446744073709551615")), Some(u64::MAX));
+/// assert_eq!(u64_exact(&json!(1.5)), None);
+/// assert_eq!(u64_exact(&json!("-3")), None);
+/// ```
+pub fn u64_exact(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Normalises a camelCase, kebab-case, dotted or snake_case name to snake_case.
+///
+/// ```
+/// use audit_guest_sdk::json::snake_case;
+/// assert_eq!(snake_case("authentication-ban"), "authentication_ban");
+/// assert_eq!(snake_case("accountName"), "account_name");
+/// assert_eq!(snake_case("SPF.from-Fail"), "spf_from_fail");
+/// assert_eq!(snake_case("already_snake"), "already_snake");
+/// assert_eq!(snake_case("HTTPRequest"), "http_request");
+/// ```
+pub fn snake_case(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if c == '-' || c == '.' || c == ' ' || c == '_' {
+            if !out.ends_with('_') && !out.is_empty() {
+                out.push('_');
+            }
+        } else if c.is_uppercase() {
+            let prev_lower = i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            let prev_upper = i > 0 && chars[i - 1].is_uppercase();
+            if (prev_lower || (prev_upper && next_lower)) && !out.ends_with('_') {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    while out.ends_with('_') {
+        out.pop();
+    }
+    out
+}
+
+/// Looks a field up by name, accepting camelCase, snake_case and kebab-case
+/// spellings of it (`accountName`, `account_name`, `account-name`).
+///
+/// ```
+/// use audit_guest_sdk::json::field;
+/// use serde_json::json;
+/// let v = json!({"account_name": "jdoe"});
+/// assert_eq!(field(&v, "accountName"), Some(&json!("jdoe")));
+/// let v = json!({"remote-ip": "192.0.2.1"});
+/// assert_eq!(field(&v, "remoteIp"), Some(&json!("192.0.2.1")));
+/// ```
+pub fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    let map = value.as_object()?;
+    if let Some(v) = map.get(name) {
+        return Some(v);
+    }
+    let wanted = snake_case(name);
+    map.iter()
+        .find(|(k, _)| snake_case(k) == wanted)
+        .map(|(_, v)| v)
+}
+
+/// The first of several fields that holds a non-empty text value.
+///
+/// ```
+/// use audit_guest_sdk::json::first_text;
+/// use serde_json::json;
+/// let v = json!({"login": "", "user": "alice"});
+/// assert_eq!(first_text(&v, &["accountName", "login", "user"]).as_deref(), Some("alice"));
+/// ```
+pub fn first_text(value: &Value, names: &[&str]) -> Option<String> {
+    names.iter().find_map(|n| field(value, n).and_then(text))
+}
+
+/// Follows a path of field names (each matched as in [`field`]).
+///
+/// ```
+/// use audit_guest_sdk::json::path;
+/// use serde_json::json;
+/// let v = json!({"user": {"on_behalf_of": {"username": "bob"}}});
+/// assert_eq!(path(&v, &["user", "onBehalfOf", "username"]), Some(&json!("bob")));
+/// ```
+pub fn path<'a>(value: &'a Value, names: &[&str]) -> Option<&'a Value> {
+    names.iter().try_fold(value, |v, n| field(v, n))
+}
+
+/// Text values of a field that may hold one value or an array of them.
+///
+/// ```
+/// use audit_guest_sdk::json::texts;
+/// use serde_json::json;
+/// assert_eq!(texts(&json!(["a@x", "b@x"])), vec!["a@x", "b@x"]);
+/// assert_eq!(texts(&json!("a@x")), vec!["a@x"]);
+/// ```
+pub fn texts(value: &Value) -> Vec<String> {
+    match value {
+        Value::Array(items) => items.iter().filter_map(text).collect(),
+        other => text(other).into_iter().collect(),
+    }
+}

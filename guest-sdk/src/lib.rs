@@ -1,0 +1,100 @@
+//! The audit-ingest guest SDK: everything a mapper author needs to turn one
+//! source system's payloads into normalised audit events, compiled to a
+//! WebAssembly component that the host loads and hot-reloads.
+//!
+//! A mapper is one type implementing [`Mapper`] plus one [`export_mapper!`]
+//! line. wit-bindgen stays hidden; the export glue is compiled only for
+//! `wasm32`, so the same code runs under a native `cargo test`.
+//!
+//! ```
+//! use audit_guest_sdk::{json, AuditEvent, Delivery, Mapped, MapperInfo, MappingError, Outcome};
+//!
+//! struct Example;
+//!
+//! impl audit_guest_sdk::Mapper for Example {
+//!     fn describe() -> MapperInfo {
+//!         MapperInfo { name: "example".into(), version: "1.0.0".into(), event_types: vec!["login".into()] }
+//!     }
+//!     fn map(delivery: &Delivery) -> Result<Mapped, MappingError> {
+//!         let body = delivery.json()?;
+//!         let events = json::find_events(&body)
+//!             .ok_or_else(|| MappingError::UnsupportedShape("no events".into()))?;
+//!         Ok(events.into_iter().map(|e| {
+//!             AuditEvent::new("example.login").outcome(Outcome::Success).original(e.clone())
+//!         }).collect::<Vec<_>>().into())
+//!     }
+//! }
+//! audit_guest_sdk::export_mapper!(Example);
+//!
+//! let out = <Example as audit_guest_sdk::Mapper>::map(
+//!     &Delivery::from_body("example", br#"{"events":[{}]}"#.to_vec())).unwrap();
+//! assert_eq!(out.events[0].action, "example.login");
+//! ```
+//!
+//! Modules:
+//! - [`event`]: input and output types (re-exported at the root);
+//! - [`json`]: defensive JSON helpers (event lists, string-or-number, exact u64, name spellings);
+//! - [`fixtures`]: golden fixture files, run natively and by the host.
+
+pub mod event;
+pub mod fixtures;
+pub mod json;
+
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+pub mod __bindings;
+
+pub use event::{
+    Actor, AuditEvent, Delivery, Mapped, MapperInfo, MappingError, Outcome, PollStart, PollStep,
+    QueryParam, Target, Transport,
+};
+pub use serde_json;
+
+/// A source mapper: implement it on a unit type and export it with [`export_mapper!`].
+pub trait Mapper {
+    /// Name (= the source it serves), version and the event types it knows.
+    fn describe() -> MapperInfo;
+
+    /// Maps one delivery to audit events.
+    fn map(delivery: &Delivery) -> Result<Mapped, MappingError>;
+
+    /// Poll sources: the query for the first page of a tick.
+    /// Push and file sources keep this default, which asks for nothing.
+    fn start_poll(_start: &PollStart) -> Vec<QueryParam> {
+        Vec::new()
+    }
+}
+
+/// Exports a [`Mapper`] as the component's `audit:mapper/mapper` world.
+///
+/// Expands to nothing outside `wasm32`, so native tests compile the same crate.
+#[macro_export]
+macro_rules! export_mapper {
+    ($mapper:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        #[doc(hidden)]
+        #[allow(unsafe_code, reason = "wit-bindgen's generated export glue")]
+        mod __audit_mapper_export {
+            use super::*;
+            struct Export;
+            impl $crate::__bindings::Guest for Export {
+                fn describe() -> $crate::__bindings::WitMapperInfo {
+                    $crate::__bindings::info_to_wit(<$mapper as $crate::Mapper>::describe())
+                }
+                fn map_delivery(
+                    delivery: $crate::__bindings::WitDelivery,
+                ) -> ::core::result::Result<$crate::__bindings::WitMapped, $crate::__bindings::WitMappingError> {
+                    let delivery = $crate::__bindings::delivery_from_wit(delivery);
+                    $crate::__bindings::result_to_wit(<$mapper as $crate::Mapper>::map(&delivery))
+                }
+                fn start_poll(
+                    start: $crate::__bindings::WitPollStart,
+                ) -> ::std::vec::Vec<$crate::__bindings::WitQueryParam> {
+                    let start = $crate::__bindings::poll_start_from_wit(start);
+                    $crate::__bindings::params_to_wit(<$mapper as $crate::Mapper>::start_poll(&start))
+                }
+            }
+            $crate::__bindings::__export_mapper_world!(Export with_types_in $crate::__bindings);
+        }
+    };
+}

@@ -1,0 +1,2 @@
+//! The audit-ingest binary.
+fn main() {}

@@ -1,0 +1,230 @@
+//! One loaded mapper: its pre-linked component and the bounded calls into it.
+//!
+//! Every call runs under a CPU deadline (epoch interruption) and a memory
+//! limit (`StoreLimits`), inside a WASI context that grants nothing: no
+//! preopened directories, no environment, no network, a clock frozen at the
+//! Unix epoch and deterministic randomness. A guest's stderr is captured (up
+//! to a few KiB) so a panic message can be reported with the failure.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use audit_guest_sdk as sdk;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{self, Mapper, MapperPre};
+use super::engine;
+use super::{CallFailure, InstanceMode, Limits};
+
+/// Bytes of guest stderr kept for error messages.
+const STDERR_CAPTURE: usize = 4096;
+/// A reused instance is replaced after this many calls, so a slow leak in a
+/// guest cannot accumulate forever.
+const RECYCLE_AFTER_CALLS: u32 = 10_000;
+/// Warm instances kept per mapper in reuse mode.
+const WARM_INSTANCES: usize = 8;
+
+/// The per-store state: an empty WASI context and the limits.
+pub(crate) struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    stderr: MemoryOutputPipe,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+fn new_store(limits: &Limits) -> Store<GuestState> {
+    let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+    let wasi = WasiCtx::builder()
+        .stderr(stderr.clone())
+        .wall_clock(FrozenClock)
+        .monotonic_clock(FrozenClock)
+        .secure_random(wasmtime_wasi::Deterministic::new(vec![7; 32]))
+        .insecure_random(wasmtime_wasi::Deterministic::new(vec![7; 32]))
+        .insecure_random_seed(7)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build();
+    let state = GuestState {
+        wasi,
+        table: ResourceTable::new(),
+        limits: StoreLimitsBuilder::new()
+            .memory_size(limits.memory_bytes)
+            .trap_on_grow_failure(true)
+            .build(),
+        stderr,
+    };
+    let mut store = Store::new(engine::engine(), state);
+    store.limiter(|s| &mut s.limits);
+    store
+}
+
+/// The linker every mapper is instantiated with: WASI only, capability-free.
+pub(crate) fn linker() -> anyhow::Result<Linker<GuestState>> {
+    let mut linker = Linker::new(engine::engine());
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    Ok(linker)
+}
+
+struct Warm {
+    store: Store<GuestState>,
+    bindings: Mapper,
+    calls: u32,
+}
+
+/// A compiled, linked and described mapper.
+pub(crate) struct LoadedMapper {
+    pub(crate) info: sdk::MapperInfo,
+    pre: MapperPre<GuestState>,
+    limits: Limits,
+    mode: InstanceMode,
+    warm: Mutex<Vec<Warm>>,
+}
+
+impl LoadedMapper {
+    /// Links `component`, instantiates it once and asks it to describe itself.
+    pub(crate) fn load(
+        component: &Component,
+        linker: &Linker<GuestState>,
+        limits: Limits,
+        mode: InstanceMode,
+    ) -> anyhow::Result<LoadedMapper> {
+        let instance_pre = linker
+            .instantiate_pre(component)
+            .map_err(|e| anyhow::anyhow!("does not fit the audit:mapper world: {e:#}"))?;
+        let pre = MapperPre::new(instance_pre)
+            .map_err(|e| anyhow::anyhow!("does not export the audit:mapper world: {e:#}"))?;
+        let mut mapper = LoadedMapper {
+            info: sdk::MapperInfo {
+                name: String::new(),
+                version: String::new(),
+                event_types: Vec::new(),
+            },
+            pre,
+            limits,
+            mode,
+            warm: Mutex::new(Vec::new()),
+        };
+        mapper.info = mapper
+            .call(|store, m| m.call_describe(store).map(bindings::info_from_wit))
+            .map_err(|f| anyhow::anyhow!("describe failed: {f}"))?;
+        if mapper.info.name.trim().is_empty() {
+            anyhow::bail!("describe returned an empty mapper name");
+        }
+        Ok(mapper)
+    }
+
+    /// Maps one delivery.
+    pub(crate) fn map(
+        &self,
+        delivery: &sdk::Delivery,
+    ) -> Result<Result<sdk::Mapped, sdk::MappingError>, CallFailure> {
+        let input = bindings::delivery_to_wit(delivery);
+        self.call(|store, m| m.call_map_delivery(store, &input).map(bindings::result_from_wit))
+    }
+
+    /// The first page query of a poll tick.
+    pub(crate) fn start_poll(
+        &self,
+        start: &sdk::PollStart,
+    ) -> Result<Vec<sdk::QueryParam>, CallFailure> {
+        let input = bindings::poll_start_to_wit(start);
+        self.call(|store, m| m.call_start_poll(store, &input).map(bindings::params_from_wit))
+    }
+
+    fn instantiate(&self) -> Result<Warm, CallFailure> {
+        let mut store = new_store(&self.limits);
+        store.set_epoch_deadline(engine::ticks(self.limits.timeout));
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(&store, e))?;
+        Ok(Warm {
+            store,
+            bindings,
+            calls: 0,
+        })
+    }
+
+    fn call<R>(
+        &self,
+        f: impl FnOnce(&mut Store<GuestState>, &Mapper) -> wasmtime::Result<R>,
+    ) -> Result<R, CallFailure> {
+        let reused = match self.mode {
+            InstanceMode::Reuse => self.warm.lock().expect("warm instances").pop(),
+            InstanceMode::Fresh => None,
+        };
+        let mut warm = match reused {
+            Some(w) => w,
+            None => self.instantiate()?,
+        };
+        warm.store.set_epoch_deadline(engine::ticks(self.limits.timeout));
+        let result = f(&mut warm.store, &warm.bindings);
+        match result {
+            Ok(value) => {
+                warm.calls += 1;
+                if self.mode == InstanceMode::Reuse && warm.calls < RECYCLE_AFTER_CALLS {
+                    let mut pool = self.warm.lock().expect("warm instances");
+                    if pool.len() < WARM_INSTANCES {
+                        pool.push(warm);
+                    }
+                }
+                Ok(value)
+            }
+            // A trapped instance is never reused: its state is unknown.
+            Err(e) => Err(classify(&warm.store, e)),
+        }
+    }
+}
+
+/// Turns a wasmtime error into the reason a call failed.
+fn classify(store: &Store<GuestState>, error: wasmtime::Error) -> CallFailure {
+    let stderr = String::from_utf8_lossy(&store.data().stderr.contents()).trim().to_string();
+    let detail = if stderr.is_empty() {
+        format!("{error:#}")
+    } else {
+        format!("{error:#}; guest stderr: {stderr}")
+    };
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CallFailure::TimedOut(detail),
+        _ if detail.contains("forcing a memory growth failure")
+            || detail.contains("memory allocation of")
+            || error.downcast_ref::<Trap>() == Some(&Trap::AllocationTooLarge) =>
+        {
+            CallFailure::OutOfMemory(detail)
+        }
+        _ => CallFailure::Trapped(detail),
+    }
+}

@@ -1,0 +1,276 @@
+//! The mapper runtime: the only module that names wasmtime.
+//!
+//! Everything else calls [`Runtime::map`] with a source name and a delivery.
+//! Inside: one process-wide engine with the pooling allocator and an epoch
+//! ticker (`engine`), the WIT bindings (`bindings`), bounded calls into one
+//! loaded mapper (`instance`), the registry of serving mappers with validation
+//! and fallback (`registry`), and the directory watcher (`watch`).
+
+mod bindings;
+mod engine;
+mod instance;
+mod registry;
+mod watch;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use audit_guest_sdk::fixtures::Fixture;
+use audit_guest_sdk::{Delivery, Mapped, MapperInfo, MappingError, PollStart, QueryParam};
+use serde::{Deserialize, Serialize};
+
+pub use watch::WatchHandle;
+
+/// Whether each call gets a fresh instance or reuses a warm one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceMode {
+    /// A new instance per call (from the pooling allocator): nothing a call
+    /// leaves in guest memory is ever seen by another call.
+    #[default]
+    Fresh,
+    /// Warm instances are reused (recycled after a trap and every 10,000 calls).
+    Reuse,
+}
+
+/// Bounds on every call into a mapper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock CPU budget of one call.
+    pub timeout: Duration,
+    /// The most linear memory a mapper instance may grow to.
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_millis(500),
+            memory_bytes: 64 << 20,
+        }
+    }
+}
+
+/// How the runtime is set up.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// The directory of drop-in `.wasm` mappers, if any.
+    pub dir: Option<PathBuf>,
+    /// Per-call limits.
+    pub limits: Limits,
+    /// Fresh or reused instances.
+    pub mode: InstanceMode,
+}
+
+/// The mapper that produced a result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MapperId {
+    /// Mapper name.
+    pub name: String,
+    /// Mapper version.
+    pub version: String,
+}
+
+impl std::fmt::Display for MapperId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.name, self.version)
+    }
+}
+
+/// Why a call did not return normally.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallFailure {
+    /// The mapper ran past its CPU deadline.
+    #[error("timed out: {0}")]
+    TimedOut(String),
+    /// The mapper hit its memory limit.
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
+    /// The mapper trapped (panic, unreachable, ...).
+    #[error("trapped: {0}")]
+    Trapped(String),
+}
+
+/// Why a delivery could not be mapped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MapError {
+    /// No mapper serves this source.
+    #[error("no mapper serves source `{0}`")]
+    NoMapper(String),
+    /// The mapper returned a mapping error on purpose.
+    #[error("{mapper} rejected the payload: {error}")]
+    Rejected {
+        /// Which mapper.
+        mapper: MapperId,
+        /// What it said.
+        error: MappingError,
+    },
+    /// The call trapped, timed out or ran out of memory.
+    #[error("{mapper} failed: {failure}")]
+    Failed {
+        /// Which mapper.
+        mapper: MapperId,
+        /// What happened.
+        failure: CallFailure,
+    },
+}
+
+/// A successful mapping and the mapper version that produced it.
+#[derive(Debug, Clone)]
+pub struct MapOutput {
+    /// What the mapper returned.
+    pub mapped: Mapped,
+    /// Who returned it.
+    pub mapper: MapperId,
+}
+
+/// A serving mapper, as shown by status endpoints and logs.
+#[derive(Debug, Clone, Serialize)]
+pub struct MapperStatus {
+    /// Name (= source).
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// The file it was loaded from, or none for the built-in.
+    pub file: Option<PathBuf>,
+    /// How many event types it maps deliberately.
+    pub event_types: usize,
+}
+
+/// The mapper runtime. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    registry: Arc<registry::Registry>,
+}
+
+impl Runtime {
+    /// Loads the built-in mappers (component bytes) and the directory's files.
+    pub fn new(builtins: &[&[u8]], config: RuntimeConfig) -> anyhow::Result<Runtime> {
+        anyhow::ensure!(
+            config.limits.memory_bytes <= engine::MAX_MEMORY_CEILING,
+            "mapper memory limit {} exceeds the ceiling of {} bytes",
+            config.limits.memory_bytes,
+            engine::MAX_MEMORY_CEILING
+        );
+        let registry = registry::Registry::new(builtins, config.dir, config.limits, config.mode)?;
+        Ok(Runtime {
+            registry: Arc::new(registry),
+        })
+    }
+
+    /// Maps a delivery with the mapper serving `source`, on the calling thread.
+    pub fn map_blocking(&self, source: &str, delivery: &Delivery) -> Result<MapOutput, MapError> {
+        let active = self
+            .registry
+            .get(source)
+            .ok_or_else(|| MapError::NoMapper(source.to_string()))?;
+        let mapper = MapperId {
+            name: active.mapper.info.name.clone(),
+            version: active.mapper.info.version.clone(),
+        };
+        match active.mapper.map(delivery) {
+            Ok(Ok(mapped)) => Ok(MapOutput { mapped, mapper }),
+            Ok(Err(error)) => Err(MapError::Rejected { mapper, error }),
+            Err(failure) => Err(MapError::Failed { mapper, failure }),
+        }
+    }
+
+    /// Maps a delivery on the blocking pool, so a slow mapper never stalls the
+    /// async workers.
+    pub async fn map(&self, source: &str, delivery: Delivery) -> Result<MapOutput, MapError> {
+        let runtime = self.clone();
+        let source = source.to_string();
+        tokio::task::spawn_blocking(move || runtime.map_blocking(&source, &delivery))
+            .await
+            .unwrap_or_else(|e| {
+                Err(MapError::Failed {
+                    mapper: MapperId {
+                        name: "?".into(),
+                        version: "?".into(),
+                    },
+                    failure: CallFailure::Trapped(format!("mapper task panicked: {e}")),
+                })
+            })
+    }
+
+    /// The query for the first page of a poll tick.
+    pub fn start_poll(&self, source: &str, start: &PollStart) -> Result<Vec<QueryParam>, MapError> {
+        let active = self
+            .registry
+            .get(source)
+            .ok_or_else(|| MapError::NoMapper(source.to_string()))?;
+        active.mapper.start_poll(start).map_err(|failure| MapError::Failed {
+            mapper: MapperId {
+                name: active.mapper.info.name.clone(),
+                version: active.mapper.info.version.clone(),
+            },
+            failure,
+        })
+    }
+
+    /// What the mapper serving `source` says about itself.
+    pub fn describe(&self, source: &str) -> Option<MapperInfo> {
+        self.registry.get(source).map(|a| a.mapper.info.clone())
+    }
+
+    /// Every serving mapper.
+    pub fn status(&self) -> Vec<MapperStatus> {
+        self.registry.status()
+    }
+
+    /// Looks at the mapper directory now (the watcher calls this on changes).
+    pub fn rescan(&self) -> usize {
+        self.registry.rescan()
+    }
+
+    /// `(loaded, rejected)` reload counts since start.
+    pub fn reload_counts(&self) -> (u64, u64) {
+        let c = &self.registry.counts;
+        (c.loaded.load(Ordering::Relaxed), c.rejected.load(Ordering::Relaxed))
+    }
+
+    /// Starts watching the mapper directory (needs a tokio runtime). Without a
+    /// directory this watches nothing.
+    pub fn watch(&self) -> anyhow::Result<WatchHandle> {
+        watch::start(self.clone())
+    }
+
+    pub(crate) fn dir(&self) -> Option<&Path> {
+        self.registry.dir()
+    }
+}
+
+/// The result of checking a mapper file against fixture files.
+#[derive(Debug)]
+pub struct FixtureReport {
+    /// What the mapper says about itself.
+    pub info: MapperInfo,
+    /// Each fixture's name and its differences (empty when it matched).
+    pub cases: Vec<(String, Vec<String>)>,
+}
+
+/// Loads a mapper file as the runtime would (same limits, same linker) and
+/// runs fixture inputs through it: the `mapper check` command.
+pub fn check_mapper_file(wasm: &Path, fixture_inputs: &[PathBuf]) -> anyhow::Result<FixtureReport> {
+    use anyhow::Context;
+    let bytes = std::fs::read(wasm).with_context(|| format!("read {}", wasm.display()))?;
+    let component = engine::compile(&bytes)?;
+    let linker = instance::linker()?;
+    let mapper =
+        instance::LoadedMapper::load(&component, &linker, Limits::default(), InstanceMode::Fresh)?;
+    let mut cases = Vec::new();
+    for input in fixture_inputs {
+        let fixture = Fixture::load(input, &mapper.info.name)?;
+        let diffs = match mapper.map(&fixture.delivery) {
+            Ok(result) => fixture.compare(&result)?,
+            Err(failure) => vec![format!("the call failed: {failure}")],
+        };
+        cases.push((fixture.name, diffs));
+    }
+    Ok(FixtureReport {
+        info: mapper.info.clone(),
+        cases,
+    })
+}

@@ -1,0 +1,132 @@
+//! The Stalwart mail server mapper: turns a webhook batch
+//! (`{"events":[{"id","createdAt","type","data"}]}`) into audit events.
+//!
+//! - [`verbs`]: which Stalwart event type feeds which `stalwart.*` verb;
+//! - [`identity`]: the deduplication key, which survives Stalwart's retries.
+
+pub mod identity;
+pub mod verbs;
+
+use audit_guest_sdk::json::{field, find_events, first_text, text, texts};
+use audit_guest_sdk::serde_json::Value;
+use audit_guest_sdk::{AuditEvent, Delivery, Mapped, Mapper, MapperInfo, MappingError};
+
+/// The Stalwart mapper.
+pub struct Stalwart;
+
+impl Mapper for Stalwart {
+    fn describe() -> MapperInfo {
+        MapperInfo {
+            name: "stalwart".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            event_types: verbs::known_types().map(str::to_string).collect(),
+        }
+    }
+
+    fn map(delivery: &Delivery) -> Result<Mapped, MappingError> {
+        let body = delivery.json()?;
+        let list = find_events(&body).ok_or_else(|| {
+            MappingError::UnsupportedShape("expected an object with an `events` list".into())
+        })?;
+        let mut ids = identity::Occurrences::default();
+        let mut events = Vec::with_capacity(list.len());
+        for raw in list {
+            events.push(map_event(raw, &mut ids)?);
+        }
+        Ok(events.into())
+    }
+}
+
+audit_guest_sdk::export_mapper!(Stalwart);
+
+/// Maps one Stalwart event object.
+fn map_event(raw: &Value, ids: &mut identity::Occurrences) -> Result<AuditEvent, MappingError> {
+    if !raw.is_object() {
+        return Err(MappingError::UnsupportedShape(format!(
+            "an event is not an object: {raw}"
+        )));
+    }
+    let typ = first_text(raw, &["type", "eventType", "event"]).ok_or_else(|| {
+        MappingError::UnsupportedShape("an event has no `type`".into())
+    })?;
+    let empty = Value::Object(Default::default());
+    let data = field(raw, "data").unwrap_or(&empty);
+    let verb = verbs::classify(&typ, data);
+    let at = first_text(raw, &["createdAt", "timestamp", "time"]);
+
+    let mut event = AuditEvent::new(format!("stalwart.{}", verb.name))
+        .outcome(verb.outcome)
+        .external_id(ids.key(at.as_deref(), &typ, data))
+        .original(raw.clone());
+    if verb.catch_all {
+        event = event.unrecognised();
+    }
+    if let Some(at) = at {
+        event = event.occurred_at(at);
+    }
+    if let Some(name) = first_text(data, &["accountName", "login", "account", "user", "username"]) {
+        event = event.actor_name(name);
+    }
+    if let Some(id) = field(data, "accountId").and_then(text) {
+        event = event.actor_id(id);
+    }
+    if let Some(ip) = first_text(data, &["remoteIp", "remoteAddr", "ip"]) {
+        event = event.ip(ip);
+    }
+    if let Some(domain) = event.actor.email.as_deref().and_then(|e| e.rsplit_once('@')) {
+        let hint = domain.1.to_string();
+        event = event.tenant_hint(hint);
+    }
+    Ok(with_target(event, verb.target, data))
+}
+
+/// Fills the target from the fields that fit the kind of event.
+fn with_target(event: AuditEvent, kind: verbs::TargetKind, data: &Value) -> AuditEvent {
+    use verbs::TargetKind;
+    match kind {
+        TargetKind::Account => {
+            let name = event.actor.name.clone();
+            let id = event.actor.id.clone();
+            if name.is_none() && id.is_none() {
+                return event;
+            }
+            event.target("account", id, name)
+        }
+        TargetKind::Message => {
+            let rcpt = field(data, "to").map(texts).unwrap_or_default();
+            let id = first_text(data, &["messageId", "queueId"]);
+            let name = if rcpt.is_empty() {
+                first_text(data, &["from"])
+            } else {
+                Some(rcpt.join(", "))
+            };
+            if name.is_none() && id.is_none() {
+                return event;
+            }
+            event.target("message", id, name)
+        }
+        TargetKind::Domain => match first_text(data, &["domain", "hostname"]) {
+            Some(d) => event.target("domain", None, Some(d)),
+            None => event,
+        },
+        TargetKind::Ip => match first_text(data, &["remoteIp", "ip"]) {
+            Some(ip) => event.target("ip", None, Some(ip)),
+            None => event,
+        },
+        TargetKind::None => event,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_fixtures() {
+        audit_guest_sdk::fixtures::assert_fixtures(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"),
+            "stalwart",
+            Stalwart::map,
+        );
+    }
+}
