@@ -7,5 +7,10 @@
 //! (`store/`) writes the events, deduplicated on `(source, externalId)`; the
 //! API (`api/`) serves ingest endpoints and the `/audit` timeline.
 
+pub mod api;
 pub mod builtin;
+pub mod config;
+pub mod ingest;
 pub mod runtime;
+pub mod serve;
+pub mod store;

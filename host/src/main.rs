@@ -1,2 +1,153 @@
-//! The audit-ingest binary.
-fn main() {}
+//! The `audit-ingest` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use audit_ingest::config::{Config, LogFormat};
+use clap::{Parser, Subcommand};
+
+/// Collects the audit trail of a self-hosted platform (Stalwart, Authentik,
+/// oCIS) into one deduplicated timeline. Payload mapping runs in WebAssembly
+/// mappers that can be replaced while the service runs.
+#[derive(Parser)]
+#[command(name = "audit-ingest", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service. Without a config file the defaults apply: listen on
+    /// 0.0.0.0:3001 (AUDIT_LISTEN), data under ./data (AUDIT_DATA_DIR), drop-in
+    /// mappers from ./mappers.d (AUDIT_MAPPERS_DIR), the embedded store unless
+    /// AUDIT_MONGODB_URI is set, and the built-in mappers.
+    Serve {
+        /// A TOML configuration file (see audit-ingest.example.toml).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Work with mapper components.
+    Mapper {
+        #[command(subcommand)]
+        command: MapperCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration (file plus environment) without starting
+    /// anything, and print the effective configuration with secrets redacted.
+    Check {
+        /// The file to check; without one, the defaults plus environment.
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum MapperCommand {
+    /// Run a mapper component on fixture files (`<case>.input.json` beside
+    /// `<case>.expected.json`) exactly as the service would, and show where
+    /// its output differs from the expected output.
+    Check {
+        /// The mapper component (`.wasm`).
+        wasm: PathBuf,
+        /// Fixture input files; a directory means every `*.input.json` in it.
+        #[arg(required = true)]
+        fixtures: Vec<PathBuf>,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            let config = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("configuration error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logs(config.log_format);
+            let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
+            match runtime.block_on(audit_ingest::serve::serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "audit-ingest stopped with an error");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Config { command: ConfigCommand::Check { file } } => match Config::load(file.as_deref()) {
+            Ok(config) => {
+                println!("configuration is valid; effective settings:\n");
+                print!("{}", toml::to_string_pretty(&config).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("configuration error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Mapper { command: MapperCommand::Check { wasm, fixtures } } => mapper_check(&wasm, &fixtures),
+    }
+}
+
+fn mapper_check(wasm: &std::path::Path, fixtures: &[PathBuf]) -> ExitCode {
+    let mut inputs = Vec::new();
+    for f in fixtures {
+        if f.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(f)
+                .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .unwrap_or_default();
+            found.retain(|p| p.to_string_lossy().ends_with(".input.json"));
+            found.sort();
+            inputs.extend(found);
+        } else {
+            inputs.push(f.clone());
+        }
+    }
+    if inputs.is_empty() {
+        eprintln!("no fixture inputs (*.input.json) found");
+        return ExitCode::from(2);
+    }
+    match audit_ingest::runtime::check_mapper_file(wasm, &inputs) {
+        Ok(report) => {
+            println!("{} {} ({} event types)", report.info.name, report.info.version, report.info.event_types.len());
+            let mut failed = 0;
+            for (name, diffs) in &report.cases {
+                if diffs.is_empty() {
+                    println!("  ok    {name}");
+                } else {
+                    failed += 1;
+                    println!("  DIFF  {name}");
+                    for d in diffs {
+                        println!("        {d}");
+                    }
+                }
+            }
+            println!("{} passed, {} failed", report.cases.len() - failed, failed);
+            if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(e) => {
+            eprintln!("{}: {e:#}", wasm.display());
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! The HTTP API: ingest endpoints, the `/audit` timeline, health.
+//!
+//! `router(state)` builds the whole app, so tests drive it with `oneshot`
+//! exactly as a client would.
+
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod timeline;
+
+use axum::Router;
+use axum::routing::get;
+
+pub use error::AppError;
+
+use crate::config::Secret;
+use crate::ingest::Tenants;
+use crate::runtime::Runtime;
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Where records go.
+    pub store: Store,
+    /// The mappers.
+    pub runtime: Runtime,
+    /// The bearer token of the read API; none refuses every read.
+    pub api_token: Option<Secret>,
+    /// Known tenant slugs.
+    pub tenants: Tenants,
+}
+
+/// The application's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/audit", get(timeline::list))
+        .route("/audit/{id}", get(timeline::one))
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .with_state(state)
+}

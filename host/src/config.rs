@@ -1,0 +1,320 @@
+//! The one place where settings are read and validated: a TOML file (optional)
+//! plus environment overrides. Unknown keys are errors; secrets are never in
+//! the file itself, only named there (an environment variable or a file), and
+//! they print as `<redacted>`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::InstanceMode;
+use crate::store::sqlite::Durability;
+
+/// A secret value: never shown by `Debug`, `Display` or serialisation.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that must compare or use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// Where a secret comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    /// Read from this environment variable.
+    pub env: Option<String>,
+    /// Read from this file (trailing newline removed), e.g. a Docker secret.
+    pub file: Option<PathBuf>,
+}
+
+impl SecretSource {
+    fn from_env(name: &str) -> SecretSource {
+        SecretSource {
+            env: Some(name.to_string()),
+            file: None,
+        }
+    }
+
+    /// Resolves the secret: the file wins when both are set; an empty value is none.
+    pub fn resolve(&self, key: &str) -> Result<Option<Secret>, ConfigError> {
+        if let Some(path) = &self.file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError(format!("{key}.file: cannot read {}: {e}", path.display()))
+            })?;
+            let value = text.trim_end_matches(['\n', '\r']).to_string();
+            if value.is_empty() {
+                return Err(ConfigError(format!("{key}.file: {} is empty", path.display())));
+            }
+            return Ok(Some(Secret(value)));
+        }
+        Ok(self
+            .env
+            .as_deref()
+            .and_then(|name| std::env::var(name).ok())
+            .filter(|v| !v.is_empty())
+            .map(Secret))
+    }
+}
+
+/// A configuration problem, naming the key and what is expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The whole configuration, as in `audit-ingest.example.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on (`AUDIT_LISTEN`).
+    pub listen: SocketAddr,
+    /// Where the embedded store and other state live (`AUDIT_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Drop-in mapper directory (`AUDIT_MAPPERS_DIR`).
+    pub mappers_dir: PathBuf,
+    /// `human` or `json` (`AUDIT_LOG_FORMAT`).
+    pub log_format: LogFormat,
+    /// Known tenant slugs (`AUDIT_TENANT_SLUGS`, comma-separated).
+    pub tenant_slugs: Vec<String>,
+    /// The read API.
+    pub api: ApiConfig,
+    /// The store.
+    pub store: StoreConfig,
+    /// Limits of mapper calls.
+    pub mapper: MapperConfig,
+}
+
+/// `[api]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// The bearer token for `/audit` (default: env `AUDIT_API_TOKEN`).
+    pub token: SecretSource,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            token: SecretSource::from_env("AUDIT_API_TOKEN"),
+        }
+    }
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// MongoDB connection string (default: env `AUDIT_MONGODB_URI`); when none
+    /// is set the embedded store is used.
+    pub mongodb_uri: SecretSource,
+    /// MongoDB database name.
+    pub database: String,
+    /// MongoDB collection of audit events.
+    pub collection: String,
+    /// Embedded store: `full` (survives power loss) or `normal` (survives a crash).
+    pub durability: Durability,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            mongodb_uri: SecretSource::from_env("AUDIT_MONGODB_URI"),
+            database: "audit".into(),
+            collection: "audit_events".into(),
+            durability: Durability::Full,
+        }
+    }
+}
+
+/// `[mapper]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MapperConfig {
+    /// CPU budget of one call, milliseconds.
+    pub timeout_ms: u64,
+    /// Memory limit of one mapper instance, bytes.
+    pub memory_limit_bytes: usize,
+    /// `fresh` (an instance per call) or `reuse` (warm instances).
+    pub instance_mode: InstanceMode,
+}
+
+impl Default for MapperConfig {
+    fn default() -> Self {
+        let limits = crate::runtime::Limits::default();
+        MapperConfig {
+            timeout_ms: limits.timeout.as_millis() as u64,
+            memory_limit_bytes: limits.memory_bytes,
+            instance_mode: InstanceMode::default(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 3001)),
+            data_dir: PathBuf::from("./data"),
+            mappers_dir: PathBuf::from("./mappers.d"),
+            log_format: LogFormat::Human,
+            tenant_slugs: Vec::new(),
+            api: ApiConfig::default(),
+            store: StoreConfig::default(),
+            mapper: MapperConfig::default(),
+        }
+    }
+}
+
+/// Reads an environment variable, treating an empty value as unset.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Config {
+    /// Parses TOML text; `origin` names the file in messages.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(format!("{origin}: {e}")))
+    }
+
+    /// Loads the file (if any), applies environment overrides and validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", p.display())))?;
+                Config::from_toml(&text, &p.display().to_string())?
+            }
+            None => Config::default(),
+        };
+        config.apply_env()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self) -> Result<(), ConfigError> {
+        if let Some(v) = env("AUDIT_LISTEN") {
+            self.listen = v.parse().map_err(|_| {
+                ConfigError(format!("AUDIT_LISTEN: `{v}` is not an address such as 0.0.0.0:3001"))
+            })?;
+        }
+        if let Some(v) = env("AUDIT_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("AUDIT_MAPPERS_DIR") {
+            self.mappers_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("AUDIT_LOG_FORMAT") {
+            self.log_format = match v.as_str() {
+                "human" => LogFormat::Human,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(ConfigError(format!(
+                        "AUDIT_LOG_FORMAT: `{other}` is not one of human, json"
+                    )));
+                }
+            };
+        }
+        if let Some(v) = env("AUDIT_TENANT_SLUGS") {
+            self.tenant_slugs = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        }
+        Ok(())
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=60_000).contains(&self.mapper.timeout_ms) {
+            return Err(ConfigError("mapper.timeout_ms: expected 1 to 60000 milliseconds".into()));
+        }
+        let ceiling = 1usize << 30;
+        if !(1 << 20..=ceiling).contains(&self.mapper.memory_limit_bytes) {
+            return Err(ConfigError(format!(
+                "mapper.memory_limit_bytes: expected 1048576 (1 MiB) to {ceiling} (1 GiB)"
+            )));
+        }
+        if self.store.collection.trim().is_empty() || self.store.database.trim().is_empty() {
+            return Err(ConfigError("store.database and store.collection must not be empty".into()));
+        }
+        self.api.token.resolve("api.token")?;
+        self.store.mongodb_uri.resolve("store.mongodb_uri")?;
+        Ok(())
+    }
+
+    /// Runtime limits from `[mapper]`.
+    pub fn limits(&self) -> crate::runtime::Limits {
+        crate::runtime::Limits {
+            timeout: std::time::Duration::from_millis(self.mapper.timeout_ms),
+            memory_bytes: self.mapper.memory_limit_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_errors_that_name_the_key() {
+        let err = Config::from_toml("listen = \"127.0.0.1:1\"\nlisten_port = 3\n", "x.toml").unwrap_err();
+        assert!(err.0.contains("listen_port"), "{err}");
+        let err = Config::from_toml("[mapper]\ntimeout = 3\n", "x.toml").unwrap_err();
+        assert!(err.0.contains("timeout"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_and_impossible_values_are_explained() {
+        let err = Config::from_toml("[mapper]\ntimeout_ms = \"fast\"\n", "x.toml").unwrap_err();
+        assert!(err.0.contains("timeout_ms"), "{err}");
+        let mut c = Config::default();
+        c.mapper.timeout_ms = 0;
+        assert!(c.validate().unwrap_err().0.contains("mapper.timeout_ms"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "<redacted>");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"<redacted>\"");
+    }
+
+    #[test]
+    fn an_unreadable_secret_file_names_the_key() {
+        let src = SecretSource {
+            env: None,
+            file: Some("/nonexistent/token".into()),
+        };
+        let err = src.resolve("api.token").unwrap_err();
+        assert!(err.0.starts_with("api.token.file: cannot read /nonexistent/token"), "{err}");
+    }
+}

@@ -1,0 +1,112 @@
+//! Assembling and running the service: store, runtime, watcher, HTTP server,
+//! and a graceful shutdown on SIGTERM or Ctrl-C.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::ingest::Tenants;
+use crate::runtime::{Runtime, RuntimeConfig, WatchHandle};
+use crate::store::{Store, mongo::MongoStore, sqlite::SqliteStore};
+
+/// A running service's parts, for `serve` and for tests.
+pub struct App {
+    /// Shared handler state.
+    pub state: AppState,
+    /// Keeps the mapper directory watched while alive.
+    pub watch: WatchHandle,
+}
+
+/// Opens the configured store.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    match config.store.mongodb_uri.resolve("store.mongodb_uri")? {
+        Some(uri) => {
+            let store = MongoStore::connect(uri.expose(), &config.store.database, &config.store.collection)
+                .await
+                .context("connect to MongoDB")?;
+            tracing::info!(database = %config.store.database, collection = %config.store.collection, "using the MongoDB store");
+            Ok(Store::Mongo(Arc::new(store)))
+        }
+        None => {
+            let path = config.data_dir.join("audit.sqlite3");
+            let store = SqliteStore::open(&path, config.store.durability)
+                .with_context(|| format!("open the embedded store at {}", path.display()))?;
+            tracing::info!(path = %path.display(), "using the embedded store");
+            Ok(Store::Sqlite(Arc::new(store)))
+        }
+    }
+}
+
+/// Builds the service from its configuration.
+pub async fn build(config: &Config) -> anyhow::Result<App> {
+    let store = open_store(config).await?;
+    std::fs::create_dir_all(&config.mappers_dir)
+        .with_context(|| format!("create the mapper directory {}", config.mappers_dir.display()))?;
+    let runtime_config = RuntimeConfig {
+        dir: Some(config.mappers_dir.clone()),
+        limits: config.limits(),
+        mode: config.mapper.instance_mode,
+    };
+    let runtime = tokio::task::spawn_blocking(move || {
+        Runtime::new(&crate::builtin::MAPPERS, runtime_config)
+    })
+    .await
+    .context("load mappers")??;
+    for m in runtime.status() {
+        tracing::info!(mapper = %m.name, version = %m.version, file = ?m.file, "mapper serving");
+    }
+    let watch = runtime.watch().context("watch the mapper directory")?;
+    let api_token = config.api.token.resolve("api.token")?;
+    if api_token.is_none() {
+        tracing::warn!("no API token is configured: every /audit request will be refused; set AUDIT_API_TOKEN (or [api] token.file)");
+    }
+    let state = AppState {
+        store,
+        runtime,
+        api_token,
+        tenants: Tenants::new(config.tenant_slugs.clone()),
+    };
+    Ok(App { state, watch })
+}
+
+/// Runs the service until SIGTERM or Ctrl-C.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = build(&config).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listen on {}", config.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "audit-ingest is listening");
+    let router = api::router(app.state.clone());
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serve HTTP")?;
+    tracing::info!("stopped");
+    drop(app);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,231 @@
+//! The audit store: one contract, two backends.
+//!
+//! - `sqlite`: the embedded default (no server), WAL, one writer thread that
+//!   commits batches in group transactions;
+//! - `mongo`: MongoDB in the platform's schema (`audit_events`, `ingest_cursors`).
+//!
+//! Both deduplicate on `(source, externalId)` with a *partial* unique rule:
+//! records without an external id never collide. A write returns only once
+//! the batch is durable, so callers answer senders or move cursors after it.
+
+pub mod mongo;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A record to write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewRecord {
+    /// The source name (`stalwart`, `authentik`, `ocis`, ...).
+    pub source: String,
+    /// Dotted action, e.g. `stalwart.auth_failed`.
+    pub action: String,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// When audit-ingest received it.
+    pub received_at: DateTime<Utc>,
+    /// Actor id in the source system.
+    pub actor_id: Option<String>,
+    /// Actor login or display name.
+    pub actor_name: Option<String>,
+    /// Actor e-mail.
+    pub actor_email: Option<String>,
+    /// Client IP of the action.
+    pub ip: Option<String>,
+    /// Target kind.
+    pub target_type: Option<String>,
+    /// Target id.
+    pub target_id: Option<String>,
+    /// Target name.
+    pub target_name: Option<String>,
+    /// Tenant slug, when one was inferred.
+    pub tenant_slug: Option<String>,
+    /// `success`, `failure` or `unknown`.
+    pub outcome: String,
+    /// Deduplication key within the source; none never deduplicates.
+    pub external_id: Option<String>,
+    /// The original event and ingest details.
+    pub metadata: Value,
+    /// `name@version` of the mapper that produced it.
+    pub mapper: Option<String>,
+}
+
+/// A stored record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    /// Store-assigned id (opaque).
+    pub id: String,
+    /// Everything that was written.
+    #[serde(flatten)]
+    pub record: NewRecord,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WriteSummary {
+    /// New records.
+    pub inserted: u64,
+    /// Records whose `(source, externalId)` was already stored.
+    pub duplicates: u64,
+}
+
+/// A position in the timeline: the last record of a page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageCursor {
+    /// `at` of the last record, in microseconds since the epoch.
+    pub at: i64,
+    /// Its id.
+    pub id: String,
+}
+
+impl PageCursor {
+    /// Opaque text form for the API.
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// Parses the text form; `None` when it is not one of ours.
+    pub fn decode(text: &str) -> Option<PageCursor> {
+        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// Action filter: exact, or a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionFilter {
+    /// This action only.
+    Exact(String),
+    /// Every action starting with this.
+    Prefix(String),
+}
+
+/// A timeline query. Newest first; every filter is optional.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Query {
+    /// Source name.
+    pub source: Option<String>,
+    /// Action, exact or prefix.
+    pub action: Option<ActionFilter>,
+    /// Matches actor id, name or e-mail exactly.
+    pub actor: Option<String>,
+    /// Client IP.
+    pub ip: Option<String>,
+    /// Tenant slug.
+    pub tenant: Option<String>,
+    /// At or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Before.
+    pub until: Option<DateTime<Utc>>,
+    /// Case-insensitive substring over actor and target fields.
+    pub text: Option<String>,
+    /// Continue after this record.
+    pub after: Option<PageCursor>,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// One page of the timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page {
+    /// Records, newest first.
+    pub records: Vec<Record>,
+    /// Where the next page starts, if there may be one.
+    pub next: Option<PageCursor>,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or refused the operation; retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back.
+    #[error("store data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Microseconds since the epoch (the embedded store's time column).
+pub fn micros(at: &DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+/// The configured store.
+#[derive(Clone)]
+pub enum Store {
+    /// The embedded SQLite store.
+    Sqlite(Arc<sqlite::SqliteStore>),
+    /// MongoDB.
+    Mongo(Arc<mongo::MongoStore>),
+}
+
+impl Store {
+    /// Writes a batch; returns when it is durable. With `cursor`, the source's
+    /// cursor is saved in the same commit (embedded) or right after it (MongoDB,
+    /// where a re-read after a crash in between is deduplicated).
+    pub async fn insert(
+        &self,
+        batch: Vec<NewRecord>,
+        cursor: Option<(String, Value)>,
+    ) -> Result<WriteSummary, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.insert(batch, cursor).await,
+            Store::Mongo(s) => s.insert(batch, cursor).await,
+        }
+    }
+
+    /// One page of the timeline.
+    pub async fn query(&self, query: &Query) -> Result<Page, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.query(query).await,
+            Store::Mongo(s) => s.query(query).await,
+        }
+    }
+
+    /// One record by id.
+    pub async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.get(id).await,
+            Store::Mongo(s) => s.get(id).await,
+        }
+    }
+
+    /// The stored cursor of a source.
+    pub async fn load_cursor(&self, source: &str) -> Result<Option<Value>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.load_cursor(source).await,
+            Store::Mongo(s) => s.load_cursor(source).await,
+        }
+    }
+
+    /// Saves a source's cursor on its own (durable on return).
+    pub async fn save_cursor(&self, source: &str, cursor: &Value) -> Result<(), StoreError> {
+        self.insert(Vec::new(), Some((source.to_string(), cursor.clone())))
+            .await
+            .map(|_| ())
+    }
+
+    /// Whether the store answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.ping().await,
+            Store::Mongo(s) => s.ping().await,
+        }
+    }
+
+    /// Which backend this is, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "embedded",
+            Store::Mongo(_) => "mongodb",
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! The MongoDB store, in the platform's schema.
+//!
+//! - `audit_events` (name configurable): camelCase fields; a compound unique
+//!   index on `(source, externalId)` with
+//!   `partialFilterExpression: {externalId: {$type: "string"}}` (partial, not
+//!   sparse: records other parts of the platform write with a null
+//!   `externalId` never collide); a `(at, _id)` index for the timeline.
+//! - `ingest_cursors`: one document per source, `_id` = source name.
+//!
+//! Batches go in with `insertMany` and `ordered: false`, so one duplicate does
+//! not stop the rest; duplicate-key write errors (code 11000) are counted as
+//! duplicates, never logged as errors. Indexes are created at start-up; the
+//! server treats creating an identical index again as a no-op.
+
+use futures_util::TryStreamExt;
+use mongodb::bson::{self, Bson, Document, doc, oid::ObjectId};
+use mongodb::error::ErrorKind;
+use mongodb::options::IndexOptions;
+use mongodb::{Client, Collection, Database, IndexModel};
+use serde_json::Value;
+
+use super::{ActionFilter, NewRecord, Page, PageCursor, Query, Record, StoreError, WriteSummary};
+
+/// MongoDB's duplicate key error code.
+const DUPLICATE_KEY: i32 = 11000;
+
+/// The MongoDB store.
+pub struct MongoStore {
+    db: Database,
+    events: Collection<Document>,
+    cursors: Collection<Document>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl MongoStore {
+    /// Connects and creates the indexes (idempotently).
+    pub async fn connect(uri: &str, database: &str, collection: &str) -> Result<MongoStore, StoreError> {
+        let client = Client::with_uri_str(uri).await.map_err(unavailable)?;
+        let db = client.database(database);
+        let store = MongoStore {
+            events: db.collection(collection),
+            cursors: db.collection("ingest_cursors"),
+            db,
+        };
+        store.ping().await?;
+        store.create_indexes().await?;
+        Ok(store)
+    }
+
+    async fn create_indexes(&self) -> Result<(), StoreError> {
+        let unique = IndexModel::builder()
+            .keys(doc! { "source": 1, "externalId": 1 })
+            .options(
+                IndexOptions::builder()
+                    .name("source_externalId_unique".to_string())
+                    .unique(true)
+                    .partial_filter_expression(doc! { "externalId": { "$type": "string" } })
+                    .build(),
+            )
+            .build();
+        let timeline = IndexModel::builder()
+            .keys(doc! { "at": -1, "_id": -1 })
+            .options(IndexOptions::builder().name("at_id".to_string()).build())
+            .build();
+        let by_source = IndexModel::builder()
+            .keys(doc! { "source": 1, "at": -1, "_id": -1 })
+            .options(IndexOptions::builder().name("source_at_id".to_string()).build())
+            .build();
+        let by_action = IndexModel::builder()
+            .keys(doc! { "action": 1, "at": -1, "_id": -1 })
+            .options(IndexOptions::builder().name("action_at_id".to_string()).build())
+            .build();
+        self.events
+            .create_indexes([unique, timeline, by_source, by_action])
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub(super) async fn insert(
+        &self,
+        batch: Vec<NewRecord>,
+        cursor: Option<(String, Value)>,
+    ) -> Result<WriteSummary, StoreError> {
+        let mut summary = WriteSummary::default();
+        if !batch.is_empty() {
+            let total = batch.len() as u64;
+            let docs: Vec<Document> = batch.iter().map(record_to_doc).collect();
+            match self.events.insert_many(docs).ordered(false).await {
+                Ok(_) => summary.inserted = total,
+                Err(e) => match *e.kind {
+                    ErrorKind::InsertMany(ref failure) => {
+                        let errors = failure.write_errors.as_deref().unwrap_or_default();
+                        if let Some(other) = errors.iter().find(|w| w.code != DUPLICATE_KEY) {
+                            return Err(unavailable(format!("insert failed: {}", other.message)));
+                        }
+                        if let Some(wc) = &failure.write_concern_error {
+                            return Err(unavailable(format!("write concern: {}", wc.message)));
+                        }
+                        summary.duplicates = errors.len() as u64;
+                        summary.inserted = total - summary.duplicates;
+                    }
+                    _ => return Err(unavailable(e)),
+                },
+            }
+        }
+        if let Some((source, cursor)) = cursor {
+            self.cursors
+                .update_one(
+                    doc! { "_id": &source },
+                    doc! { "$set": { "cursor": cursor.to_string(), "updatedAt": bson::DateTime::now() } },
+                )
+                .upsert(true)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(summary)
+    }
+
+    pub(super) async fn query(&self, q: &Query) -> Result<Page, StoreError> {
+        let mut filter = Document::new();
+        if let Some(s) = &q.source {
+            filter.insert("source", s);
+        }
+        match &q.action {
+            Some(ActionFilter::Exact(a)) => {
+                filter.insert("action", a);
+            }
+            Some(ActionFilter::Prefix(p)) => {
+                filter.insert("action", doc! { "$gte": p, "$lt": format!("{p}\u{10FFFF}") });
+            }
+            None => {}
+        }
+        let mut all = Vec::new();
+        if let Some(a) = &q.actor {
+            all.push(doc! { "$or": [ { "actorId": a }, { "actorName": a }, { "actorEmail": a } ] });
+        }
+        if let Some(ip) = &q.ip {
+            filter.insert("ip", ip);
+        }
+        if let Some(t) = &q.tenant {
+            filter.insert("tenantSlug", t);
+        }
+        let mut at = Document::new();
+        if let Some(since) = &q.since {
+            at.insert("$gte", bson::DateTime::from_chrono(*since));
+        }
+        if let Some(until) = &q.until {
+            at.insert("$lt", bson::DateTime::from_chrono(*until));
+        }
+        if !at.is_empty() {
+            filter.insert("at", at);
+        }
+        if let Some(text) = &q.text {
+            let re = Bson::RegularExpression(bson::Regex {
+                pattern: regex_escape(text),
+                options: "i".into(),
+            });
+            let fields = ["actorId", "actorName", "actorEmail", "targetId", "targetName"];
+            let any: Vec<Document> = fields.iter().map(|f| doc! { *f: re.clone() }).collect();
+            all.push(doc! { "$or": any });
+        }
+        if let Some(after) = &q.after {
+            let id = ObjectId::parse_str(&after.id)
+                .map_err(|_| StoreError::Corrupt("page cursor id".into()))?;
+            let at = bson::DateTime::from_millis(after.at.div_euclid(1000));
+            all.push(doc! { "$or": [ { "at": { "$lt": at } }, { "at": at, "_id": { "$lt": id } } ] });
+        }
+        if !all.is_empty() {
+            filter.insert("$and", all);
+        }
+        let mut cursor = self
+            .events
+            .find(filter)
+            .sort(doc! { "at": -1, "_id": -1 })
+            .limit(q.limit as i64 + 1)
+            .await
+            .map_err(unavailable)?;
+        let mut records = Vec::with_capacity(q.limit + 1);
+        while let Some(d) = cursor.try_next().await.map_err(unavailable)? {
+            records.push(doc_to_record(&d)?);
+        }
+        let next = if records.len() > q.limit {
+            records.truncate(q.limit);
+            records.last().map(|r| PageCursor {
+                at: super::micros(&r.record.at),
+                id: r.id.clone(),
+            })
+        } else {
+            None
+        };
+        Ok(Page { records, next })
+    }
+
+    pub(super) async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
+        let Ok(oid) = ObjectId::parse_str(id) else {
+            return Ok(None);
+        };
+        let found = self
+            .events
+            .find_one(doc! { "_id": oid })
+            .await
+            .map_err(unavailable)?;
+        found.as_ref().map(doc_to_record).transpose()
+    }
+
+    pub(super) async fn load_cursor(&self, source: &str) -> Result<Option<Value>, StoreError> {
+        let found = self
+            .cursors
+            .find_one(doc! { "_id": source })
+            .await
+            .map_err(unavailable)?;
+        let Some(d) = found else { return Ok(None) };
+        let text = d
+            .get_str("cursor")
+            .map_err(|e| StoreError::Corrupt(format!("cursor of {source}: {e}")))?;
+        serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("cursor of {source}: {e}")))
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        self.db
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+}
+
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for c in text.chars() {
+        if "\\^$.|?*+()[]{}".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn opt(v: &Option<String>) -> Bson {
+    v.as_ref().map_or(Bson::Null, |s| Bson::String(s.clone()))
+}
+
+fn record_to_doc(r: &NewRecord) -> Document {
+    doc! {
+        "source": &r.source,
+        "action": &r.action,
+        "at": bson::DateTime::from_chrono(r.at),
+        "receivedAt": bson::DateTime::from_chrono(r.received_at),
+        "actorId": opt(&r.actor_id),
+        "actorName": opt(&r.actor_name),
+        "actorEmail": opt(&r.actor_email),
+        "ip": opt(&r.ip),
+        "targetType": opt(&r.target_type),
+        "targetId": opt(&r.target_id),
+        "targetName": opt(&r.target_name),
+        "tenantSlug": opt(&r.tenant_slug),
+        "outcome": &r.outcome,
+        "externalId": opt(&r.external_id),
+        "metadata": json_to_bson(&r.metadata),
+        "mapper": opt(&r.mapper),
+    }
+}
+
+/// JSON to BSON without ever passing an integer through `f64`: integers that
+/// fit `i64` become Int64, larger ones keep every digit as a string.
+fn json_to_bson(v: &Value) -> Bson {
+    match v {
+        Value::Null => Bson::Null,
+        Value::Bool(b) => Bson::Boolean(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Bson::Int64(i),
+            (None, Some(u), _) => Bson::String(u.to_string()),
+            (_, _, Some(f)) => Bson::Double(f),
+            _ => Bson::String(n.to_string()),
+        },
+        Value::String(s) => Bson::String(s.clone()),
+        Value::Array(a) => Bson::Array(a.iter().map(json_to_bson).collect()),
+        Value::Object(o) => Bson::Document(
+            o.iter()
+                .map(|(k, v)| (k.clone(), json_to_bson(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn bson_to_json(b: &Bson) -> Value {
+    match b {
+        Bson::Int32(i) => Value::from(*i),
+        Bson::Int64(i) => Value::from(*i),
+        Bson::Double(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        Bson::String(s) => Value::String(s.clone()),
+        Bson::Boolean(x) => Value::Bool(*x),
+        Bson::Array(a) => Value::Array(a.iter().map(bson_to_json).collect()),
+        Bson::Document(d) => Value::Object(d.iter().map(|(k, v)| (k.clone(), bson_to_json(v))).collect()),
+        Bson::DateTime(dt) => Value::String(dt.to_chrono().to_rfc3339()),
+        Bson::ObjectId(o) => Value::String(o.to_hex()),
+        Bson::Null => Value::Null,
+        other => Value::String(other.to_string()),
+    }
+}
+
+fn doc_to_record(d: &Document) -> Result<Record, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("audit event without a valid {what}"));
+    let text = |k: &str| d.get_str(k).ok().map(str::to_string);
+    let time = |k: &str| d.get_datetime(k).map(|t| t.to_chrono()).map_err(|_| corrupt(k));
+    Ok(Record {
+        id: d.get_object_id("_id").map_err(|_| corrupt("_id"))?.to_hex(),
+        record: NewRecord {
+            source: text("source").ok_or_else(|| corrupt("source"))?,
+            action: text("action").ok_or_else(|| corrupt("action"))?,
+            at: time("at")?,
+            received_at: time("receivedAt").or_else(|_| time("at"))?,
+            actor_id: text("actorId"),
+            actor_name: text("actorName"),
+            actor_email: text("actorEmail"),
+            ip: text("ip"),
+            target_type: text("targetType"),
+            target_id: text("targetId"),
+            target_name: text("targetName"),
+            tenant_slug: text("tenantSlug"),
+            outcome: text("outcome").unwrap_or_else(|| "unknown".into()),
+            external_id: text("externalId"),
+            metadata: d.get("metadata").map_or(Value::Null, bson_to_json),
+            mapper: text("mapper"),
+        },
+    })
+}
