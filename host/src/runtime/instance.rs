@@ -209,20 +209,21 @@ impl LoadedMapper {
     }
 }
 
-/// Turns a wasmtime error into the reason a call failed.
+/// Turns a wasmtime error into the reason a call failed. The message is the
+/// root cause (not the wasm backtrace) plus what the guest wrote to stderr,
+/// which is where a Rust guest's panic message goes.
 fn classify(store: &Store<GuestState>, error: wasmtime::Error) -> CallFailure {
     let stderr = String::from_utf8_lossy(&store.data().stderr.contents()).trim().to_string();
+    let cause = error.root_cause().to_string();
     let detail = if stderr.is_empty() {
-        format!("{error:#}")
+        cause.clone()
     } else {
-        format!("{error:#}; guest stderr: {stderr}")
+        format!("{cause}; guest stderr: {stderr}")
     };
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => CallFailure::TimedOut(detail),
-        _ if detail.contains("forcing a memory growth failure")
-            || detail.contains("memory allocation of")
-            || error.downcast_ref::<Trap>() == Some(&Trap::AllocationTooLarge) =>
-        {
+        Some(Trap::AllocationTooLarge) => CallFailure::OutOfMemory(detail),
+        _ if cause.contains("growing memory") || cause.contains("memory allocation of") => {
             CallFailure::OutOfMemory(detail)
         }
         _ => CallFailure::Trapped(detail),

@@ -1,0 +1,9 @@
+//! Builds the probe mapper (three variants) for the end-to-end tests.
+
+fn main() {
+    guest_build::build(&[
+        guest_build::Guest { package: "probe-mapper", features: &[], out_name: "probe_v1.wasm" },
+        guest_build::Guest { package: "probe-mapper", features: &["v2"], out_name: "probe_v2.wasm" },
+        guest_build::Guest { package: "probe-mapper", features: &["as-stalwart", "v2"], out_name: "probe_as_stalwart.wasm" },
+    ]);
+}

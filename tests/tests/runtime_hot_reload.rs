@@ -1,0 +1,135 @@
+//! Hot reload: a mapper replaced on disk while calls flow, broken files
+//! rejected while the previous version keeps serving, fixtures that gate a
+//! swap, and deletion falling back to the built-in.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use audit_guest_sdk::Delivery;
+use audit_ingest::runtime::{InstanceMode, Limits, Runtime};
+use audit_ingest_tests::{PROBE_AS_STALWART, PROBE_V1, PROBE_V2, install, runtime, wait_until};
+
+fn version(rt: &Runtime, source: &str) -> Option<String> {
+    rt.describe(source).map(|i| i.version)
+}
+
+fn watched(dir: &std::path::Path) -> (Runtime, tokio::runtime::Runtime, audit_ingest::runtime::WatchHandle) {
+    let rt = runtime(Some(dir), InstanceMode::Fresh, Limits::default());
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let handle = tokio.block_on(async { rt.watch().unwrap() });
+    (rt, tokio, handle)
+}
+
+#[test]
+fn a_mapper_replaced_while_calls_flow_never_fails_a_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("probe.wasm");
+    install(&file, PROBE_V1);
+    let (rt, _tokio, _watch) = watched(dir.path());
+    assert_eq!(version(&rt, "probe").as_deref(), Some("1.0.0"));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    let callers: Vec<_> = (0..2)
+        .map(|_| {
+            let (rt, stop, calls) = (rt.clone(), stop.clone(), calls.clone());
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let d = Delivery::from_body("probe", br#"{"do":"echo"}"#.to_vec());
+                    let out = rt.map_blocking("probe", &d).expect("no call fails during a swap");
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    let action = out.mapped.events[0].action.clone();
+                    if seen.last() != Some(&action) {
+                        seen.push(action);
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+
+    wait_until(Duration::from_secs(5), || calls.load(Ordering::Relaxed) > 20).expect("calls flow");
+    install(&file, PROBE_V2);
+    let took = wait_until(Duration::from_secs(10), || version(&rt, "probe").as_deref() == Some("2.0.0"))
+        .expect("the new version serves");
+    eprintln!("new version serving {took:?} after the file was replaced");
+    assert!(took < Duration::from_secs(1), "the new version took {took:?} to serve");
+    let before = calls.load(Ordering::Relaxed);
+    wait_until(Duration::from_secs(5), || calls.load(Ordering::Relaxed) > before + 20).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for caller in callers {
+        let seen = caller.join().expect("no caller panicked");
+        // Each caller saw v1, then v2, and never went back.
+        assert_eq!(seen, vec!["probe.echo_v1", "probe.echo_v2"]);
+    }
+}
+
+#[test]
+fn broken_files_are_rejected_and_the_previous_mapper_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("probe.wasm");
+    install(&file, PROBE_V1);
+    let rt = runtime(Some(dir.path()), InstanceMode::Fresh, Limits::default());
+    let (_, rejected_before) = rt.reload_counts();
+
+    // Garbage bytes.
+    install(&file, b"\0asm garbage that is not a component");
+    rt.rescan();
+    assert_eq!(version(&rt, "probe").as_deref(), Some("1.0.0"));
+
+    // A valid component of the wrong world (it exports nothing).
+    let empty_component = wat_component();
+    install(&file, &empty_component);
+    rt.rescan();
+    assert_eq!(version(&rt, "probe").as_deref(), Some("1.0.0"));
+    let (_, rejected_after) = rt.reload_counts();
+    assert_eq!(rejected_after - rejected_before, 2);
+
+    let d = Delivery::from_body("probe", br#"{"do":"echo"}"#.to_vec());
+    assert_eq!(rt.map_blocking("probe", &d).unwrap().mapper.version, "1.0.0");
+}
+
+/// `(component)`: a valid component that fits no world of ours.
+fn wat_component() -> Vec<u8> {
+    // The binary encoding of an empty component: magic, version 0x0d, layer 1.
+    vec![0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]
+}
+
+#[test]
+fn failing_sidecar_fixtures_block_the_swap() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("probe.wasm");
+    install(&file, PROBE_V1);
+    let fixtures = dir.path().join("probe.fixtures");
+    std::fs::create_dir(&fixtures).unwrap();
+    std::fs::write(fixtures.join("echo.input.json"), br#"{"do":"echo"}"#).unwrap();
+    std::fs::write(
+        fixtures.join("echo.expected.json"),
+        br#"{"events":[{"action":"probe.echo_v1","actor":{},"outcome":"unknown","original":{"do":"echo"}}]}"#,
+    )
+    .unwrap();
+    let rt = runtime(Some(dir.path()), InstanceMode::Fresh, Limits::default());
+    assert_eq!(version(&rt, "probe").as_deref(), Some("1.0.0"), "v1 passes its fixtures");
+
+    // v2 maps to probe.echo_v2, which the fixtures do not expect.
+    install(&file, PROBE_V2);
+    rt.rescan();
+    assert_eq!(version(&rt, "probe").as_deref(), Some("1.0.0"), "v2 fails the fixtures");
+}
+
+#[test]
+fn deleting_a_file_falls_back_to_the_built_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stalwart-next.wasm");
+    let (rt, _tokio, _watch) = watched(dir.path());
+    assert_eq!(version(&rt, "stalwart").as_deref(), Some("0.1.0"));
+
+    install(&file, PROBE_AS_STALWART);
+    wait_until(Duration::from_secs(10), || version(&rt, "stalwart").as_deref() == Some("2.0.0"))
+        .expect("the file replaces the built-in");
+    std::fs::remove_file(&file).unwrap();
+    wait_until(Duration::from_secs(10), || version(&rt, "stalwart").as_deref() == Some("0.1.0"))
+        .expect("the built-in serves again");
+}
