@@ -1,9 +1,12 @@
 //! The mappers shipped inside the binary, built from `mappers/` by `build.rs`.
 //! A file of the same mapper name in the mapper directory takes precedence.
 
-/// Component bytes of the built-in mappers: Stalwart, Authentik, oCIS.
-pub const MAPPERS: [&[u8]; 3] = [
-    include_bytes!(concat!(env!("OUT_DIR"), "/stalwart.wasm")),
-    include_bytes!(concat!(env!("OUT_DIR"), "/authentik.wasm")),
-    include_bytes!(concat!(env!("OUT_DIR"), "/ocis.wasm")),
-];
+/// The Stalwart mapper component.
+pub const STALWART: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/stalwart.wasm"));
+/// The Authentik mapper component.
+pub const AUTHENTIK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/authentik.wasm"));
+/// The oCIS mapper component.
+pub const OCIS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ocis.wasm"));
+
+/// Every built-in mapper.
+pub const MAPPERS: [&[u8]; 3] = [STALWART, AUTHENTIK, OCIS];

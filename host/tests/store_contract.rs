@@ -1,0 +1,253 @@
+//! The store contract: the same suite against every backend. The embedded
+//! store runs every time; MongoDB runs when `AUDIT_TEST_MONGODB_URI` was set
+//! at build time and is listed as ignored, with the reason, otherwise.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use audit_ingest::store::{ActionFilter, NewRecord, Query, Store};
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::json;
+
+fn at(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_750_000_000 + secs, 0).unwrap()
+}
+
+fn record(source: &str, action: &str, secs: i64, external_id: Option<&str>) -> NewRecord {
+    NewRecord {
+        source: source.into(),
+        action: action.into(),
+        at: at(secs),
+        received_at: at(secs + 1),
+        actor_id: Some(format!("id-{secs}")),
+        actor_name: Some(if secs % 2 == 0 { "Alice@Example.org".into() } else { "bob".into() }),
+        actor_email: None,
+        ip: Some(format!("192.0.2.{}", secs.rem_euclid(4))),
+        target_type: Some("account".into()),
+        target_id: None,
+        target_name: Some(format!("mailbox-{secs}")),
+        tenant_slug: (secs % 3 == 0).then(|| "acme".into()),
+        outcome: "success".into(),
+        external_id: external_id.map(str::to_string),
+        metadata: json!({ "original": { "n": secs, "spanId": 1432795264225280001u64 } }),
+        mapper: Some("test@1.0.0".into()),
+    }
+}
+
+fn q() -> Query {
+    Query { limit: 50, ..Query::default() }
+}
+
+async fn all_pages(store: &Store, mut query: Query) -> Vec<String> {
+    let mut ids = Vec::new();
+    loop {
+        let page = store.query(&query).await.unwrap();
+        ids.extend(page.records.iter().map(|r| r.id.clone()));
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return ids,
+        }
+    }
+}
+
+async fn dedup(store: Store) {
+    let s = store
+        .insert(vec![record("s", "s.a", 1, Some("x")), record("s", "s.a", 1, Some("x"))], None)
+        .await
+        .unwrap();
+    assert_eq!((s.inserted, s.duplicates), (1, 1), "a duplicate inside one batch");
+    let s = store.insert(vec![record("s", "s.a", 1, Some("x"))], None).await.unwrap();
+    assert_eq!((s.inserted, s.duplicates), (0, 1), "the same externalId again");
+    let s = store.insert(vec![record("other", "o.a", 1, Some("x"))], None).await.unwrap();
+    assert_eq!(s.inserted, 1, "the same externalId in another source is distinct");
+    let nulls: Vec<_> = (0..3).map(|_| record("s", "s.a", 2, None)).collect();
+    let s = store.insert(nulls, None).await.unwrap();
+    assert_eq!((s.inserted, s.duplicates), (3, 0), "records without externalId never collide");
+    assert_eq!(all_pages(&store, q()).await.len(), 5);
+}
+
+async fn cursors(store: Store) {
+    assert_eq!(store.load_cursor("authentik").await.unwrap(), None);
+    let c1 = json!({ "created": "2026-01-01T00:00:00.123456Z", "pk": "a", "big": 18446744073709551615u64 });
+    store.save_cursor("authentik", &c1).await.unwrap();
+    assert_eq!(store.load_cursor("authentik").await.unwrap(), Some(c1));
+    let c2 = json!({ "offset": 42 });
+    let s = store
+        .insert(vec![record("ocis", "ocis.file_read", 3, Some("f:1"))], Some(("ocis".into(), c2.clone())))
+        .await
+        .unwrap();
+    assert_eq!(s.inserted, 1);
+    assert_eq!(store.load_cursor("ocis").await.unwrap(), Some(c2), "saved with the batch");
+    assert!(store.load_cursor("authentik").await.unwrap().is_some(), "cursors are per source");
+}
+
+async fn filters(store: Store) {
+    let mut batch = Vec::new();
+    for i in 0..30 {
+        let (source, action) = match i % 3 {
+            0 => ("stalwart", "stalwart.auth_failed"),
+            1 => ("stalwart", "stalwart.auth_success"),
+            _ => ("authentik", "authentik.login"),
+        };
+        batch.push(record(source, action, i, Some(&format!("e{i}"))));
+    }
+    store.insert(batch, None).await.unwrap();
+    let count = |query: Query| {
+        let store = store.clone();
+        async move { all_pages(&store, query).await.len() }
+    };
+    assert_eq!(count(Query { source: Some("authentik".into()), ..q() }).await, 10);
+    let exact = ActionFilter::Exact("stalwart.auth_failed".into());
+    assert_eq!(count(Query { action: Some(exact), ..q() }).await, 10);
+    let prefix = ActionFilter::Prefix("stalwart.auth_".into());
+    assert_eq!(count(Query { action: Some(prefix), ..q() }).await, 20);
+    assert_eq!(count(Query { actor: Some("bob".into()), ..q() }).await, 15);
+    assert_eq!(count(Query { actor: Some("id-7".into()), ..q() }).await, 1);
+    assert_eq!(count(Query { ip: Some("192.0.2.1".into()), ..q() }).await, 8);
+    assert_eq!(count(Query { tenant: Some("acme".into()), ..q() }).await, 10);
+    assert_eq!(count(Query { since: Some(at(10)), until: Some(at(20)), ..q() }).await, 10);
+    assert_eq!(count(Query { text: Some("alice@example".into()), ..q() }).await, 15, "case-insensitive");
+    assert_eq!(count(Query { text: Some("mailbox-2".into()), ..q() }).await, 11, "over the target too");
+    assert_eq!(count(Query { text: Some("%".into()), ..q() }).await, 0, "no wildcard injection");
+    let both = Query { source: Some("stalwart".into()), ip: Some("192.0.2.0".into()), ..q() };
+    assert_eq!(count(both).await, 6, "filters combine");
+    let newest = store.query(&Query { limit: 1, ..q() }).await.unwrap();
+    assert_eq!(newest.records[0].record.at, at(29), "newest first");
+    let one = store.get(&newest.records[0].id).await.unwrap().expect("get by id");
+    assert_eq!(
+        one.record.metadata["original"]["spanId"],
+        json!(1432795264225280001u64),
+        "64-bit ids survive"
+    );
+    assert_eq!(store.get("no-such-id").await.unwrap(), None);
+}
+
+async fn pagination_while_records_arrive(store: Store) {
+    let first: Vec<_> = (0..95).map(|i| record("s", "s.a", i / 3, Some(&format!("p{i}")))).collect();
+    store.insert(first, None).await.unwrap();
+    let existing: HashSet<String> = all_pages(&store, q()).await.into_iter().collect();
+    assert_eq!(existing.len(), 95);
+
+    let mut query = Query { limit: 10, ..q() };
+    let mut seen = Vec::new();
+    let mut round = 0;
+    loop {
+        let page = store.query(&query).await.unwrap();
+        seen.extend(page.records.iter().map(|r| r.id.clone()));
+        // New records arrive between pages: newer ones, and late ones with old times.
+        round += 1;
+        let arriving = vec![
+            record("s", "s.a", 1000 + round, Some(&format!("new{round}"))),
+            record("s", "s.a", -100 - round, Some(&format!("late{round}"))),
+        ];
+        store.insert(arriving, None).await.unwrap();
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+    }
+    let unique: HashSet<String> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "no record repeated");
+    assert!(existing.is_subset(&unique), "no record that existed before the walk was skipped");
+}
+
+async fn durable_across_reopen(make: impl Fn() -> Store) {
+    let store = make();
+    store.insert(vec![record("s", "s.a", 1, Some("d1"))], None).await.unwrap();
+    store.save_cursor("s", &json!({"n": 1})).await.unwrap();
+    drop(store);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let store = make();
+    assert_eq!(all_pages(&store, q()).await.len(), 1);
+    assert_eq!(store.load_cursor("s").await.unwrap(), Some(json!({"n": 1})));
+}
+
+mod embedded {
+    use super::*;
+    use audit_ingest::store::sqlite::{Durability, SqliteStore};
+    use std::sync::Arc;
+
+    fn open(dir: &std::path::Path) -> Store {
+        Store::Sqlite(Arc::new(SqliteStore::open(&dir.join("a.sqlite3"), Durability::Full).unwrap()))
+    }
+
+    #[tokio::test]
+    async fn dedup_on_source_and_external_id() {
+        let d = tempfile::tempdir().unwrap();
+        dedup(open(d.path())).await;
+    }
+
+    #[tokio::test]
+    async fn cursor_save_and_load() {
+        let d = tempfile::tempdir().unwrap();
+        cursors(open(d.path())).await;
+    }
+
+    #[tokio::test]
+    async fn every_filter() {
+        let d = tempfile::tempdir().unwrap();
+        filters(open(d.path())).await;
+    }
+
+    #[tokio::test]
+    async fn pagination_skips_and_repeats_nothing_while_records_arrive() {
+        let d = tempfile::tempdir().unwrap();
+        pagination_while_records_arrive(open(d.path())).await;
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopening() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().to_path_buf();
+        durable_across_reopen(move || open(&path)).await;
+    }
+}
+
+mod mongodb {
+    use super::*;
+    use audit_ingest::store::mongo::MongoStore;
+    use std::sync::Arc;
+
+    async fn open(name: &str) -> Store {
+        let uri = std::env::var("AUDIT_TEST_MONGODB_URI")
+            .expect("set AUDIT_TEST_MONGODB_URI to run the store contract against MongoDB");
+        let db = format!("audit_ingest_test_{name}_{}", std::process::id());
+        Store::Mongo(Arc::new(MongoStore::connect(&uri, &db, "audit_events").await.unwrap()))
+    }
+
+    #[tokio::test]
+    #[cfg_attr(not(mongodb_tests), ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB")]
+    async fn dedup_on_source_and_external_id() {
+        dedup(open("dedup").await).await;
+    }
+
+    #[tokio::test]
+    #[cfg_attr(not(mongodb_tests), ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB")]
+    async fn cursor_save_and_load() {
+        cursors(open("cursors").await).await;
+    }
+
+    #[tokio::test]
+    #[cfg_attr(not(mongodb_tests), ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB")]
+    async fn every_filter() {
+        filters(open("filters").await).await;
+    }
+
+    #[tokio::test]
+    #[cfg_attr(not(mongodb_tests), ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB")]
+    async fn pagination_skips_and_repeats_nothing_while_records_arrive() {
+        pagination_while_records_arrive(open("pages").await).await;
+    }
+
+    #[tokio::test]
+    #[cfg_attr(not(mongodb_tests), ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB")]
+    async fn data_survives_reconnecting() {
+        let db = format!("reopen_{}", std::process::id());
+        let uri = std::env::var("AUDIT_TEST_MONGODB_URI").unwrap();
+        let store = Store::Mongo(Arc::new(MongoStore::connect(&uri, &db, "audit_events").await.unwrap()));
+        store.insert(vec![record("s", "s.a", 1, Some("d1"))], None).await.unwrap();
+        drop(store);
+        let store = Store::Mongo(Arc::new(MongoStore::connect(&uri, &db, "audit_events").await.unwrap()));
+        assert_eq!(all_pages(&store, q()).await.len(), 1);
+    }
+}
