@@ -115,6 +115,9 @@ pub struct Config {
     pub store: StoreConfig,
     /// Limits of mapper calls.
     pub mapper: MapperConfig,
+    /// Webhook endpoints (`[[webhooks]]`). Stalwart's is added with its
+    /// defaults unless an entry with `source = "stalwart"` is given.
+    pub webhooks: Vec<crate::sources::webhook::Config>,
 }
 
 /// `[api]`
@@ -193,6 +196,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             store: StoreConfig::default(),
             mapper: MapperConfig::default(),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -219,6 +223,9 @@ impl Config {
             None => Config::default(),
         };
         config.apply_env()?;
+        if !config.webhooks.iter().any(|w| w.source == "stalwart") {
+            config.webhooks.push(crate::sources::webhook::Config::stalwart());
+        }
         config.validate()?;
         Ok(config)
     }
@@ -268,7 +275,19 @@ impl Config {
         }
         self.api.token.resolve("api.token")?;
         self.store.mongodb_uri.resolve("store.mongodb_uri")?;
+        let mut paths = std::collections::HashSet::new();
+        for w in &self.webhooks {
+            w.resolve()?;
+            if !paths.insert(w.route()) {
+                return Err(ConfigError(format!("webhooks: two endpoints use the path {}", w.route())));
+            }
+        }
         Ok(())
+    }
+
+    /// The enabled webhook endpoints, secrets resolved.
+    pub fn webhook_endpoints(&self) -> Result<Vec<crate::sources::webhook::Endpoint>, ConfigError> {
+        self.webhooks.iter().filter(|w| w.enabled).map(|w| w.resolve()).collect()
     }
 
     /// Runtime limits from `[mapper]`.

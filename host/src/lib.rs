@@ -13,4 +13,5 @@ pub mod config;
 pub mod ingest;
 pub mod runtime;
 pub mod serve;
+pub mod sources;
 pub mod store;

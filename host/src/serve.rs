@@ -10,6 +10,7 @@ use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::ingest::Tenants;
 use crate::runtime::{Runtime, RuntimeConfig, WatchHandle};
+use crate::sources::webhook::signature::Verifier;
 use crate::store::{Store, mongo::MongoStore, sqlite::SqliteStore};
 
 /// A running service's parts, for `serve` and for tests.
@@ -63,11 +64,26 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     if api_token.is_none() {
         tracing::warn!("no API token is configured: every /audit request will be refused; set AUDIT_API_TOKEN (or [api] token.file)");
     }
+    let webhooks = config.webhook_endpoints()?;
+    for w in &webhooks {
+        match &w.verifier {
+            Verifier::Unsigned => tracing::warn!(
+                source = %w.source, path = %w.path,
+                "UNSIGNED webhook intake is on: anyone who can reach this port can write audit records for this source"
+            ),
+            Verifier::MissingSecret(hint) => tracing::warn!(
+                source = %w.source, path = %w.path,
+                "webhook has no secret and refuses every request; {hint}"
+            ),
+            _ => tracing::info!(source = %w.source, path = %w.path, mapper = %w.mapper, "webhook endpoint ready"),
+        }
+    }
     let state = AppState {
         store,
         runtime,
         api_token,
         tenants: Tenants::new(config.tenant_slugs.clone()),
+        webhooks: Arc::new(webhooks),
     };
     Ok(App { state, watch })
 }

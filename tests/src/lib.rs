@@ -2,12 +2,15 @@
 //! over a temporary mapper directory, an embedded store, the app router, and
 //! a one-shot HTTP call.
 
+pub mod bench;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use audit_ingest::api::{self, AppState};
-use audit_ingest::config::Secret;
+use audit_ingest::config::{Secret, SecretSource};
+use audit_ingest::sources::webhook::{self, Endpoint};
 use audit_ingest::ingest::Tenants;
 use audit_ingest::runtime::{InstanceMode, Limits, Runtime, RuntimeConfig};
 use audit_ingest::store::Store;
@@ -48,13 +51,44 @@ pub fn embedded_store(dir: &Path) -> Store {
     ))
 }
 
-/// The app router over `store`, accepting [`TOKEN`].
+/// The Stalwart webhook secret the test apps use.
+pub const STALWART_SECRET: &str = "stalwart-test-secret";
+
+/// Stalwart's endpoint as shipped (`X-Signature`, base64), keyed with [`STALWART_SECRET`].
+pub fn stalwart_endpoint() -> Endpoint {
+    let mut config = webhook::Config::stalwart();
+    config.auth = webhook::AuthConfig::Hmac {
+        header: "X-Signature".into(),
+        encoding: webhook::signature::Encoding::Base64,
+        prefix: String::new(),
+        secret: secret_file(STALWART_SECRET),
+    };
+    config.max_body_bytes = 1 << 20;
+    config.resolve().expect("a valid endpoint")
+}
+
+/// A secret source backed by a temporary file holding `value` (kept for the
+/// life of the process).
+pub fn secret_file(value: &str) -> SecretSource {
+    let file = tempfile::NamedTempFile::new().expect("a temp file");
+    std::fs::write(file.path(), value).expect("write the secret");
+    let (_, path) = file.keep().expect("keep the secret file");
+    SecretSource { env: None, file: Some(path) }
+}
+
+/// The app router over `store` with the Stalwart endpoint, accepting [`TOKEN`].
 pub fn app(store: Store, runtime: Runtime) -> axum::Router {
+    app_with(store, runtime, vec![stalwart_endpoint()])
+}
+
+/// The app router with the given webhook endpoints.
+pub fn app_with(store: Store, runtime: Runtime, webhooks: Vec<Endpoint>) -> axum::Router {
     api::router(AppState {
         store,
         runtime,
         api_token: Some(Secret::new(TOKEN)),
         tenants: Tenants::new(["acme".to_string(), "example.org".to_string()]),
+        webhooks: Arc::new(webhooks),
     })
 }
 

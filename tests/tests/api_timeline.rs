@@ -61,6 +61,7 @@ async fn without_a_configured_token_every_read_is_refused() {
         runtime: runtime(None, InstanceMode::Fresh, Limits::default()),
         api_token: None,
         tenants: Tenants::default(),
+        webhooks: Default::default(),
     });
     let (status, body) = call(&router, get("/audit")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

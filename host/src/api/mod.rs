@@ -8,6 +8,8 @@ pub mod error;
 pub mod health;
 pub mod timeline;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::routing::get;
 
@@ -16,6 +18,7 @@ pub use error::AppError;
 use crate::config::Secret;
 use crate::ingest::Tenants;
 use crate::runtime::Runtime;
+use crate::sources::webhook::{self, Endpoint};
 use crate::store::Store;
 
 /// What every handler can reach.
@@ -29,6 +32,8 @@ pub struct AppState {
     pub api_token: Option<Secret>,
     /// Known tenant slugs.
     pub tenants: Tenants,
+    /// Webhook endpoints served under `/ingest/...`.
+    pub webhooks: Arc<Vec<Endpoint>>,
 }
 
 /// The application's routes.
@@ -38,5 +43,6 @@ pub fn router(state: AppState) -> Router {
         .route("/audit/{id}", get(timeline::one))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
+        .merge(webhook::routes(&state.webhooks))
         .with_state(state)
 }

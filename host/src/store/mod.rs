@@ -77,6 +77,23 @@ pub struct WriteSummary {
     pub duplicates: u64,
 }
 
+/// A delivery that could not be mapped, kept raw for re-mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The source it was sent to.
+    pub source: String,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+    /// Who sent it.
+    pub sender: Option<String>,
+    /// `name@version` of the mapper that failed, if one was called.
+    pub mapper: Option<String>,
+    /// What went wrong.
+    pub error: String,
+    /// The raw bytes, exactly as received.
+    pub body: Vec<u8>,
+}
+
 /// A position in the timeline: the last record of a page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PageCursor {
@@ -158,6 +175,26 @@ pub fn micros(at: &DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
+/// A switch that makes a store fail every operation while it is on: for
+/// fault drills and the tests that prove nothing answered is lost.
+#[derive(Debug, Default)]
+pub struct FaultSwitch(std::sync::atomic::AtomicBool);
+
+impl FaultSwitch {
+    /// Turns failures on or off.
+    pub fn set(&self, failing: bool) {
+        self.0.store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(StoreError::Unavailable("fault injected".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// The configured store.
 #[derive(Clone)]
 pub enum Store {
@@ -165,6 +202,8 @@ pub enum Store {
     Sqlite(Arc<sqlite::SqliteStore>),
     /// MongoDB.
     Mongo(Arc<mongo::MongoStore>),
+    /// Another store behind a fault switch.
+    Faulty(Arc<FaultSwitch>, Box<Store>),
 }
 
 impl Store {
@@ -179,6 +218,34 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.insert(batch, cursor).await,
             Store::Mongo(s) => s.insert(batch, cursor).await,
+            Store::Faulty(f, inner) => {
+                f.check()?;
+                Box::pin(inner.insert(batch, cursor)).await
+            }
+        }
+    }
+
+    /// Keeps a delivery that could not be mapped; returns its id. Durable on return.
+    pub async fn dead_letter(&self, letter: DeadLetter) -> Result<String, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.dead_letter(letter).await,
+            Store::Mongo(s) => s.dead_letter(letter).await,
+            Store::Faulty(f, inner) => {
+                f.check()?;
+                Box::pin(inner.dead_letter(letter)).await
+            }
+        }
+    }
+
+    /// The oldest dead letters, up to `limit`, with their ids.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.dead_letters(limit).await,
+            Store::Mongo(s) => s.dead_letters(limit).await,
+            Store::Faulty(f, inner) => {
+                f.check()?;
+                Box::pin(inner.dead_letters(limit)).await
+            }
         }
     }
 
@@ -187,6 +254,10 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.query(query).await,
             Store::Mongo(s) => s.query(query).await,
+            Store::Faulty(f, inner) => {
+                f.check()?;
+                Box::pin(inner.query(query)).await
+            }
         }
     }
 
@@ -195,6 +266,10 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.get(id).await,
             Store::Mongo(s) => s.get(id).await,
+            Store::Faulty(f, inner) => {
+                f.check()?;
+                Box::pin(inner.get(id)).await
+            }
         }
     }
 
@@ -203,6 +278,10 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.load_cursor(source).await,
             Store::Mongo(s) => s.load_cursor(source).await,
+            Store::Faulty(f, inner) => {
+                f.check()?;
+                Box::pin(inner.load_cursor(source)).await
+            }
         }
     }
 
@@ -218,7 +297,17 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.ping().await,
             Store::Mongo(s) => s.ping().await,
+            Store::Faulty(f, inner) => {
+                f.check()?;
+                Box::pin(inner.ping()).await
+            }
         }
+    }
+
+    /// This store behind a new fault switch.
+    pub fn with_fault_switch(self) -> (Store, Arc<FaultSwitch>) {
+        let switch = Arc::new(FaultSwitch::default());
+        (Store::Faulty(switch.clone(), Box::new(self)), switch)
     }
 
     /// Which backend this is, for logs.
@@ -226,6 +315,7 @@ impl Store {
         match self {
             Store::Sqlite(_) => "embedded",
             Store::Mongo(_) => "mongodb",
+            Store::Faulty(_, inner) => inner.kind(),
         }
     }
 }

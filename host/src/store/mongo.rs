@@ -19,7 +19,7 @@ use mongodb::options::IndexOptions;
 use mongodb::{Client, Collection, Database, IndexModel};
 use serde_json::Value;
 
-use super::{ActionFilter, NewRecord, Page, PageCursor, Query, Record, StoreError, WriteSummary};
+use super::{ActionFilter, DeadLetter, NewRecord, Page, PageCursor, Query, Record, StoreError, WriteSummary};
 
 /// MongoDB's duplicate key error code.
 const DUPLICATE_KEY: i32 = 11000;
@@ -29,6 +29,7 @@ pub struct MongoStore {
     db: Database,
     events: Collection<Document>,
     cursors: Collection<Document>,
+    dead_letters: Collection<Document>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -43,6 +44,7 @@ impl MongoStore {
         let store = MongoStore {
             events: db.collection(collection),
             cursors: db.collection("ingest_cursors"),
+            dead_letters: db.collection("dead_letters"),
             db,
         };
         store.ping().await?;
@@ -118,6 +120,47 @@ impl MongoStore {
                 .map_err(unavailable)?;
         }
         Ok(summary)
+    }
+
+    pub(super) async fn dead_letter(&self, letter: DeadLetter) -> Result<String, StoreError> {
+        let doc = doc! {
+            "source": &letter.source,
+            "receivedAt": bson::DateTime::from_chrono(letter.received_at),
+            "sender": opt(&letter.sender),
+            "mapper": opt(&letter.mapper),
+            "error": &letter.error,
+            "body": Bson::Binary(bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: letter.body }),
+        };
+        let result = self.dead_letters.insert_one(doc).await.map_err(unavailable)?;
+        Ok(match result.inserted_id {
+            Bson::ObjectId(o) => o.to_hex(),
+            other => other.to_string(),
+        })
+    }
+
+    pub(super) async fn dead_letters(&self, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
+        let mut cursor = self
+            .dead_letters
+            .find(doc! {})
+            .sort(doc! { "_id": 1 })
+            .limit(limit as i64)
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        while let Some(d) = cursor.try_next().await.map_err(unavailable)? {
+            let corrupt = |k: &str| StoreError::Corrupt(format!("dead letter without a valid {k}"));
+            let id = d.get_object_id("_id").map_err(|_| corrupt("_id"))?.to_hex();
+            let letter = DeadLetter {
+                source: d.get_str("source").map_err(|_| corrupt("source"))?.to_string(),
+                received_at: d.get_datetime("receivedAt").map_err(|_| corrupt("receivedAt"))?.to_chrono(),
+                sender: d.get_str("sender").ok().map(str::to_string),
+                mapper: d.get_str("mapper").ok().map(str::to_string),
+                error: d.get_str("error").unwrap_or_default().to_string(),
+                body: d.get_binary_generic("body").map_err(|_| corrupt("body"))?.clone(),
+            };
+            out.push((id, letter));
+        }
+        Ok(out)
     }
 
     pub(super) async fn query(&self, q: &Query) -> Result<Page, StoreError> {

@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::{
-    ActionFilter, NewRecord, Page, PageCursor, Query, Record, StoreError, WriteSummary, micros,
+    ActionFilter, DeadLetter, NewRecord, Page, PageCursor, Query, Record, StoreError, WriteSummary, micros,
 };
 
 /// How many jobs may wait for the writer before callers wait to enqueue.
@@ -54,6 +54,15 @@ CREATE INDEX IF NOT EXISTS audit_events_source_at ON audit_events (source, at, i
 CREATE INDEX IF NOT EXISTS audit_events_action_at ON audit_events (action, at, id);
 CREATE INDEX IF NOT EXISTS audit_events_tenant_at ON audit_events (tenant_slug, at, id)
     WHERE tenant_slug IS NOT NULL;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    sender TEXT,
+    mapper TEXT,
+    error TEXT NOT NULL,
+    body BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ingest_cursors (
     source TEXT PRIMARY KEY,
     cursor TEXT NOT NULL,
@@ -80,16 +89,24 @@ pub enum Durability {
     Normal,
 }
 
-struct WriteJob {
-    batch: Vec<NewRecord>,
-    cursor: Option<(String, Value)>,
-    reply: oneshot::Sender<Result<WriteSummary, StoreError>>,
+enum Job {
+    /// Records (and optionally a cursor) in one commit.
+    Write {
+        batch: Vec<NewRecord>,
+        cursor: Option<(String, Value)>,
+        reply: oneshot::Sender<Result<WriteSummary, StoreError>>,
+    },
+    /// One dead letter; answers with its id.
+    DeadLetter {
+        letter: DeadLetter,
+        reply: oneshot::Sender<Result<String, StoreError>>,
+    },
 }
 
 /// The embedded store.
 pub struct SqliteStore {
     path: PathBuf,
-    writer: mpsc::SyncSender<WriteJob>,
+    writer: mpsc::SyncSender<Job>,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -133,21 +150,35 @@ impl SqliteStore {
         cursor: Option<(String, Value)>,
     ) -> Result<WriteSummary, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let job = WriteJob {
-            batch,
-            cursor,
-            reply,
+        self.enqueue(Job::Write { batch, cursor, reply }).await?;
+        answer
+            .await
+            .map_err(|_| unavailable("the store writer has stopped"))?
+    }
+
+    pub(super) async fn dead_letter(&self, letter: DeadLetter) -> Result<String, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(Job::DeadLetter { letter, reply }).await?;
+        answer
+            .await
+            .map_err(|_| unavailable("the store writer has stopped"))?
+    }
+
+    /// Hands a job to the writer. The queue is bounded; a full queue makes the
+    /// caller wait here, which is the backpressure the ingest paths pass on.
+    async fn enqueue(&self, job: Job) -> Result<(), StoreError> {
+        let job = match self.writer.try_send(job) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::TrySendError::Full(job)) => job,
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                return Err(unavailable("the store writer has stopped"));
+            }
         };
-        // The queue is bounded; a full queue makes the caller wait here, which
-        // is the backpressure the ingest paths pass on to senders.
         let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || writer.send(job))
             .await
             .map_err(unavailable)?
-            .map_err(|_| unavailable("the store writer has stopped"))?;
-        answer
-            .await
-            .map_err(|_| unavailable("the store writer has stopped"))?
+            .map_err(|_| unavailable("the store writer has stopped"))
     }
 
     async fn read<R: Send + 'static>(
@@ -180,6 +211,33 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(unavailable)?;
         Ok(conn)
+    }
+
+    pub(super) async fn dead_letters(&self, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, source, received_at, sender, mapper, error, body FROM dead_letters ORDER BY id LIMIT ?1",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map([limit as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?.to_string(),
+                        DeadLetter {
+                            source: r.get(1)?,
+                            received_at: from_micros(r.get(2)?)?,
+                            sender: r.get(3)?,
+                            mapper: r.get(4)?,
+                            error: r.get(5)?,
+                            body: r.get(6)?,
+                        },
+                    ))
+                })
+                .map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+        })
+        .await
     }
 
     pub(super) async fn query(&self, query: &Query) -> Result<Page, StoreError> {
@@ -232,27 +290,56 @@ impl SqliteStore {
     }
 }
 
-fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
+type WriteReply = oneshot::Sender<Result<WriteSummary, StoreError>>;
+
+fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
     while let Ok(first) = jobs.recv() {
-        let mut group = vec![first];
-        while group.len() < GROUP_COMMIT_JOBS {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
+        let mut writes = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Write { batch, cursor, reply } => writes.push((batch, cursor, reply)),
+                Job::DeadLetter { letter, reply } => {
+                    let _ = reply.send(insert_dead_letter(&conn, &letter).map_err(unavailable));
+                }
+            }
+            if writes.len() < GROUP_COMMIT_JOBS {
+                next = jobs.try_recv().ok();
             }
         }
-        let outcome = write_group(&mut conn, &group);
-        for (i, job) in group.into_iter().enumerate() {
+        if writes.is_empty() {
+            continue;
+        }
+        let outcome = write_group(&mut conn, &writes);
+        for (i, (_, _, reply)) in writes.into_iter().enumerate() {
             let answer = match &outcome {
                 Ok(summaries) => Ok(summaries[i]),
                 Err(e) => Err(unavailable(e)),
             };
-            let _ = job.reply.send(answer);
+            let _ = reply.send(answer);
         }
     }
 }
 
-fn write_group(conn: &mut Connection, group: &[WriteJob]) -> rusqlite::Result<Vec<WriteSummary>> {
+fn insert_dead_letter(conn: &Connection, letter: &DeadLetter) -> rusqlite::Result<String> {
+    conn.prepare_cached(
+        "INSERT INTO dead_letters (source, received_at, sender, mapper, error, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        letter.source,
+        micros(&letter.received_at),
+        letter.sender,
+        letter.mapper,
+        letter.error,
+        letter.body,
+    ])?;
+    Ok(conn.last_insert_rowid().to_string())
+}
+
+fn write_group(
+    conn: &mut Connection,
+    group: &[(Vec<NewRecord>, Option<(String, Value)>, WriteReply)],
+) -> rusqlite::Result<Vec<WriteSummary>> {
     let tx = conn.transaction()?;
     let mut summaries = Vec::with_capacity(group.len());
     {
@@ -261,9 +348,9 @@ fn write_group(conn: &mut Connection, group: &[WriteJob]) -> rusqlite::Result<Ve
             "INSERT INTO ingest_cursors (source, cursor, updated_at) VALUES (?1, ?2, ?3) \
              ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
         )?;
-        for job in group {
+        for (batch, cursor, _) in group {
             let mut summary = WriteSummary::default();
-            for r in &job.batch {
+            for r in batch {
                 let metadata = r.metadata.to_string();
                 let changed = insert.execute(params![
                     r.source,
@@ -289,7 +376,7 @@ fn write_group(conn: &mut Connection, group: &[WriteJob]) -> rusqlite::Result<Ve
                     summary.duplicates += 1;
                 }
             }
-            if let Some((source, cursor)) = &job.cursor {
+            if let Some((source, cursor)) = cursor {
                 save_cursor.execute(params![source, cursor.to_string(), micros(&Utc::now())])?;
             }
             summaries.push(summary);

@@ -2,9 +2,13 @@
 //! (`{"events":[{"id","createdAt","type","data"}]}`) into audit events.
 //!
 //! - [`verbs`]: which Stalwart event type feeds which `stalwart.*` verb;
+//! - [`known_types`]: every type name Stalwart can send;
 //! - [`identity`]: the deduplication key, which survives Stalwart's retries.
+//!
+//! The mapping table, in prose, is in this crate's README.md.
 
 pub mod identity;
+pub mod known_types;
 pub mod verbs;
 
 use audit_guest_sdk::json::{field, find_events, first_text, text, texts};
@@ -19,7 +23,13 @@ impl Mapper for Stalwart {
         MapperInfo {
             name: "stalwart".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            event_types: verbs::known_types().map(str::to_string).collect(),
+            event_types: known_types::CURRENT
+                .iter()
+                .map(|(name, _)| *name)
+                .chain(known_types::REMOVED_IN_0_16)
+                .chain(known_types::LEGACY_0_8)
+                .map(str::to_string)
+                .collect(),
         }
     }
 
@@ -49,8 +59,11 @@ fn map_event(raw: &Value, ids: &mut identity::Occurrences) -> Result<AuditEvent,
     let typ = first_text(raw, &["type", "eventType", "event"]).ok_or_else(|| {
         MappingError::UnsupportedShape("an event has no `type`".into())
     })?;
-    let empty = Value::Object(Default::default());
-    let data = field(raw, "data").unwrap_or(&empty);
+    // Current format: fields under `data`. Legacy 0.8: typed fields beside `type`.
+    let data = match field(raw, "data") {
+        Some(d) if d.is_object() => d,
+        _ => raw,
+    };
     let verb = verbs::classify(&typ, data);
     let at = first_text(raw, &["createdAt", "timestamp", "time"]);
 
@@ -64,7 +77,7 @@ fn map_event(raw: &Value, ids: &mut identity::Occurrences) -> Result<AuditEvent,
     if let Some(at) = at {
         event = event.occurred_at(at);
     }
-    if let Some(name) = first_text(data, &["accountName", "login", "account", "user", "username"]) {
+    if let Some(name) = first_text(data, &["accountName", "login", "account", "username", "user"]) {
         event = event.actor_name(name);
     }
     if let Some(id) = field(data, "accountId").and_then(text) {

@@ -1,9 +1,19 @@
 //! Which Stalwart event type feeds which `stalwart.*` verb.
 //!
-//! Type names are Stalwart's own (`<family>.<kebab-variant>`), both the 0.16
-//! names and the 0.15 names they replaced. A type not listed here keeps its
-//! own name, normalised (`smtp.connection-start` → `stalwart.smtp_connection_start`),
-//! and is flagged as unrecognised so it can be re-mapped later: it is never dropped.
+//! Three tiers, every one deliberate:
+//!
+//! 1. The audit verbs (`TABLE`): the types that say someone logged in, failed
+//!    to, was banned, or that mail was received, delivered, bounced, rejected
+//!    or failed authentication checks. 0.16 names, the 0.15 names they
+//!    replaced, and the legacy 0.8 names all feed the same verbs.
+//! 2. Every other type Stalwart can send (the 637 names of 0.16, the 0.15
+//!    names since removed; `known_types`) keeps its own name as the verb,
+//!    normalised (`smtp.connection-start` → `stalwart.smtp_connection_start`),
+//!    with an outcome read from the name and level (`*-error`, `*-fail`, … and
+//!    Error-level types are failures; `*-success`, `*-pass`, … successes).
+//! 3. A type no known version sends (a future release) gets the same
+//!    normalised verb but is flagged unrecognised, so it can be re-mapped
+//!    once this mapper learns it. Nothing is ever dropped.
 //!
 //! Stalwart has no event for an account being created or deleted or a
 //! password being changed (no `principal.*`, `account.*` or password event in
@@ -12,6 +22,8 @@
 use audit_guest_sdk::json::{field, snake_case, text};
 use audit_guest_sdk::serde_json::Value;
 use audit_guest_sdk::Outcome;
+
+use crate::known_types::{self, Level};
 
 /// What an event's target is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +71,7 @@ const TABLE: &[(&str, &str, Outcome, TargetKind)] = &[
     ("security.scan-ban", "auth_banned", Failure, Ip),
     ("security.loiter-ban", "auth_banned", Failure, Ip),
     ("security.ip-blocked", "auth_banned", Failure, Ip),
+    ("security.brute-force-ban", "auth_banned", Failure, Ip),
     ("queue.message-queued", "mail_received", Success, Message),
     ("queue.queue-message", "mail_received", Success, Message),
     ("queue.authenticated-message-queued", "mail_received", Success, Message),
@@ -82,12 +95,35 @@ const TABLE: &[(&str, &str, Outcome, TargetKind)] = &[
     ("smtp.dmarc-fail", "dmarc_failure", Failure, Domain),
     ("smtp.spf-from-fail", "spf_failure", Failure, Domain),
     ("smtp.spf-ehlo-fail", "spf_failure", Failure, Domain),
+    ("smtp.mail-from-unauthorized", "mail_rejected", Failure, Message),
+    ("smtp.mail-from-unauthenticated", "mail_rejected", Failure, Message),
+    ("smtp.mail-from-not-allowed", "mail_rejected", Failure, Message),
+    ("milter.action-discard", "policy_rejection", Failure, Message),
+    ("mta-hook.action-discard", "policy_rejection", Failure, Message),
+    ("mta-hook.action-quarantine", "policy_rejection", Failure, Message),
+    ("sieve.action-discard", "policy_rejection", Failure, Message),
     ("message-ingest.spam", "spam_detected", Failure, Message),
+    // The legacy 0.8 format's own names.
+    ("auth.failure", "auth_failed", Failure, Account),
+    ("auth.banned", "auth_banned", Failure, Ip),
+    ("message.accepted", "mail_received", Success, Message),
+    ("message.rejected", "mail_rejected", Failure, Message),
+    ("message.appended", "mail_delivered", Success, Message),
+    ("double-bounce", "mail_failed", Failure, Message),
 ];
 
-/// The type names mapped deliberately.
-pub fn known_types() -> impl Iterator<Item = &'static str> {
-    TABLE.iter().map(|(t, ..)| *t)
+/// Name fragments that make an otherwise unmapped type a failure, checked
+/// before the success fragments (`invalid` contains `valid`).
+const FAILURE_WORDS: [&str; 23] = [
+    "fail", "error", "reject", "denied", "refused", "invalid", "ban", "blocked", "unauthorized",
+    "not-allowed", "not-found", "expired", "too-many", "exceeded", "timeout", "abort", "broken",
+    "missing", "mismatch", "unsupported", "no-valid", "revoked", "syntax",
+];
+const SUCCESS_WORDS: [&str; 6] = ["success", "pass", "completed", "delivered", "accepted", "valid"];
+
+/// The type names that feed an audit verb (tier 1).
+pub fn audit_types() -> impl Iterator<Item = (&'static str, &'static str)> {
+    TABLE.iter().map(|(t, v, ..)| (*t, *v))
 }
 
 /// Classifies one event by its type (and, for `spam.classify`, its result).
@@ -98,14 +134,26 @@ pub fn classify(typ: &str, data: &Value) -> Verb {
             return verb("spam_detected", Failure, Message);
         }
     }
-    match TABLE.iter().find(|(t, ..)| *t == typ) {
-        Some((_, name, outcome, target)) => verb(name, *outcome, *target),
-        None => Verb {
-            name: snake_case(typ),
-            outcome: Unknown,
-            target: TargetKind::None,
-            catch_all: true,
-        },
+    if let Some((_, name, outcome, target)) = TABLE.iter().find(|(t, ..)| *t == typ) {
+        return verb(name, *outcome, *target);
+    }
+    Verb {
+        name: snake_case(typ),
+        outcome: outcome_from_name(typ),
+        target: TargetKind::None,
+        catch_all: !known_types::is_known(typ),
+    }
+}
+
+/// The outcome a type's name and level imply.
+fn outcome_from_name(typ: &str) -> Outcome {
+    let variant = typ.split_once('.').map_or(typ, |(_, v)| v);
+    if FAILURE_WORDS.iter().any(|w| variant.contains(w)) || known_types::level(typ) == Some(Level::Error) {
+        Failure
+    } else if SUCCESS_WORDS.iter().any(|w| variant.contains(w)) {
+        Success
+    } else {
+        Unknown
     }
 }
 
@@ -115,5 +163,57 @@ fn verb(name: &str, outcome: Outcome, target: TargetKind) -> Verb {
         outcome,
         target,
         catch_all: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use audit_guest_sdk::serde_json::json;
+
+    #[test]
+    fn every_type_stalwart_sends_maps_deliberately() {
+        let names = known_types::CURRENT.iter().map(|(n, _)| *n).chain(known_types::REMOVED_IN_0_16);
+        let mut count = 0;
+        for name in names {
+            let v = classify(name, &json!({}));
+            assert!(!v.catch_all, "{name} fell through to the catch-all");
+            assert!(!v.name.is_empty() && !v.name.contains(['.', '-']), "{name} → {}", v.name);
+            count += 1;
+        }
+        assert_eq!(count, 637 + 51);
+    }
+
+    #[test]
+    fn seed_verbs_without_a_stalwart_event_are_never_produced() {
+        for (name, _) in known_types::CURRENT {
+            let v = classify(name, &json!({}));
+            assert!(!["account_created", "account_deleted", "password_changed"].contains(&v.name.as_str()));
+        }
+    }
+
+    #[test]
+    fn audit_types_exist_in_some_stalwart_version() {
+        for (typ, _) in audit_types() {
+            assert!(known_types::is_known(typ), "{typ} is not a Stalwart type");
+        }
+    }
+
+    #[test]
+    fn a_future_type_is_kept_under_its_own_name() {
+        let v = classify("quantum.entanglement-detected", &json!({}));
+        assert_eq!(v.name, "quantum_entanglement_detected");
+        assert!(v.catch_all);
+    }
+
+    #[test]
+    fn outcomes_follow_the_name() {
+        assert_eq!(classify("store.sqlite-error", &json!({})).outcome, Failure);
+        assert_eq!(classify("smtp.spf-ehlo-pass", &json!({})).outcome, Success);
+        assert_eq!(classify("dkim.no-valid-algorithm", &json!({})).outcome, Failure);
+        assert_eq!(classify("acme.order-valid", &json!({})).outcome, Success);
+        assert_eq!(classify("smtp.connection-start", &json!({})).outcome, Unknown);
+        assert_eq!(classify("spam.classify", &json!({"result": "reject"})).name, "spam_detected");
+        assert_eq!(classify("spam.classify", &json!({"result": "ham"})).name, "spam_classify");
     }
 }

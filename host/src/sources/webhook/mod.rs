@@ -1,0 +1,436 @@
+//! The webhook source: `POST /ingest/<source>/webhook`, configured, not coded.
+//!
+//! For each request: refuse a body over the limit (413) without reading it
+//! all; verify the signature over the raw bytes before anything parses them
+//! (401, nothing stored, nothing of the body logged); map with the source's
+//! mapper; write the events; answer 200 with the counts only after the store
+//! committed. A correctly signed body the mapper cannot map is kept as a
+//! dead letter for re-mapping and answered 202, so the sender does not retry
+//! it forever. A store that cannot commit gets a 503 with `Retry-After`.
+
+pub mod signature;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use audit_guest_sdk::{Delivery, Transport};
+use axum::Json;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::api::{AppError, AppState};
+use crate::config::{ConfigError, SecretSource};
+use crate::ingest::{self, Received};
+use crate::runtime::MapError;
+use crate::store::DeadLetter;
+use signature::{Encoding, Verifier};
+
+/// Default body limit: 16 MiB (a Stalwart batch after a long outage can be large).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
+
+/// How a sender authenticates (`[webhooks.auth]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "scheme", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum AuthConfig {
+    /// HMAC-SHA256 of the raw body in one header.
+    Hmac {
+        /// Header name (`X-Signature` for Stalwart, `X-Hub-Signature-256` for GitHub).
+        header: String,
+        /// `base64` (Stalwart) or `hex` (GitHub).
+        encoding: Encoding,
+        /// Text before the encoded tag (`sha256=` for GitHub).
+        #[serde(default)]
+        prefix: String,
+        /// The shared secret; its UTF-8 bytes are the key.
+        secret: SecretSource,
+    },
+    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+    StandardWebhooks {
+        /// The `whsec_…` secret.
+        secret: SecretSource,
+        /// Replay window, seconds (default 300).
+        #[serde(default = "default_tolerance")]
+        tolerance_secs: u64,
+    },
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// The token.
+        token: SecretSource,
+    },
+    /// `Authorization: Basic …`.
+    Basic {
+        /// The user name.
+        username: String,
+        /// The password.
+        password: SecretSource,
+    },
+    /// No authentication. Anyone who can reach the port can write audit
+    /// records: only for a sender that cannot sign, on a trusted network.
+    Unsigned,
+}
+
+fn default_tolerance() -> u64 {
+    300
+}
+
+/// One webhook endpoint (`[[webhooks]]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The source name records are stored under.
+    pub source: String,
+    /// The mapper to use (default: the source name).
+    #[serde(default)]
+    pub mapper: Option<String>,
+    /// The path (default `/ingest/<source>/webhook`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Whether the endpoint exists (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Largest accepted body, bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Proxies whose `X-Forwarded-For` is believed (addresses or CIDRs).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Authentication.
+    pub auth: AuthConfig,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_max_body() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+
+impl Config {
+    /// Stalwart's endpoint: `X-Signature`, base64, secret from `STALWART_WEBHOOK_SECRET`.
+    pub fn stalwart() -> Config {
+        Config {
+            source: "stalwart".into(),
+            mapper: None,
+            path: None,
+            enabled: true,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            trusted_proxies: Vec::new(),
+            auth: AuthConfig::Hmac {
+                header: "X-Signature".into(),
+                encoding: Encoding::Base64,
+                prefix: String::new(),
+                secret: SecretSource {
+                    env: Some("STALWART_WEBHOOK_SECRET".into()),
+                    file: None,
+                },
+            },
+        }
+    }
+
+    /// The path this endpoint is served at.
+    pub fn route(&self) -> String {
+        self.path
+            .clone()
+            .unwrap_or_else(|| format!("/ingest/{}/webhook", self.source))
+    }
+
+    /// Resolves secrets and checks values; errors name the key.
+    pub fn resolve(&self) -> Result<Endpoint, ConfigError> {
+        let key = format!("webhooks[{}]", self.source);
+        if self.source.is_empty() || !self.source.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(ConfigError(format!("{key}.source: use letters, digits, - and _ only")));
+        }
+        if !self.route().starts_with('/') {
+            return Err(ConfigError(format!("{key}.path: must start with /")));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError(format!("{key}.max_body_bytes: must be above 0")));
+        }
+        let trusted = self
+            .trusted_proxies
+            .iter()
+            .map(|p| Cidr::parse(p).ok_or_else(|| ConfigError(format!("{key}.trusted_proxies: `{p}` is not an address or CIDR"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let missing = |what: &str, src: &SecretSource| {
+            let hint = match (&src.env, &src.file) {
+                (_, Some(f)) => format!("set {what} in {}", f.display()),
+                (Some(e), None) => format!("set {e}"),
+                (None, None) => format!("configure {key}.auth.{what}"),
+            };
+            Verifier::MissingSecret(hint)
+        };
+        let verifier = match &self.auth {
+            AuthConfig::Hmac { header, encoding, prefix, secret } => match secret.resolve(&format!("{key}.auth.secret"))? {
+                Some(k) => Verifier::Hmac {
+                    header: header.to_ascii_lowercase(),
+                    encoding: *encoding,
+                    prefix: prefix.clone(),
+                    key: k,
+                },
+                None => missing("secret", secret),
+            },
+            AuthConfig::StandardWebhooks { secret, tolerance_secs } => match secret.resolve(&format!("{key}.auth.secret"))? {
+                Some(k) => Verifier::StandardWebhooks {
+                    key: signature::standard_webhooks_key(&k),
+                    tolerance: Duration::from_secs(*tolerance_secs),
+                },
+                None => missing("secret", secret),
+            },
+            AuthConfig::Bearer { token } => match token.resolve(&format!("{key}.auth.token"))? {
+                Some(t) => Verifier::Bearer(t),
+                None => missing("token", token),
+            },
+            AuthConfig::Basic { username, password } => match password.resolve(&format!("{key}.auth.password"))? {
+                Some(p) => Verifier::Basic {
+                    credentials: crate::config::Secret::new(format!("{username}:{}", p.expose())),
+                },
+                None => missing("password", password),
+            },
+            AuthConfig::Unsigned => Verifier::Unsigned,
+        };
+        Ok(Endpoint {
+            source: self.source.clone(),
+            mapper: self.mapper.clone().unwrap_or_else(|| self.source.clone()),
+            path: self.route(),
+            max_body_bytes: self.max_body_bytes,
+            trusted_proxies: trusted,
+            verifier,
+        })
+    }
+}
+
+/// A resolved endpoint, ready to serve.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Source name.
+    pub source: String,
+    /// Mapper name.
+    pub mapper: String,
+    /// Route path.
+    pub path: String,
+    /// Body limit.
+    pub max_body_bytes: usize,
+    /// Proxies trusted for `X-Forwarded-For`.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Authentication.
+    pub verifier: Verifier,
+}
+
+/// An address range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    /// `10.0.0.0/8`, `::1/128` or a bare address.
+    pub fn parse(text: &str) -> Option<Cidr> {
+        let (addr, bits) = match text.split_once('/') {
+            Some((a, b)) => (a.parse::<IpAddr>().ok()?, b.parse::<u8>().ok()?),
+            None => {
+                let a = text.parse::<IpAddr>().ok()?;
+                (a, if a.is_ipv4() { 32 } else { 128 })
+            }
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (bits <= max).then_some(Cidr { net: addr, bits })
+    }
+
+    /// Whether `ip` is inside the range.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.bits)).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.bits)).unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The sender's address: the peer, or the last untrusted hop of
+/// `X-Forwarded-For` when the peer is a trusted proxy.
+fn sender(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[Cidr]) -> Option<IpAddr> {
+    let peer = peer?;
+    if !trusted.iter().any(|c| c.contains(peer)) {
+        return Some(peer);
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|h| h.trim().parse().ok())
+        .collect();
+    // Walk from the nearest hop outwards, skipping our own proxies.
+    Some(hops.into_iter().rev().find(|h| !trusted.iter().any(|c| c.contains(*h))).unwrap_or(peer))
+}
+
+/// The routes of every enabled endpoint.
+pub fn routes(endpoints: &[Endpoint]) -> axum::Router<AppState> {
+    let mut router = axum::Router::new();
+    for endpoint in endpoints {
+        let ep = Arc::new(endpoint.clone());
+        router = router.route(
+            &endpoint.path,
+            post(move |state: State<AppState>, request: Request| receive(state, ep.clone(), request)),
+        );
+    }
+    router
+}
+
+/// The counts a successful delivery is answered with.
+#[derive(Debug, Serialize)]
+struct Receipt {
+    received: usize,
+    inserted: u64,
+    duplicates: u64,
+}
+
+async fn receive(State(state): State<AppState>, endpoint: Arc<Endpoint>, request: Request) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let (parts, body) = request.into_parts();
+    let from = sender(peer, &parts.headers, &endpoint.trusted_proxies);
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > endpoint.max_body_bytes as u64) {
+        return AppError::PayloadTooLarge(endpoint.max_body_bytes as u64).into_response();
+    }
+    let body = match axum::body::to_bytes(body, endpoint.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => return AppError::PayloadTooLarge(endpoint.max_body_bytes as u64).into_response(),
+    };
+    if let Err(refusal) = endpoint.verifier.verify(&parts.headers, &body, Utc::now().timestamp()) {
+        tracing::warn!(source = %endpoint.source, sender = ?from, reason = %refusal, "webhook refused: signature");
+        return AppError::Unauthorized(refusal.to_string()).into_response();
+    }
+    if let Some(ct) = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        if !ct.to_ascii_lowercase().contains("json") {
+            return (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Json(json!({ "error": format!("content type `{ct}` is not JSON") })),
+            )
+                .into_response();
+        }
+    }
+    let received = Received {
+        source: endpoint.source.clone(),
+        at: Utc::now(),
+        sender: from.map(|ip| ip.to_string()),
+    };
+    let delivery = Delivery {
+        source: endpoint.source.clone(),
+        transport: Transport::Webhook,
+        received_at: received.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        headers: parts
+            .headers
+            .iter()
+            .filter(|(name, _)| !is_credential(name.as_str()))
+            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+        origin: received.sender.clone(),
+        body: body.to_vec(),
+        cursor: None,
+    };
+    match state.runtime.map(&endpoint.mapper, delivery).await {
+        Ok(output) => {
+            let records = ingest::records(&received, &output, &state.tenants);
+            let count = records.len();
+            match state.store.insert(records, None).await {
+                Ok(summary) => Json(Receipt {
+                    received: count,
+                    inserted: summary.inserted,
+                    duplicates: summary.duplicates,
+                })
+                .into_response(),
+                Err(e) => AppError::from(e).into_response(),
+            }
+        }
+        Err(error) => dead_letter(&state, &endpoint, &received, body.to_vec(), error).await,
+    }
+}
+
+/// Headers that carry credentials are not passed to mappers or kept.
+fn is_credential(name: &str) -> bool {
+    matches!(name, "authorization" | "cookie" | "proxy-authorization")
+}
+
+async fn dead_letter(state: &AppState, endpoint: &Endpoint, received: &Received, body: Vec<u8>, error: MapError) -> Response {
+    let mapper = match &error {
+        MapError::Rejected { mapper, .. } | MapError::Failed { mapper, .. } => Some(mapper.to_string()),
+        MapError::NoMapper(_) => None,
+    };
+    tracing::warn!(source = %endpoint.source, mapper = ?mapper, error = %error, "delivery kept as a dead letter for re-mapping");
+    let letter = DeadLetter {
+        source: endpoint.source.clone(),
+        received_at: received.at,
+        sender: received.sender.clone(),
+        mapper,
+        error: error.to_string(),
+        body,
+    };
+    match state.store.dead_letter(letter).await {
+        Ok(id) => (
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "received": 0,
+                "inserted": 0,
+                "duplicates": 0,
+                "deadLetter": id,
+                "error": "the payload could not be mapped; it is kept and will be re-mapped when a fixed mapper is installed",
+            })),
+        )
+            .into_response(),
+        Err(e) => AppError::from(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted = vec![Cidr::parse("10.0.0.0/8").unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.9, 10.1.2.3".parse().unwrap());
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(sender(Some(proxy), &h, &trusted), "203.0.113.9".parse().ok());
+        assert_eq!(sender(Some(stranger), &h, &trusted), Some(stranger));
+        assert_eq!(sender(Some(proxy), &HeaderMap::new(), &trusted), Some(proxy));
+    }
+
+    #[test]
+    fn cidrs() {
+        let c = Cidr::parse("192.168.0.0/16").unwrap();
+        assert!(c.contains("192.168.4.5".parse().unwrap()));
+        assert!(!c.contains("192.169.0.1".parse().unwrap()));
+        assert!(c.contains("::ffff:192.168.1.1".parse().unwrap()));
+        assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.0/33").is_none());
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+    }
+}

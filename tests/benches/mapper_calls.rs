@@ -1,0 +1,39 @@
+//! Mapper call cost: the Stalwart mapper on 1- and 100-event deliveries,
+//! natively and through the WebAssembly runtime (fresh and reused instances).
+//!
+//! `cargo bench -p audit-ingest-tests --bench mapper_calls`
+
+use std::time::Duration;
+
+use audit_guest_sdk::{Delivery, Mapper};
+use audit_ingest::runtime::{InstanceMode, Limits};
+use audit_ingest_tests::bench::{median_us, percentile, sample, stalwart_batch};
+use audit_ingest_tests::runtime;
+
+fn main() {
+    let budget = Duration::from_secs(3);
+    println!("| events | native µs | wasm fresh µs | wasm reuse µs | fresh overhead µs | reuse overhead µs | reuse/native |");
+    println!("|---|---|---|---|---|---|---|");
+    for n in [1usize, 100] {
+        let delivery = Delivery::from_body("stalwart", stalwart_batch(n, 1));
+        let native = sample(budget, || {
+            std::hint::black_box(mapper_stalwart::Stalwart::map(&delivery).unwrap());
+        });
+        let mut wasm = Vec::new();
+        for mode in [InstanceMode::Fresh, InstanceMode::Reuse] {
+            let rt = runtime(None, mode, Limits::default());
+            wasm.push(sample(budget, || {
+                std::hint::black_box(rt.map_blocking("stalwart", &delivery).unwrap());
+            }));
+        }
+        let (n_us, f_us, r_us) = (median_us(&native), median_us(&wasm[0]), median_us(&wasm[1]));
+        println!(
+            "| {n} | {n_us:.2} | {f_us:.2} (p99 {:.2}) | {r_us:.2} (p99 {:.2}) | {:.2} | {:.2} | {:.2}× |",
+            percentile(&wasm[0], 99.0).as_secs_f64() * 1e6,
+            percentile(&wasm[1], 99.0).as_secs_f64() * 1e6,
+            f_us - n_us,
+            r_us - n_us,
+            r_us / n_us
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! The embedded store: batch insert throughput with the unique index on, and
+//! filtered `/audit` pages over 1,000,000 stored events (through the HTTP
+//! router, as a client would ask).
+//!
+//! `cargo bench -p audit-ingest-tests --bench store`
+
+use std::time::{Duration, Instant};
+
+use audit_ingest::runtime::{InstanceMode, Limits};
+use audit_ingest::store::sqlite::{Durability, SqliteStore};
+use audit_ingest::store::{NewRecord, Store};
+use audit_ingest_tests::bench::{percentile, sample};
+use audit_ingest_tests::{app, call, get, runtime};
+use chrono::{TimeZone, Utc};
+use serde_json::json;
+
+const ACTIONS: [&str; 6] = [
+    "stalwart.auth_success",
+    "stalwart.auth_failed",
+    "stalwart.mail_received",
+    "authentik.login",
+    "authentik.login_failed",
+    "ocis.file_read",
+];
+
+fn record(i: u64) -> NewRecord {
+    let action = ACTIONS[(i % 6) as usize];
+    NewRecord {
+        source: action.split('.').next().unwrap().into(),
+        action: action.into(),
+        at: Utc.timestamp_opt(1_750_000_000 + (i / 10) as i64, 0).unwrap(),
+        received_at: Utc.timestamp_opt(1_750_000_000 + (i / 10) as i64, 5).unwrap(),
+        actor_id: Some(format!("{}", i % 5000)),
+        actor_name: Some(format!("user{}@example.org", i % 5000)),
+        actor_email: Some(format!("user{}@example.org", i % 5000)),
+        ip: Some(format!("10.{}.{}.{}", i % 7, i % 251, i % 13)),
+        target_type: Some("account".into()),
+        target_id: Some(format!("{}", i % 5000)),
+        target_name: Some(format!("user{}@example.org", i % 5000)),
+        tenant_slug: Some(["acme", "globex", "initech"][(i % 3) as usize].into()),
+        outcome: if i % 2 == 0 { "success" } else { "failure" }.into(),
+        external_id: Some(format!("{i:016x}:0")),
+        metadata: json!({"original": {"id": format!("1750000000{i}"), "createdAt": "2025-06-15T15:06:40Z",
+            "type": "auth.failed", "data": {"accountName": format!("user{}", i % 5000), "accountId": i % 5000,
+            "spanId": 1432795268419584001u64 + i, "reason": "Authentication failed", "remoteIp": "198.51.100.7",
+            "listenerId": "imaps", "localPort": 993, "remotePort": 40022}}}),
+        mapper: Some("stalwart@0.1.0".into()),
+    }
+}
+
+fn main() {
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    tokio.block_on(async {
+        for durability in [Durability::Full, Durability::Normal] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::Sqlite(std::sync::Arc::new(
+                SqliteStore::open(&dir.path().join("a.sqlite3"), durability).unwrap(),
+            ));
+            let total = 300_000u64;
+            let batches: Vec<Vec<NewRecord>> = (0..total / 1000)
+                .map(|b| (b * 1000..(b + 1) * 1000).map(record).collect())
+                .collect();
+            let start = Instant::now();
+            for batch in batches {
+                store.insert(batch, None).await.unwrap();
+            }
+            let secs = start.elapsed().as_secs_f64();
+            println!(
+                "insert, 1,000-event batches, one writer, durability {durability:?}: {total} events in {secs:.2} s = {:.0} events/s",
+                total as f64 / secs
+            );
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Sqlite(std::sync::Arc::new(
+            SqliteStore::open(&dir.path().join("a.sqlite3"), Durability::Normal).unwrap(),
+        ));
+        let mut handles = Vec::new();
+        for b in 0..1000u64 {
+            let batch: Vec<NewRecord> = (b * 1000..(b + 1) * 1000).map(record).collect();
+            let s = store.clone();
+            handles.push(tokio::spawn(async move { s.insert(batch, None).await.unwrap() }));
+            if handles.len() >= 8 {
+                for h in handles.drain(..) {
+                    h.await.unwrap();
+                }
+            }
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+        let router = app(store, runtime(None, InstanceMode::Fresh, Limits::default()));
+        println!("\n/audit over 1,000,000 events, 50 records a page (median / p99):");
+        for uri in [
+            "/audit",
+            "/audit?source=stalwart",
+            "/audit?action=stalwart.auth_",
+            "/audit?action=authentik.login_failed&tenant=acme",
+            "/audit?actor=user42@example.org",
+            "/audit?ip=10.3.100.5",
+            "/audit?since=2025-06-16T00:00:00Z&until=2025-06-16T01:00:00Z",
+            "/audit?q=user4242",
+        ] {
+            // Second page too: the cursor path is what a client walking the timeline hits.
+            let (_, first) = call(&router, get(uri)).await;
+            let next = first["next"].as_str().map(str::to_string);
+            let times = sample_async(&router, uri).await;
+            let page2 = match next {
+                Some(c) => {
+                    let sep = if uri.contains('?') { '&' } else { '?' };
+                    let t = sample_async(&router, &format!("{uri}{sep}cursor={c}")).await;
+                    format!("{:.2} / {:.2}", ms(percentile(&t, 50.0)), ms(percentile(&t, 99.0)))
+                }
+                None => "-".into(),
+            };
+            println!(
+                "| `{uri}` | {} records | {:.2} / {:.2} ms | page 2: {page2} ms |",
+                first["records"].as_array().map_or(0, |r| r.len()),
+                ms(percentile(&times, 50.0)),
+                ms(percentile(&times, 99.0)),
+            );
+        }
+    });
+    let _ = sample(Duration::ZERO, || {});
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+async fn sample_async(router: &axum::Router, uri: &str) -> Vec<Duration> {
+    let mut times = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let (status, _) = call(router, get(uri)).await;
+        assert!(status.is_success(), "{uri}: {status}");
+        times.push(t.elapsed());
+    }
+    times.sort();
+    times
+}

@@ -1,0 +1,221 @@
+//! The Stalwart webhook end to end: signed batches shaped like real ones go
+//! in over HTTP, and the test checks what the sender is answered and what
+//! lands in the store.
+
+use audit_ingest::runtime::{InstanceMode, Limits};
+use audit_ingest::sources::webhook::signature::{hex_signature, stalwart_signature};
+use audit_ingest::store::Store;
+use audit_ingest_tests::{STALWART_SECRET, app, call, embedded_store, get, runtime};
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+
+const PATH: &str = "/ingest/stalwart/webhook";
+
+fn batch() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../mappers/stalwart/tests/fixtures/mixed_batch.input.json"
+    ))
+    .unwrap()
+}
+
+fn signed(body: &str) -> Request<Body> {
+    Request::post(PATH)
+        .header("content-type", "application/json")
+        .header("x-signature", stalwart_signature(STALWART_SECRET, body.as_bytes()))
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+struct Service {
+    router: Router,
+    store: Store,
+    _dir: tempfile::TempDir,
+}
+
+fn service() -> Service {
+    let dir = tempfile::tempdir().unwrap();
+    let store = embedded_store(dir.path());
+    let router = app(store.clone(), runtime(None, InstanceMode::Fresh, Limits::default()));
+    Service { router, store, _dir: dir }
+}
+
+async fn stored(s: &Service) -> Vec<Value> {
+    let (status, page) = call(&s.router, get("/audit?limit=500")).await;
+    assert_eq!(status, StatusCode::OK);
+    page["records"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_signed_batch_is_answered_after_it_is_stored() {
+    let s = service();
+    let (status, body) = call(&s.router, signed(&batch())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"received": 6, "inserted": 6, "duplicates": 0}));
+
+    let records = stored(&s).await;
+    let actions: Vec<&str> = records.iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        [
+            "stalwart.smtp_connection_start",
+            "stalwart.dmarc_failure",
+            "stalwart.mail_received",
+            "stalwart.auth_banned",
+            "stalwart.auth_failed",
+            "stalwart.auth_success",
+        ]
+    );
+    let failed = &records[4];
+    assert_eq!(failed["actor"]["name"], "jdoe@example.org");
+    assert_eq!(failed["ip"], "198.51.100.7");
+    assert_eq!(failed["outcome"], "failure");
+    assert_eq!(failed["tenant"], "example.org");
+    assert_eq!(failed["mapper"], "stalwart@0.1.0");
+    let id = failed["id"].as_str().unwrap();
+    let (_, one) = call(&s.router, get(&format!("/audit/{id}"))).await;
+    // 64-bit ids survive exactly, and the sender is metadata, never the actor's IP.
+    assert_eq!(one["metadata"]["original"]["data"]["spanId"], json!(1432795268419584001u64));
+    assert_eq!(one["metadata"]["original"]["id"], "1750000001135");
+}
+
+#[tokio::test]
+async fn a_resent_batch_with_new_ids_and_more_events_stores_nothing_twice() {
+    let s = service();
+    call(&s.router, signed(&batch())).await;
+    // Stalwart 0.16.11+ resends with new ids, merged with newer events.
+    let mut resent: Value = serde_json::from_str(&batch()).unwrap();
+    for (i, e) in resent["events"].as_array_mut().unwrap().iter_mut().enumerate() {
+        e["id"] = json!(format!("17500099{i}99"));
+    }
+    resent["events"].as_array_mut().unwrap().push(json!({
+        "id": "1750000099037", "createdAt": "2025-06-15T15:07:00Z", "type": "auth.success",
+        "data": {"accountName": "alice@example.org", "accountId": 3, "spanId": 1432795999999999999u64,
+                 "remoteIp": "192.0.2.11", "listenerId": "imaps", "localPort": 993, "remotePort": 50000}
+    }));
+    let body = serde_json::to_string(&resent).unwrap();
+    let (status, answer) = call(&s.router, signed(&body)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer, json!({"received": 7, "inserted": 1, "duplicates": 6}));
+    assert_eq!(stored(&s).await.len(), 7);
+}
+
+#[tokio::test]
+async fn identical_failed_logins_in_one_second_stay_separate_records() {
+    let s = service();
+    let body = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../mappers/stalwart/tests/fixtures/identical_failed_logins.input.json"
+    ))
+    .unwrap();
+    let (_, answer) = call(&s.router, signed(&body)).await;
+    assert_eq!(answer["inserted"], 3, "three failed logins, two of them byte-identical");
+    let (_, again) = call(&s.router, signed(&body)).await;
+    assert_eq!(again, json!({"received": 3, "inserted": 0, "duplicates": 3}));
+}
+
+#[tokio::test]
+async fn bad_or_missing_signatures_are_refused_and_nothing_is_stored() {
+    let s = service();
+    let body = batch();
+    let sig = stalwart_signature(STALWART_SECRET, body.as_bytes());
+    let cases: Vec<(&str, Request<Body>)> = vec![
+        ("no signature", Request::post(PATH).header("content-type", "application/json").body(Body::from(body.clone())).unwrap()),
+        ("wrong key", Request::post(PATH).header("x-signature", stalwart_signature("other", body.as_bytes())).body(Body::from(body.clone())).unwrap()),
+        ("hex instead of base64", Request::post(PATH).header("x-signature", hex_signature(STALWART_SECRET, body.as_bytes())).body(Body::from(body.clone())).unwrap()),
+        ("whitespace changed", Request::post(PATH).header("x-signature", sig.clone()).body(Body::from(body.replace("\n", "\r\n"))).unwrap()),
+        ("garbage", Request::post(PATH).header("x-signature", "!!!").body(Body::from(body.clone())).unwrap()),
+        ("sent twice", Request::post(PATH).header("x-signature", sig.clone()).header("x-signature", sig.clone()).body(Body::from(body.clone())).unwrap()),
+    ];
+    for (what, request) in cases {
+        let (status, answer) = call(&s.router, request).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}");
+        assert!(answer["error"].is_string(), "{what}");
+        assert!(!answer.to_string().contains("jdoe"), "{what}: nothing of the body is echoed");
+    }
+    assert!(stored(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_with_413() {
+    let s = service();
+    let huge = format!(r#"{{"events":[],"pad":"{}"}}"#, "x".repeat(2 << 20));
+    let (status, _) = call(&s.router, signed(&huge)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Without Content-Length the limit still holds while reading.
+    let request = Request::post(PATH)
+        .header("x-signature", stalwart_signature(STALWART_SECRET, huge.as_bytes()))
+        .body(chunked(huge.clone()))
+        .unwrap();
+    assert_eq!(call(&s.router, request).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// The body as a stream of 64 KiB chunks, so no Content-Length is known.
+fn chunked(text: String) -> Body {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        text.into_bytes().chunks(65536).map(|c| Ok(c.to_vec())).collect();
+    Body::from_stream(futures_util::stream::iter(chunks))
+}
+
+#[tokio::test]
+async fn an_unmappable_signed_body_is_kept_and_answered_2xx() {
+    let s = service();
+    let (status, answer) = call(&s.router, signed("this is not json")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert!(answer["deadLetter"].is_string());
+    let letters = s.store.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].1.body, b"this is not json");
+    assert!(letters[0].1.error.contains("not JSON"), "{}", letters[0].1.error);
+    assert_eq!(letters[0].1.mapper.as_deref(), Some("stalwart@0.1.0"));
+    assert!(stored(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn unknown_and_legacy_types_land_under_their_own_verbs() {
+    let s = service();
+    for fixture in ["future_type", "legacy_0_8"] {
+        let body = std::fs::read_to_string(format!(
+            "{}/../mappers/stalwart/tests/fixtures/{fixture}.input.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let (status, _) = call(&s.router, signed(&body)).await;
+        assert_eq!(status, StatusCode::OK, "{fixture}");
+    }
+    let actions: Vec<String> = stored(&s).await.iter().map(|r| r["action"].as_str().unwrap().to_string()).collect();
+    assert!(actions.contains(&"stalwart.quantum_entanglement_detected".to_string()));
+    assert!(actions.contains(&"stalwart.auth_failed".to_string()));
+    assert!(actions.contains(&"stalwart.auth_banned".to_string()));
+    assert!(actions.contains(&"stalwart.mail_delivered".to_string()));
+}
+
+#[tokio::test]
+async fn the_store_being_down_gets_503_with_retry_after_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, faults) = embedded_store(dir.path()).with_fault_switch();
+    let router = app(store.clone(), runtime(None, InstanceMode::Fresh, Limits::default()));
+    faults.set(true);
+    let response = tower::ServiceExt::oneshot(router.clone(), signed(&batch())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    faults.set(false);
+    // Stalwart resends the same batch; it all lands, once.
+    let (status, answer) = call(&router, signed(&batch())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["inserted"], 6);
+}
+
+#[tokio::test]
+async fn a_non_json_content_type_is_refused_after_the_signature() {
+    let s = service();
+    let body = batch();
+    let request = Request::post(PATH)
+        .header("content-type", "text/plain")
+        .header("x-signature", stalwart_signature(STALWART_SECRET, body.as_bytes()))
+        .body(Body::from(body))
+        .unwrap();
+    assert_eq!(call(&s.router, request).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
