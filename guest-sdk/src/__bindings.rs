@@ -60,7 +60,7 @@ fn event_to_wit(e: sdk::AuditEvent) -> wit::AuditEvent {
             sdk::Outcome::Unknown => wit::Outcome::Unknown,
         },
         tenant_hint: e.tenant_hint,
-        original: e.original.to_string(),
+        original: e.original.get().to_string(),
         unrecognised: e.unrecognised,
     }
 }

@@ -4,6 +4,71 @@
 //! `cargo test` exactly as it does inside the component.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// JSON kept as text, exactly as written: stored and returned without being
+/// parsed into a tree and printed again.
+///
+/// ```
+/// use audit_guest_sdk::RawJson;
+/// let raw = RawJson::from_value(&serde_json::json!({"spanId": 1432795264225280001u64}));
+/// assert_eq!(raw.get(), r#"{"spanId":1432795264225280001}"#);
+/// assert_eq!(raw.parse()["spanId"], 1432795264225280001u64);
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(Box<RawValue>);
+
+impl RawJson {
+    /// Wraps text that must be valid JSON.
+    pub fn from_text(text: String) -> Result<RawJson, serde_json::Error> {
+        RawValue::from_string(text).map(RawJson)
+    }
+
+    /// Serialises a value.
+    pub fn from_value(value: &serde_json::Value) -> RawJson {
+        RawJson::from_serialize(value)
+    }
+
+    /// Serialises anything serialisable (without parsing the result again).
+    pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> RawJson {
+        RawJson(serde_json::value::to_raw_value(value).expect("the value serialises to JSON"))
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Parses it into a value (`Null` if it somehow is not JSON).
+    pub fn parse(&self) -> serde_json::Value {
+        serde_json::from_str(self.get()).unwrap_or_default()
+    }
+}
+
+impl Default for RawJson {
+    fn default() -> Self {
+        RawJson(RawValue::from_string("null".into()).expect("null is JSON"))
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl From<serde_json::Value> for RawJson {
+    fn from(value: serde_json::Value) -> Self {
+        RawJson::from_value(&value)
+    }
+}
+
+impl From<&serde_json::Value> for RawJson {
+    fn from(value: &serde_json::Value) -> Self {
+        RawJson::from_value(value)
+    }
+}
 
 /// How a delivery reached the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -156,7 +221,7 @@ pub struct AuditEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant_hint: Option<String>,
     /// The original event, kept verbatim as metadata.
-    pub original: serde_json::Value,
+    pub original: RawJson,
     /// True when a catch-all verb was used.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub unrecognised: bool,
@@ -234,8 +299,8 @@ impl AuditEvent {
     }
 
     /// Keeps the original event as metadata.
-    pub fn original(mut self, original: serde_json::Value) -> Self {
-        self.original = original;
+    pub fn original(mut self, original: impl Into<RawJson>) -> Self {
+        self.original = original.into();
         self
     }
 

@@ -46,7 +46,7 @@ pub mod __bindings;
 
 pub use event::{
     Actor, AuditEvent, Delivery, Mapped, MapperInfo, MappingError, Outcome, PollStart, PollStep,
-    QueryParam, Target, Transport,
+    QueryParam, RawJson, Target, Transport,
 };
 pub use serde_json;
 

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use audit_guest_sdk::{AuditEvent, Outcome};
+use audit_guest_sdk::{AuditEvent, Outcome, RawJson};
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 
 use crate::runtime::MapOutput;
 use crate::store::NewRecord;
@@ -53,34 +53,40 @@ pub fn records(received: &Received, output: &MapOutput, tenants: &Tenants) -> Ve
         .collect()
 }
 
+/// What the host adds to the original event in `metadata`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Metadata<'a> {
+    original: &'a RawJson,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    time_from_ingest: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    occurred_at_raw: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sender: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    unrecognised: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant_hint: Option<&'a str>,
+}
+
 fn record(received: &Received, e: &AuditEvent, mapper: &str, tenants: &Tenants) -> NewRecord {
-    let mut meta = Map::new();
-    meta.insert("original".into(), e.original.clone());
     let parsed = e
         .occurred_at
         .as_deref()
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&Utc));
-    let at = match parsed {
-        Some(at) => at,
-        None => {
-            // No usable event time: use the ingest time and say so.
-            meta.insert("timeFromIngest".into(), json!(true));
-            if let Some(raw) = &e.occurred_at {
-                meta.insert("occurredAtRaw".into(), json!(raw));
-            }
-            received.at
-        }
+    // No usable event time: use the ingest time and say so.
+    let at = parsed.unwrap_or(received.at);
+    let metadata = Metadata {
+        original: &e.original,
+        time_from_ingest: parsed.is_none(),
+        occurred_at_raw: parsed.is_none().then_some(e.occurred_at.as_deref()).flatten(),
+        sender: received.sender.as_deref(),
+        unrecognised: e.unrecognised,
+        tenant_hint: e.tenant_hint.as_deref(),
     };
-    if let Some(sender) = &received.sender {
-        meta.insert("sender".into(), json!(sender));
-    }
-    if e.unrecognised {
-        meta.insert("unrecognised".into(), json!(true));
-    }
-    if let Some(hint) = &e.tenant_hint {
-        meta.insert("tenantHint".into(), json!(hint));
-    }
+    let metadata = RawJson::from_serialize(&metadata);
     let target = e.target.clone().unwrap_or_default();
     NewRecord {
         source: received.source.clone(),
@@ -102,7 +108,7 @@ fn record(received: &Received, e: &AuditEvent, mapper: &str, tenants: &Tenants) 
         }
         .to_string(),
         external_id: e.external_id.clone(),
-        metadata: Value::Object(meta),
+        metadata,
         mapper: Some(mapper.to_string()),
     }
 }

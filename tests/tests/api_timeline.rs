@@ -7,6 +7,7 @@ use audit_ingest::store::NewRecord;
 use audit_ingest_tests::{TOKEN, app, call, embedded_store, get, runtime};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use audit_guest_sdk::RawJson;
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 
@@ -26,7 +27,7 @@ fn record(i: i64) -> NewRecord {
         tenant_slug: None,
         outcome: "failure".into(),
         external_id: Some(format!("e{i}")),
-        metadata: json!({"original": {"i": i}}),
+        metadata: RawJson::from_value(&json!({"original": {"i": i}})),
         mapper: Some("stalwart@0.1.0".into()),
     }
 }

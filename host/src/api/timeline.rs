@@ -119,7 +119,7 @@ pub fn record_json(record: &Record, with_metadata: bool) -> Value {
         "mapper": r.mapper,
     });
     if with_metadata {
-        out["metadata"] = r.metadata.clone();
+        out["metadata"] = r.metadata.parse();
     }
     out
 }

@@ -17,6 +17,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use audit_guest_sdk::RawJson;
 use serde_json::Value;
 
 /// A record to write.
@@ -51,8 +52,8 @@ pub struct NewRecord {
     pub outcome: String,
     /// Deduplication key within the source; none never deduplicates.
     pub external_id: Option<String>,
-    /// The original event and ingest details.
-    pub metadata: Value,
+    /// The original event and ingest details, as JSON text (stored verbatim).
+    pub metadata: RawJson,
     /// `name@version` of the mapper that produced it.
     pub mapper: Option<String>,
 }

@@ -17,6 +17,7 @@ use mongodb::bson::{self, Bson, Document, doc, oid::ObjectId};
 use mongodb::error::ErrorKind;
 use mongodb::options::IndexOptions;
 use mongodb::{Client, Collection, Database, IndexModel};
+use audit_guest_sdk::RawJson;
 use serde_json::Value;
 
 use super::{ActionFilter, DeadLetter, NewRecord, Page, PageCursor, Query, Record, StoreError, WriteSummary};
@@ -305,7 +306,7 @@ fn record_to_doc(r: &NewRecord) -> Document {
         "tenantSlug": opt(&r.tenant_slug),
         "outcome": &r.outcome,
         "externalId": opt(&r.external_id),
-        "metadata": json_to_bson(&r.metadata),
+        "metadata": json_to_bson(&r.metadata.parse()),
         "mapper": opt(&r.mapper),
     }
 }
@@ -369,7 +370,7 @@ fn doc_to_record(d: &Document) -> Result<Record, StoreError> {
             tenant_slug: text("tenantSlug"),
             outcome: text("outcome").unwrap_or_else(|| "unknown".into()),
             external_id: text("externalId"),
-            metadata: d.get("metadata").map_or(Value::Null, bson_to_json),
+            metadata: RawJson::from_value(&d.get("metadata").map_or(Value::Null, bson_to_json)),
             mapper: text("mapper"),
         },
     })

@@ -107,7 +107,7 @@ fn map_event(raw: &Value) -> AuditEvent {
     };
     let mut event = AuditEvent::new(format!("authentik.{verb}"))
         .outcome(outcome)
-        .original(raw.clone());
+        .original(raw);
     if !known {
         event = event.unrecognised();
     }

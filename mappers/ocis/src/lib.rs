@@ -61,7 +61,7 @@ fn map_line(line: &Value) -> AuditEvent {
     let verb = if known { action.as_str() } else { "unknown" };
     let mut event = AuditEvent::new(format!("ocis.{verb}"))
         .outcome(outcome(&action, line))
-        .original(line.clone());
+        .original(line);
     if !known {
         event = event.unrecognised();
     }

@@ -70,7 +70,7 @@ fn map_event(raw: &Value, ids: &mut identity::Occurrences) -> Result<AuditEvent,
     let mut event = AuditEvent::new(format!("stalwart.{}", verb.name))
         .outcome(verb.outcome)
         .external_id(ids.key(at.as_deref(), &typ, data))
-        .original(raw.clone());
+        .original(raw);
     if verb.catch_all {
         event = event.unrecognised();
     }

@@ -1,0 +1,139 @@
+//! The actor and IP lookup: `audit_lookup (key, at, id)` in a database file
+//! of its own, built in bulk by a thread of its own.
+//!
+//! Actor and IP values are close to random, so indexing them row by row in
+//! the events table dirties one B-tree page per new row and costs the writer
+//! most of its insert rate. Instead a builder thread reads the events above
+//! the *watermark* (the last event id already in the lookup), adds their keys
+//! in one sorted pass and moves the watermark in the same transaction. Being
+//! a separate file, this never takes the events table's write lock, so it
+//! runs on the other core while the writer keeps committing. A query reads
+//! the lookup up to the watermark and scans the few events above it directly,
+//! so its answer is complete whatever the lag; after a crash the builder
+//! simply resumes from the stored watermark.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, params};
+
+use super::schema::LOOKUP_SCHEMA;
+
+/// How many events one pass adds at most.
+const PASS: i64 = 50_000;
+/// How long the builder rests when it has caught up.
+const REST: Duration = Duration::from_millis(100);
+
+/// The lookup file beside the events database.
+pub(super) fn path_for(events: &Path) -> PathBuf {
+    let mut name = events.file_name().unwrap_or_default().to_os_string();
+    name.push("-lookup");
+    events.with_file_name(name)
+}
+
+/// Creates the lookup file and its tables.
+pub(super) fn create(path: &Path) -> rusqlite::Result<()> {
+    let conn = Connection::open(path)?;
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
+    conn.execute_batch(LOOKUP_SCHEMA)
+}
+
+/// The lookup key of an actor value (id, name or e-mail).
+pub(super) fn actor_key(value: &str) -> String {
+    format!("a:{value}")
+}
+
+/// The lookup key of an IP address.
+pub(super) fn ip_key(value: &str) -> String {
+    format!("i:{value}")
+}
+
+/// The last event id whose keys are in the lookup, read through a
+/// connection that has it attached as `lk`.
+pub(super) fn watermark(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT value FROM lk.lookup_meta WHERE name = 'watermark'")?
+        .query_row([], |r| r.get(0))
+}
+
+/// Runs the builder until `stopped` is set.
+pub(super) fn builder_loop(events: PathBuf, stopped: Arc<AtomicBool>) {
+    let open = || -> rusqlite::Result<(Connection, Connection)> {
+        let read = Connection::open_with_flags(
+            &events,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let write = Connection::open(path_for(&events))?;
+        write.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16384;")?;
+        Ok((read, write))
+    };
+    let (read, mut write) = match open() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the actor/IP lookup; actor and IP filters scan instead");
+            return;
+        }
+    };
+    while !stopped.load(Ordering::Relaxed) {
+        match pass(&read, &mut write) {
+            Ok(n) if n >= PASS => continue,
+            Ok(_) => std::thread::sleep(REST),
+            Err(e) => {
+                tracing::warn!(error = %e, "updating the actor/IP lookup failed; will retry");
+                std::thread::sleep(REST * 10);
+            }
+        }
+    }
+}
+
+/// Adds the keys of up to `PASS` events above the watermark, sorted, and
+/// moves the watermark, in one transaction. Returns how many events it read.
+fn pass(read: &Connection, write: &mut Connection) -> rusqlite::Result<i64> {
+    let from: i64 = write
+        .prepare_cached("SELECT value FROM lookup_meta WHERE name = 'watermark'")?
+        .query_row([], |r| r.get(0))?;
+    let mut keys: Vec<(String, i64, i64)> = Vec::new();
+    let mut last = from;
+    let mut count = 0;
+    {
+        let mut rows = read.prepare_cached(
+            "SELECT id, at, actor_id, actor_name, actor_email, ip FROM audit_events \
+             WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let mut it = rows.query(params![from, PASS])?;
+        while let Some(row) = it.next()? {
+            let (id, at): (i64, i64) = (row.get(0)?, row.get(1)?);
+            let mut actors: Vec<String> = Vec::with_capacity(3);
+            for col in 2..=4 {
+                if let Some(v) = row.get::<_, Option<String>>(col)? {
+                    if !actors.contains(&v) {
+                        actors.push(v);
+                    }
+                }
+            }
+            keys.extend(actors.iter().map(|a| (actor_key(a), at, id)));
+            if let Some(ip) = row.get::<_, Option<String>>(5)? {
+                keys.push((ip_key(&ip), at, id));
+            }
+            last = id;
+            count += 1;
+        }
+    }
+    if count == 0 {
+        return Ok(0);
+    }
+    keys.sort_unstable();
+    let tx = write.transaction()?;
+    {
+        let mut insert =
+            tx.prepare_cached("INSERT OR IGNORE INTO audit_lookup (key, at, id) VALUES (?1, ?2, ?3)")?;
+        for (key, at, id) in &keys {
+            insert.execute(params![key, at, id])?;
+        }
+        tx.prepare_cached("UPDATE lookup_meta SET value = ?1 WHERE name = 'watermark'")?
+            .execute([last])?;
+    }
+    tx.commit()?;
+    Ok(count)
+}

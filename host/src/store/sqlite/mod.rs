@@ -1,0 +1,296 @@
+//! The embedded store: SQLite (bundled) in WAL mode.
+//!
+//! One writer thread owns the only write connection (`writer`). Concurrent
+//! batches are group-committed: the writer takes every job waiting in its
+//! queue, writes them in one transaction, and answers each caller with its
+//! own counts once that transaction is committed (with `synchronous=FULL`,
+//! once it is on disk). A maintenance thread checkpoints the WAL and keeps
+//! the planner's statistics fresh on its own connection. Reads use a small
+//! pool of read-only connections on the blocking pool, with plans chosen in
+//! `query`.
+
+mod lookup;
+mod query;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::{DeadLetter, NewRecord, Page, Query, Record, StoreError, WriteSummary};
+use query::{from_micros, row_to_record, run_query};
+use schema::{COLUMNS, SCHEMA, writer_pragmas};
+use writer::{Job, writer_loop};
+
+/// How many jobs may wait for the writer before callers wait to enqueue.
+const WRITE_QUEUE: usize = 256;
+/// Read connections kept open.
+const READERS: usize = 4;
+
+/// How hard a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous=FULL`: a commit survives power loss.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: a commit survives a process crash, not power loss.
+    Normal,
+}
+
+/// The embedded store.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: mpsc::SyncSender<Job>,
+    readers: Mutex<Vec<Connection>>,
+    stopped: Arc<AtomicBool>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.stopped.store(true, Ordering::Relaxed);
+    }
+}
+
+pub(super) fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database file and starts the writer thread.
+    pub fn open(path: &Path, durability: Durability) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| unavailable(format!("create {}: {e}", dir.display())))?;
+        }
+        // The write connection is only ever used by the writer thread.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| unavailable(format!("open {}: {e}", path.display())))?;
+        let sync = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.execute_batch(&writer_pragmas(sync)).map_err(unavailable)?;
+        conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        let maintenance = Connection::open(path).map_err(unavailable)?;
+        maintenance
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(unavailable)?;
+        let (tx, rx) = mpsc::sync_channel(WRITE_QUEUE);
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(unavailable)?;
+        let lookup_path = lookup::path_for(path);
+        lookup::create(&lookup_path)
+            .map_err(|e| unavailable(format!("create {}: {e}", lookup_path.display())))?;
+        let stopped = Arc::new(AtomicBool::new(false));
+        let flag = stopped.clone();
+        std::thread::Builder::new()
+            .name("store-maintenance".into())
+            .spawn(move || maintenance_loop(maintenance, flag))
+            .map_err(unavailable)?;
+        let (events, flag) = (path.to_path_buf(), stopped.clone());
+        std::thread::Builder::new()
+            .name("store-lookup".into())
+            .spawn(move || lookup::builder_loop(events, flag))
+            .map_err(unavailable)?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer: tx,
+            readers: Mutex::new(Vec::new()),
+            stopped,
+        })
+    }
+
+    pub(super) async fn insert(
+        &self,
+        batch: Vec<NewRecord>,
+        cursor: Option<(String, Value)>,
+    ) -> Result<WriteSummary, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(Job::Write { batch, cursor, reply }).await?;
+        answer
+            .await
+            .map_err(|_| unavailable("the store writer has stopped"))?
+    }
+
+    pub(super) async fn dead_letter(&self, letter: DeadLetter) -> Result<String, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(Job::DeadLetter { letter, reply }).await?;
+        answer
+            .await
+            .map_err(|_| unavailable("the store writer has stopped"))?
+    }
+
+    /// Hands a job to the writer. The queue is bounded; a full queue makes the
+    /// caller wait here, which is the backpressure the ingest paths pass on.
+    async fn enqueue(&self, job: Job) -> Result<(), StoreError> {
+        let job = match self.writer.try_send(job) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::TrySendError::Full(job)) => job,
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                return Err(unavailable("the store writer has stopped"));
+            }
+        };
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || writer.send(job))
+            .await
+            .map_err(unavailable)?
+            .map_err(|_| unavailable("the store writer has stopped"))
+    }
+
+    async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let conn = self.reader()?;
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let r = f(&conn);
+            (conn, r)
+        })
+        .await
+        .map_err(unavailable)?;
+        let mut pool = self.readers.lock().expect("reader pool");
+        if pool.len() < READERS {
+            pool.push(conn);
+        }
+        result
+    }
+
+    fn reader(&self) -> Result<Connection, StoreError> {
+        if let Some(c) = self.readers.lock().expect("reader pool").pop() {
+            return Ok(c);
+        }
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(unavailable)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(unavailable)?;
+        conn.execute(
+            "ATTACH DATABASE ?1 AS lk",
+            [lookup::path_for(&self.path).to_string_lossy()],
+        )
+        .map_err(unavailable)?;
+        Ok(conn)
+    }
+
+    pub(super) async fn dead_letters(&self, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, source, received_at, sender, mapper, error, body FROM dead_letters ORDER BY id LIMIT ?1",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map([limit as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?.to_string(),
+                        DeadLetter {
+                            source: r.get(1)?,
+                            received_at: from_micros(r.get(2)?)?,
+                            sender: r.get(3)?,
+                            mapper: r.get(4)?,
+                            error: r.get(5)?,
+                            body: r.get(6)?,
+                        },
+                    ))
+                })
+                .map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+        })
+        .await
+    }
+
+    pub(super) async fn query(&self, query: &Query) -> Result<Page, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| run_query(conn, &query)).await
+    }
+
+    pub(super) async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
+        let Ok(id) = id.parse::<i64>() else {
+            return Ok(None);
+        };
+        self.read(move |conn| {
+            conn.query_row(
+                &format!("SELECT {COLUMNS} FROM audit_events WHERE id = ?1"),
+                [id],
+                row_to_record,
+            )
+            .optional()
+            .map_err(unavailable)?
+            .transpose()
+        })
+        .await
+    }
+
+    pub(super) async fn load_cursor(&self, source: &str) -> Result<Option<Value>, StoreError> {
+        let source = source.to_string();
+        self.read(move |conn| {
+            let text: Option<String> = conn
+                .query_row(
+                    "SELECT cursor FROM ingest_cursors WHERE source = ?1",
+                    [source],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
+                .transpose()
+        })
+        .await
+    }
+
+    /// Refreshes the planner statistics now (the maintenance thread does this
+    /// every few minutes; call it after a bulk load).
+    pub fn analyze(&self) -> Result<(), StoreError> {
+        let conn = Connection::open(&self.path).map_err(unavailable)?;
+        conn.execute_batch("PRAGMA analysis_limit=1000; ANALYZE;")
+            .map_err(unavailable)
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(unavailable)
+        })
+        .await?;
+        // A stopped writer is as bad as an unreachable database.
+        Ok(())
+    }
+}
+
+/// How often the WAL is checkpointed into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// How often the planner's statistics are refreshed.
+const ANALYZE_EVERY: Duration = Duration::from_secs(300);
+
+/// Checkpoints the WAL (passively: never blocking the writer or readers) and
+/// refreshes statistics, until the store is dropped.
+fn maintenance_loop(conn: Connection, stopped: Arc<AtomicBool>) {
+    let _ = conn.execute_batch("PRAGMA analysis_limit=1000; PRAGMA optimize=0x10002;");
+    let mut since_analyze = Duration::ZERO;
+    loop {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        if stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        since_analyze += CHECKPOINT_EVERY;
+        if since_analyze >= ANALYZE_EVERY {
+            since_analyze = Duration::ZERO;
+            let _ = conn.execute_batch("PRAGMA analysis_limit=1000; PRAGMA optimize;");
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Timeline queries on the embedded store.
+//!
+//! A page is "the newest `limit` records matching every filter, after the
+//! cursor". SQLite's planner, left alone, often picks an index that matches
+//! many rows and then sorts them all. Here the plan is chosen explicitly:
+//! one *driving* filter walks its `(column, at, id)` index newest first and
+//! every other filter is checked on the way, so a page costs about as many
+//! index steps as it has matches to skip, never a sort of the whole match.
+//!
+//! Filters that are a union (the actor is an id, a name *or* an e-mail; an
+//! action prefix is several exact actions) run one ordered walk per branch
+//! and merge the newest.
+
+use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, params_from_iter};
+
+use super::schema::E_COLUMNS;
+use super::{lookup, unavailable};
+use crate::store::{
+    ActionFilter, NewRecord, Page, PageCursor, Query, Record, StoreError, micros,
+};
+
+/// One ordered index walk: `column = value`, forced onto `index`.
+struct Branch {
+    index: &'static str,
+    column: &'static str,
+    value: String,
+}
+
+pub(super) fn from_micros(us: i64) -> Result<chrono::DateTime<chrono::Utc>, rusqlite::Error> {
+    chrono::DateTime::from_timestamp_micros(us).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, "bad time".into())
+    })
+}
+
+pub(super) fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Record, StoreError>> {
+    let metadata: String = row.get(15)?;
+    let metadata = match audit_guest_sdk::RawJson::from_text(metadata) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(StoreError::Corrupt(format!("metadata: {e}")))),
+    };
+    Ok(Ok(Record {
+        id: row.get::<_, i64>(0)?.to_string(),
+        record: NewRecord {
+            source: row.get(1)?,
+            action: row.get(2)?,
+            at: from_micros(row.get(3)?)?,
+            received_at: from_micros(row.get(4)?)?,
+            actor_id: row.get(5)?,
+            actor_name: row.get(6)?,
+            actor_email: row.get(7)?,
+            ip: row.get(8)?,
+            target_type: row.get(9)?,
+            target_id: row.get(10)?,
+            target_name: row.get(11)?,
+            tenant_slug: row.get(12)?,
+            outcome: row.get(13)?,
+            external_id: row.get(14)?,
+            metadata,
+            mapper: row.get(16)?,
+        },
+    }))
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The WHERE clause every branch shares: all filters, and the cursor.
+fn conditions(q: &Query) -> Result<(String, Vec<Sql>), StoreError> {
+    let mut sql = String::from("1 = 1");
+    let mut args = Vec::new();
+    let mut add = |clause: &str, values: Vec<Sql>| {
+        sql.push_str(" AND ");
+        sql.push_str(clause);
+        args.extend(values);
+    };
+    if let Some(s) = &q.source {
+        add("e.source = ?", vec![Sql::Text(s.clone())]);
+    }
+    match &q.action {
+        Some(ActionFilter::Exact(a)) => add("e.action = ?", vec![Sql::Text(a.clone())]),
+        Some(ActionFilter::Prefix(p)) => add(
+            "e.action >= ? AND e.action < ?",
+            vec![Sql::Text(p.clone()), Sql::Text(format!("{p}\u{10FFFF}"))],
+        ),
+        None => {}
+    }
+    if let Some(a) = &q.actor {
+        let v = Sql::Text(a.clone());
+        add("(e.actor_id = ? OR e.actor_name = ? OR e.actor_email = ?)", vec![v.clone(), v.clone(), v]);
+    }
+    if let Some(ip) = &q.ip {
+        add("e.ip = ?", vec![Sql::Text(ip.clone())]);
+    }
+    if let Some(t) = &q.tenant {
+        add("e.tenant_slug = ?", vec![Sql::Text(t.clone())]);
+    }
+    if let Some(since) = &q.since {
+        add("e.at >= ?", vec![Sql::Integer(micros(since))]);
+    }
+    if let Some(until) = &q.until {
+        add("e.at < ?", vec![Sql::Integer(micros(until))]);
+    }
+    if let Some(text) = &q.text {
+        let pattern = Sql::Text(format!("%{}%", like_escape(text)));
+        let cols = ["e.actor_id", "e.actor_name", "e.actor_email", "e.target_id", "e.target_name"];
+        let clause = cols
+            .iter()
+            .map(|c| format!("{c} LIKE ? ESCAPE '\\'"))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        add(&format!("({clause})"), cols.iter().map(|_| pattern.clone()).collect());
+    }
+    if let Some(after) = &q.after {
+        let id: i64 = after
+            .id
+            .parse()
+            .map_err(|_| StoreError::Corrupt("page cursor id".into()))?;
+        add("(e.at, e.id) < (?, ?)", vec![Sql::Integer(after.at), Sql::Integer(id)]);
+    }
+    Ok((sql, args))
+}
+
+/// The exact actions a prefix covers: one index step per distinct action.
+fn actions_with_prefix(conn: &Connection, prefix: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT action FROM audit_events INDEXED BY audit_events_action_at \
+             WHERE action >= ?1 AND action < ?2 AND action > ?3 ORDER BY action LIMIT 1",
+        )
+        .map_err(unavailable)?;
+    let upper = format!("{prefix}\u{10FFFF}");
+    let mut out: Vec<String> = Vec::new();
+    loop {
+        let after = out.last().map_or("", String::as_str);
+        match stmt.query_row([prefix, upper.as_str(), after], |r| r.get::<_, String>(0)) {
+            Ok(action) => out.push(action),
+            Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(out),
+            Err(e) => return Err(unavailable(e)),
+        }
+    }
+}
+
+/// Chooses the driving filter: the most selective one with an index.
+fn branches(conn: &Connection, q: &Query) -> Result<Option<Vec<Branch>>, StoreError> {
+    let one = |index, column, value: &String| {
+        Some(vec![Branch {
+            index,
+            column,
+            value: value.clone(),
+        }])
+    };
+    match &q.action {
+        Some(ActionFilter::Exact(a)) => return Ok(one("audit_events_action_at", "action", a)),
+        Some(ActionFilter::Prefix(p)) => {
+            let actions = actions_with_prefix(conn, p)?;
+            return Ok(Some(
+                actions
+                    .into_iter()
+                    .map(|value| Branch {
+                        index: "audit_events_action_at",
+                        column: "action",
+                        value,
+                    })
+                    .collect(),
+            ));
+        }
+        None => {}
+    }
+    if let Some(t) = &q.tenant {
+        return Ok(one("audit_events_tenant_at", "tenant_slug", t));
+    }
+    if let Some(s) = &q.source {
+        return Ok(one("audit_events_source_at", "source", s));
+    }
+    Ok(None)
+}
+
+/// Runs one SELECT of whole records and collects them.
+fn fetch(conn: &Connection, sql: &str, args: Vec<Sql>, limit: usize) -> Result<Vec<Record>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(unavailable)?;
+    let rows = stmt
+        .query_map(params_from_iter(args), row_to_record)
+        .map_err(unavailable)?;
+    let mut out = Vec::with_capacity(limit);
+    for row in rows {
+        out.push(row.map_err(unavailable)??);
+    }
+    Ok(out)
+}
+
+fn walk(
+    conn: &Connection,
+    index: &str,
+    driver: Option<(&str, &str)>,
+    filters: &(String, Vec<Sql>),
+    limit: usize,
+) -> Result<Vec<Record>, StoreError> {
+    let mut args = Vec::new();
+    let mut sql = format!("SELECT {E_COLUMNS} FROM audit_events AS e INDEXED BY {index} WHERE ");
+    if let Some((column, value)) = driver {
+        sql.push_str(&format!("e.{column} = ? AND "));
+        args.push(Sql::Text(value.to_string()));
+    }
+    sql.push_str(&filters.0);
+    args.extend(filters.1.iter().cloned());
+    sql.push_str(" ORDER BY e.at DESC, e.id DESC LIMIT ?");
+    args.push(Sql::Integer(limit as i64));
+    fetch(conn, &sql, args, limit)
+}
+
+/// Records with a lookup key, newest first: the lookup up to its watermark,
+/// plus a direct scan of the events above it.
+fn walk_lookup(
+    conn: &Connection,
+    key: &str,
+    q: &Query,
+    filters: &(String, Vec<Sql>),
+    limit: usize,
+) -> Result<Vec<Record>, StoreError> {
+    let watermark = lookup::watermark(conn).map_err(unavailable)?;
+    let mut sql = format!(
+        "SELECT {E_COLUMNS} FROM lk.audit_lookup AS l CROSS JOIN main.audit_events AS e ON e.id = l.id \
+         WHERE l.key = ? AND l.id <= ? AND "
+    );
+    let mut args = vec![Sql::Text(key.to_string()), Sql::Integer(watermark)];
+    if let Some(after) = &q.after {
+        let id: i64 = after.id.parse().map_err(|_| StoreError::Corrupt("page cursor id".into()))?;
+        sql.push_str("(l.at, l.id) < (?, ?) AND ");
+        args.extend([Sql::Integer(after.at), Sql::Integer(id)]);
+    }
+    sql.push_str(&filters.0);
+    args.extend(filters.1.iter().cloned());
+    sql.push_str(" ORDER BY l.at DESC, l.id DESC LIMIT ?");
+    args.push(Sql::Integer(limit as i64));
+    let mut found = fetch(conn, &sql, args, limit)?;
+
+    let recent = format!(
+        "SELECT {E_COLUMNS} FROM audit_events AS e NOT INDEXED WHERE e.id > ? AND {} \
+         ORDER BY e.at DESC, e.id DESC LIMIT ?",
+        filters.0
+    );
+    let mut args = vec![Sql::Integer(watermark)];
+    args.extend(filters.1.iter().cloned());
+    args.push(Sql::Integer(limit as i64));
+    found.extend(fetch(conn, &recent, args, limit)?);
+    Ok(found)
+}
+
+/// Sorts newest first and drops repeats.
+fn newest_first(records: &mut Vec<Record>) {
+    records.sort_by(|a, b| {
+        let key = |r: &Record| (r.record.at, r.id.parse::<i64>().unwrap_or(0));
+        key(b).cmp(&key(a))
+    });
+    records.dedup_by(|a, b| a.id == b.id);
+}
+
+pub(super) fn run_query(conn: &Connection, q: &Query) -> Result<Page, StoreError> {
+    let filters = conditions(q)?;
+    let want = q.limit + 1;
+    let lookup_key = match (&q.actor, &q.ip) {
+        (Some(a), _) => Some(lookup::actor_key(a)),
+        (None, Some(ip)) => Some(lookup::ip_key(ip)),
+        _ => None,
+    };
+    let mut records = if let Some(key) = lookup_key.as_deref() {
+        let mut found = walk_lookup(conn, key, q, &filters, want)?;
+        newest_first(&mut found);
+        found.truncate(want);
+        found
+    } else {
+        match branches(conn, q)? {
+        None => walk(conn, "audit_events_at", None, &filters, want)?,
+        Some(branches) => {
+            let mut merged: Vec<Record> = Vec::new();
+            for b in &branches {
+                merged.extend(walk(conn, b.index, Some((b.column, &b.value)), &filters, want)?);
+            }
+            if branches.len() > 1 {
+                newest_first(&mut merged);
+            }
+            merged.truncate(want);
+            merged
+        }
+        }
+    };
+    let next = if records.len() > q.limit {
+        records.truncate(q.limit);
+        records.last().map(|r| PageCursor {
+            at: micros(&r.record.at),
+            id: r.id.clone(),
+        })
+    } else {
+        None
+    };
+    Ok(Page { records, next })
+}

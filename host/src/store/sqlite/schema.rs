@@ -1,0 +1,95 @@
+//! The embedded store's tables, indexes and connection settings.
+
+/// Tables and indexes, created idempotently at start-up.
+///
+/// Every index a timeline filter drives is `(column, at, id)`, so "records
+/// with this value, newest first" is one ordered index range with no sort;
+/// actor and IP go through `audit_lookup`, which is ordered the same way.
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit_events (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    action TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    actor_id TEXT,
+    actor_name TEXT,
+    actor_email TEXT,
+    ip TEXT,
+    target_type TEXT,
+    target_id TEXT,
+    target_name TEXT,
+    tenant_slug TEXT,
+    outcome TEXT NOT NULL,
+    external_id TEXT,
+    metadata TEXT NOT NULL,
+    mapper TEXT
+);
+-- The partial unique rule: only records with an external id can collide.
+CREATE UNIQUE INDEX IF NOT EXISTS audit_events_source_external_id
+    ON audit_events (source, external_id) WHERE external_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_events_at ON audit_events (at, id);
+CREATE INDEX IF NOT EXISTS audit_events_source_at ON audit_events (source, at, id);
+CREATE INDEX IF NOT EXISTS audit_events_action_at ON audit_events (action, at, id);
+CREATE INDEX IF NOT EXISTS audit_events_tenant_at ON audit_events (tenant_slug, at, id)
+    WHERE tenant_slug IS NOT NULL;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    sender TEXT,
+    mapper TEXT,
+    error TEXT NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ingest_cursors (
+    source TEXT PRIMARY KEY,
+    cursor TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+";
+
+/// The actor and IP lookup, in its own database file beside the main one
+/// (see `lookup.rs`), attached to read connections as `lk`.
+///
+/// `a:<actor id, name or e-mail>` and `i:<ip>` keys of each event, newest
+/// first per key, and the watermark: the last event id whose keys are in.
+pub(super) const LOOKUP_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit_lookup (
+    key TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    PRIMARY KEY (key, at, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lookup_meta (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO lookup_meta (name, value) VALUES ('watermark', 0);
+";
+
+/// Every column of `audit_events`, in the order `row_to_record` reads them.
+pub(super) const COLUMNS: &str = "id, source, action, at, received_at, actor_id, actor_name, \
+     actor_email, ip, target_type, target_id, target_name, tenant_slug, outcome, external_id, \
+     metadata, mapper";
+
+/// The same columns of the table aliased `e`.
+pub(super) const E_COLUMNS: &str = "e.id, e.source, e.action, e.at, e.received_at, e.actor_id, \
+     e.actor_name, e.actor_email, e.ip, e.target_type, e.target_id, e.target_name, \
+     e.tenant_slug, e.outcome, e.external_id, e.metadata, e.mapper";
+
+/// One record; a conflict on the partial unique index inserts nothing.
+pub(super) const INSERT: &str = "INSERT INTO audit_events (source, action, at, received_at, \
+     actor_id, actor_name, actor_email, ip, target_type, target_id, target_name, tenant_slug, \
+     outcome, external_id, metadata, mapper) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+     ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT DO NOTHING";
+
+/// Settings of the write connection. Checkpoints are not done by the writer
+/// (`wal_autocheckpoint=0`): a maintenance thread does them on its own
+/// connection, so commits never wait for one.
+pub(super) fn writer_pragmas(synchronous: &str) -> String {
+    format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=10000; \
+         PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY;"
+    )
+}

@@ -1,0 +1,136 @@
+//! The single writer: group commits of record batches (with their cursors)
+//! and dead letters, in arrival order.
+
+use std::sync::mpsc;
+
+use chrono::Utc;
+use rusqlite::{Connection, params};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::schema::INSERT;
+use super::unavailable;
+use crate::store::{DeadLetter, NewRecord, StoreError, WriteSummary, micros};
+
+/// At most this many record jobs share one transaction.
+const GROUP_COMMIT_JOBS: usize = 64;
+
+/// Work for the writer thread.
+pub(super) enum Job {
+    /// Records (and optionally a cursor) in one commit.
+    Write {
+        batch: Vec<NewRecord>,
+        cursor: Option<(String, Value)>,
+        reply: oneshot::Sender<Result<WriteSummary, StoreError>>,
+    },
+    /// One dead letter; answers with its id.
+    DeadLetter {
+        letter: DeadLetter,
+        reply: oneshot::Sender<Result<String, StoreError>>,
+    },
+}
+
+type WriteReply = oneshot::Sender<Result<WriteSummary, StoreError>>;
+
+pub(super) fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+    // Freeing a written batch (thousands of small strings) is work the next
+    // commit should not wait for: a helper thread does it.
+    let (done, freed) = mpsc::channel::<Vec<NewRecord>>();
+    let _ = std::thread::Builder::new()
+        .name("store-free".into())
+        .spawn(move || while freed.recv().is_ok() {});
+    while let Ok(first) = jobs.recv() {
+        let mut writes = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Write { batch, cursor, reply } => writes.push((batch, cursor, reply)),
+                Job::DeadLetter { letter, reply } => {
+                    let _ = reply.send(insert_dead_letter(&conn, &letter).map_err(unavailable));
+                }
+            }
+            if writes.len() < GROUP_COMMIT_JOBS {
+                next = jobs.try_recv().ok();
+            }
+        }
+        if writes.is_empty() {
+            continue;
+        }
+        let outcome = write_group(&mut conn, &writes);
+        for (i, (batch, _, reply)) in writes.into_iter().enumerate() {
+            let answer = match &outcome {
+                Ok(summaries) => Ok(summaries[i]),
+                Err(e) => Err(unavailable(e)),
+            };
+            let _ = reply.send(answer);
+            let _ = done.send(batch);
+        }
+    }
+}
+
+fn insert_dead_letter(conn: &Connection, letter: &DeadLetter) -> rusqlite::Result<String> {
+    conn.prepare_cached(
+        "INSERT INTO dead_letters (source, received_at, sender, mapper, error, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        letter.source,
+        micros(&letter.received_at),
+        letter.sender,
+        letter.mapper,
+        letter.error,
+        letter.body,
+    ])?;
+    Ok(conn.last_insert_rowid().to_string())
+}
+
+/// Inserts one row; returns whether it was new.
+fn insert_row(stmt: &mut rusqlite::CachedStatement<'_>, r: &NewRecord) -> rusqlite::Result<bool> {
+    stmt.raw_bind_parameter(1, &r.source)?;
+    stmt.raw_bind_parameter(2, &r.action)?;
+    stmt.raw_bind_parameter(3, micros(&r.at))?;
+    stmt.raw_bind_parameter(4, micros(&r.received_at))?;
+    stmt.raw_bind_parameter(5, &r.actor_id)?;
+    stmt.raw_bind_parameter(6, &r.actor_name)?;
+    stmt.raw_bind_parameter(7, &r.actor_email)?;
+    stmt.raw_bind_parameter(8, &r.ip)?;
+    stmt.raw_bind_parameter(9, &r.target_type)?;
+    stmt.raw_bind_parameter(10, &r.target_id)?;
+    stmt.raw_bind_parameter(11, &r.target_name)?;
+    stmt.raw_bind_parameter(12, &r.tenant_slug)?;
+    stmt.raw_bind_parameter(13, &r.outcome)?;
+    stmt.raw_bind_parameter(14, &r.external_id)?;
+    stmt.raw_bind_parameter(15, r.metadata.get())?;
+    stmt.raw_bind_parameter(16, &r.mapper)?;
+    Ok(stmt.raw_execute()? == 1)
+}
+
+/// Writes every job of a group in one transaction; each job's counts.
+fn write_group(
+    conn: &mut Connection,
+    group: &[(Vec<NewRecord>, Option<(String, Value)>, WriteReply)],
+) -> rusqlite::Result<Vec<WriteSummary>> {
+    let tx = conn.transaction()?;
+    let mut summaries = Vec::with_capacity(group.len());
+    for (batch, cursor, _) in group {
+        let mut insert = tx.prepare_cached(INSERT)?;
+        let mut inserted = 0;
+        for r in batch {
+            inserted += usize::from(insert_row(&mut insert, r)?);
+        }
+        drop(insert);
+        if let Some((source, cursor)) = cursor {
+            tx.prepare_cached(
+                "INSERT INTO ingest_cursors (source, cursor, updated_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
+            )?
+            .execute(params![source, cursor.to_string(), micros(&Utc::now())])?;
+        }
+        summaries.push(WriteSummary {
+            inserted: inserted as u64,
+            duplicates: (batch.len() - inserted) as u64,
+        });
+    }
+    tx.commit()?;
+    Ok(summaries)
+}

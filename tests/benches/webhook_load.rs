@@ -1,0 +1,133 @@
+//! Load generator for the Stalwart webhook: correctly signed, realistic
+//! batches over HTTP/1.1 keep-alive from N connections, flat out, into the
+//! real service (embedded store, built-in mapper) started in this process on
+//! 127.0.0.1. Generator and service share this machine's cores.
+//!
+//! `cargo bench -p audit-ingest-tests --bench webhook_load`
+//! Environment: `LOAD_SECS` (default 10), `LOAD_CONNECTIONS` (default 32),
+//! `LOAD_BATCHES` (default `1,50`), `LOAD_DURABILITY` (`full` or `normal`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use audit_ingest::config::Config;
+use audit_ingest::sources::webhook::signature::stalwart_signature;
+use audit_ingest::store::sqlite::Durability;
+use audit_ingest_tests::bench::{percentile, stalwart_batch};
+use audit_ingest_tests::STALWART_SECRET;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let secs: u64 = env_or("LOAD_SECS", 10);
+    let connections: usize = env_or("LOAD_CONNECTIONS", 32);
+    let batches: String = env_or("LOAD_BATCHES", "1,50".to_string());
+    let durability = match std::env::var("LOAD_DURABILITY").as_deref() {
+        Ok("normal") => Durability::Normal,
+        _ => Durability::Full,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        println!("| events/request | connections | requests/s | events/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx |");
+        println!("|---|---|---|---|---|---|---|---|---|");
+        for batch in batches.split(',').filter_map(|b| b.trim().parse::<usize>().ok()) {
+            run(batch, connections, Duration::from_secs(secs), durability).await;
+        }
+        println!("\npeak RSS of this process (service + generator): {:.1} MiB", peak_rss_mib());
+    });
+}
+
+async fn run(batch: usize, connections: usize, length: Duration, durability: Durability) {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, STALWART_SECRET).unwrap();
+    let mut config = Config::default();
+    config.data_dir = dir.path().join("data");
+    config.mappers_dir = dir.path().join("mappers.d");
+    config.store.durability = durability;
+    config.store.mongodb_uri = Default::default();
+    let mut hook = audit_ingest::sources::webhook::Config::stalwart();
+    if let audit_ingest::sources::webhook::AuthConfig::Hmac { secret: s, .. } = &mut hook.auth {
+        *s = audit_ingest::config::SecretSource { env: None, file: Some(secret) };
+    }
+    config.webhooks = vec![hook];
+    let app = audit_ingest::serve::build(&config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = audit_ingest::api::router(app.state.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .await
+            .unwrap()
+    });
+
+    let url = format!("http://{addr}/ingest/stalwart/webhook");
+    let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build().unwrap();
+    let seed = Arc::new(AtomicU64::new(1));
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + length;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (client, url, seed, errors) = (client.clone(), url.clone(), seed.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let n = seed.fetch_add(1, Ordering::Relaxed);
+                // One request in ten is a resend of an earlier batch, as Stalwart does after a failure.
+                let body = stalwart_batch(batch, if n % 10 == 0 && n > 10 { n - 5 } else { n });
+                let signature = stalwart_signature(STALWART_SECRET, &body);
+                let t = Instant::now();
+                let response = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-signature", signature)
+                    .body(body)
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        latencies.push(t.elapsed());
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let took = start.elapsed().as_secs_f64();
+    all.sort();
+    let requests = all.len() as f64;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "| {batch} | {connections} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+        requests / took,
+        requests * batch as f64 / took,
+        ms(percentile(&all, 50.0)),
+        ms(percentile(&all, 90.0)),
+        ms(percentile(&all, 99.0)),
+        ms(percentile(&all, 100.0)),
+        errors.load(Ordering::Relaxed)
+    );
+    server.abort();
+}
