@@ -137,10 +137,30 @@ pub fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
     if let Some(v) = map.get(name) {
         return Some(v);
     }
-    let wanted = snake_case(name);
-    map.iter()
-        .find(|(k, _)| snake_case(k) == wanted)
-        .map(|(_, v)| v)
+    map.iter().find(|(k, _)| same_name(k, name)).map(|(_, v)| v)
+}
+
+/// Whether two names are spellings of one another: equal once separators
+/// (`_`, `-`, `.`, space) are dropped and letters compared case-insensitively.
+/// Allocation-free, since it runs for every field lookup.
+///
+/// ```
+/// use audit_guest_sdk::json::same_name;
+/// assert!(same_name("remote_ip", "remoteIp"));
+/// assert!(same_name("Remote-IP", "remoteIp"));
+/// assert!(!same_name("remote", "remoteIp"));
+/// ```
+pub fn same_name(a: &str, b: &str) -> bool {
+    let significant = |c: &char| !matches!(c, '_' | '-' | '.' | ' ');
+    let mut a = a.chars().filter(significant).flat_map(char::to_lowercase);
+    let mut b = b.chars().filter(significant).flat_map(char::to_lowercase);
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some(x), Some(y)) if x == y => {}
+            _ => return false,
+        }
+    }
 }
 
 /// The first of several fields that holds a non-empty text value.

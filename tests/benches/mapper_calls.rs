@@ -8,10 +8,38 @@ use std::time::Duration;
 use audit_guest_sdk::{Delivery, Mapper};
 use audit_ingest::runtime::{InstanceMode, Limits};
 use audit_ingest_tests::bench::{median_us, percentile, sample, stalwart_batch};
-use audit_ingest_tests::runtime;
+use audit_ingest_tests::{PROBE_V1, install, runtime};
+
+/// The cost of the call itself: the probe mapper echoing a tiny payload, so
+/// almost nothing but the host → guest → host round trip is measured.
+fn boundary(budget: Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    install(&dir.path().join("probe.wasm"), PROBE_V1);
+    let delivery = Delivery::from_body("probe", br#"{"do":"echo"}"#.to_vec());
+    let native = sample(budget, || {
+        std::hint::black_box(probe_mapper::Probe::map(&delivery).unwrap());
+    });
+    println!("| mode | native µs | wasm µs | call overhead µs |");
+    println!("|---|---|---|---|");
+    for mode in [InstanceMode::Fresh, InstanceMode::Reuse] {
+        let rt = runtime(Some(dir.path()), mode, Limits::default());
+        let wasm = sample(budget, || {
+            std::hint::black_box(rt.map_blocking("probe", &delivery).unwrap());
+        });
+        println!(
+            "| {mode:?} | {:.2} | {:.2} (p99 {:.2}) | {:.2} |",
+            median_us(&native),
+            median_us(&wasm),
+            percentile(&wasm, 99.0).as_secs_f64() * 1e6,
+            median_us(&wasm) - median_us(&native)
+        );
+    }
+    println!();
+}
 
 fn main() {
     let budget = Duration::from_secs(3);
+    boundary(budget);
     println!("| events | native µs | wasm fresh µs | wasm reuse µs | fresh overhead µs | reuse overhead µs | reuse/native |");
     println!("|---|---|---|---|---|---|---|");
     for n in [1usize, 100] {

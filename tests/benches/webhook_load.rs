@@ -41,16 +41,29 @@ fn main() {
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async move {
-        println!("| events/request | connections | requests/s | events/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx |");
-        println!("|---|---|---|---|---|---|---|---|---|");
+        println!("| server | events/request | connections | requests/s | events/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
         for batch in batches.split(',').filter_map(|b| b.trim().parse::<usize>().ok()) {
-            run(batch, connections, Duration::from_secs(secs), durability).await;
+            run(batch, connections, Duration::from_secs(secs), durability, false).await;
+            run(batch, connections, Duration::from_secs(secs), durability, true).await;
         }
         println!("\npeak RSS of this process (service + generator): {:.1} MiB", peak_rss_mib());
     });
 }
 
-async fn run(batch: usize, connections: usize, length: Duration, durability: Durability) {
+/// The HTTP ceiling: the same generator against a bare handler that reads
+/// the body and answers 200, on this machine, in this process.
+fn bare_router() -> axum::Router {
+    axum::Router::new().route(
+        "/ingest/stalwart/webhook",
+        axum::routing::post(|body: axum::body::Bytes| async move {
+            std::hint::black_box(body.len());
+            "{}"
+        }),
+    )
+}
+
+async fn run(batch: usize, connections: usize, length: Duration, durability: Durability, bare: bool) {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret");
     std::fs::write(&secret, STALWART_SECRET).unwrap();
@@ -67,7 +80,7 @@ async fn run(batch: usize, connections: usize, length: Duration, durability: Dur
     let app = audit_ingest::serve::build(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = audit_ingest::api::router(app.state.clone());
+    let router = if bare { bare_router() } else { audit_ingest::api::router(app.state.clone()) };
     let server = tokio::spawn(async move {
         axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .await
@@ -120,7 +133,8 @@ async fn run(batch: usize, connections: usize, length: Duration, durability: Dur
     let requests = all.len() as f64;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "| {batch} | {connections} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+        "| {} | {batch} | {connections} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+        if bare { "bare axum handler (HTTP ceiling)" } else { "audit-ingest" },
         requests / took,
         requests * batch as f64 / took,
         ms(percentile(&all, 50.0)),

@@ -35,28 +35,34 @@ pub fn median_us(sorted: &[Duration]) -> f64 {
 }
 
 /// A Stalwart-shaped webhook body with `n` events (real field names, u64 ids).
+/// Events carry `createdAt` = 2025-06-15T15:06:40Z plus `seed` seconds, as
+/// a live server's batches carry the current time.
 pub fn stalwart_batch(n: usize, seed: u64) -> Vec<u8> {
+    let created = chrono::DateTime::from_timestamp(1_750_000_000 + seed as i64, 0)
+        .expect("a valid time")
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
     let mut events = Vec::with_capacity(n);
     for i in 0..n as u64 {
         let k = seed * 1_000_000 + i;
         let event = match i % 4 {
             0 => format!(
-                r#"{{"id":"17500000{k}37","createdAt":"2025-06-15T15:06:40Z","type":"auth.success","data":{{"accountName":"user{k}@example.org","accountId":{k},"spanId":{span},"listenerId":"imaps","localPort":993,"remoteIp":"192.0.2.10","remotePort":{port}}}}}"#,
+                r#"{{"id":"17500000{k}37","createdAt":"{created}","type":"auth.success","data":{{"accountName":"user{k}@example.org","accountId":{k},"spanId":{span},"listenerId":"imaps","localPort":993,"remoteIp":"192.0.2.10","remotePort":{port}}}}}"#,
                 span = 1432795264225280001u64 + k,
                 port = 40000 + i % 20000
             ),
             1 => format!(
-                r#"{{"id":"17500000{k}35","createdAt":"2025-06-15T15:06:41Z","type":"auth.failed","data":{{"accountName":"user{k}","accountId":{k},"spanId":{span},"reason":"Authentication failed","remoteIp":"198.51.100.7","listenerId":"imaps","localPort":993,"remotePort":{port}}}}}"#,
+                r#"{{"id":"17500000{k}35","createdAt":"{created}","type":"auth.failed","data":{{"accountName":"user{k}","accountId":{k},"spanId":{span},"reason":"Authentication failed","remoteIp":"198.51.100.7","listenerId":"imaps","localPort":993,"remotePort":{port}}}}}"#,
                 span = 1432795268419584001u64 + k,
                 port = 40000 + i % 20000
             ),
             2 => format!(
-                r#"{{"id":"17500000{k}380","createdAt":"2025-06-15T15:06:43Z","type":"queue.message-queued","data":{{"spanId":{span},"queueId":{queue},"from":"bill@example.net","to":["user{k}@example.org"],"size":1843,"nextRetry":"2025-06-15T15:06:43Z","nextDsn":"2025-06-16T15:06:43Z","expires":"2025-06-20T15:06:43Z","listenerId":"smtp","localPort":25,"remoteIp":"203.0.113.5","remotePort":38211}}}}"#,
+                r#"{{"id":"17500000{k}380","createdAt":"{created}","type":"queue.message-queued","data":{{"spanId":{span},"queueId":{queue},"from":"bill@example.net","to":["user{k}@example.org"],"size":1843,"nextRetry":"2025-06-15T15:06:43Z","nextDsn":"2025-06-16T15:06:43Z","expires":"2025-06-20T15:06:43Z","listenerId":"smtp","localPort":25,"remoteIp":"203.0.113.5","remotePort":38211}}}}"#,
                 span = 1432795276808192001u64 + k,
                 queue = 1432795277856768001u64 + k
             ),
             _ => format!(
-                r#"{{"id":"17500000{k}423","createdAt":"2025-06-15T15:06:47Z","type":"smtp.dmarc-fail","data":{{"spanId":{span},"strict":false,"domain":"example.net","policy":"reject","result":{{"type":"dmarc.fail","data":{{"causedBy":{{"type":"mail-auth.policy-not-aligned","data":{{}}}}}}}},"elapsed":3,"listenerId":"smtp","localPort":25,"remoteIp":"203.0.113.5","remotePort":38211}}}}"#,
+                r#"{{"id":"17500000{k}423","createdAt":"{created}","type":"smtp.dmarc-fail","data":{{"spanId":{span},"strict":false,"domain":"example.net","policy":"reject","result":{{"type":"dmarc.fail","data":{{"causedBy":{{"type":"mail-auth.policy-not-aligned","data":{{}}}}}}}},"elapsed":3,"listenerId":"smtp","localPort":25,"remoteIp":"203.0.113.5","remotePort":38211}}}}"#,
                 span = 1432795293585408001u64 + k
             ),
         };

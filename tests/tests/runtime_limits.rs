@@ -92,3 +92,17 @@ fn a_rejection_is_the_mappers_answer_not_a_failure() {
         Err(MapError::NoMapper(s)) if s == "nobody"
     ));
 }
+
+#[test]
+fn reused_instances_are_replaced_after_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    install(&dir.path().join("probe.wasm"), PROBE_V1);
+    let rt = runtime(Some(dir.path()), InstanceMode::Reuse, LIMITS);
+    let count = |rt: &audit_ingest::runtime::Runtime| {
+        rt.map_blocking("probe", &probe_delivery("remember")).unwrap().mapped.events[0].action.clone()
+    };
+    assert_eq!(count(&rt), "probe.calls_1");
+    assert_eq!(count(&rt), "probe.calls_2", "a warm instance is reused");
+    let _ = rt.map_blocking("probe", &probe_delivery("trap"));
+    assert_eq!(count(&rt), "probe.calls_1", "the trapped instance was not reused");
+}

@@ -106,8 +106,12 @@ impl Registry {
     }
 
     /// The mapper serving `source` right now.
-    pub(crate) fn get(&self, source: &str) -> Option<Active> {
-        self.active.read().expect("active mappers").get(source).cloned()
+    pub(crate) fn get(&self, source: &str) -> Option<Arc<LoadedMapper>> {
+        self.active
+            .read()
+            .expect("active mappers")
+            .get(source)
+            .map(|a| a.mapper.clone())
     }
 
     pub(crate) fn status(&self) -> Vec<MapperStatus> {

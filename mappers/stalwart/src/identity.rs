@@ -10,7 +10,9 @@
 //! So the key is a SHA-256 over `createdAt`, `type` and `data` in canonical
 //! form (object keys sorted, so key order never matters), plus an occurrence
 //! number: the n-th event with the same content *within one delivery* gets
-//! `:n`. Two genuinely identical events (same second, same connection, same
+//! `:n`. The key starts with `createdAt` in compact form
+//! (`20250615150640-<hash>:0`): keys then arrive in roughly increasing order,
+//! which keeps the store's unique index writes together instead of scattered. Two genuinely identical events (same second, same connection, same
 //! everything) therefore stay two records, and a resend of the batch, which
 //! carries both again, produces the same two keys and nothing new.
 
@@ -33,14 +35,18 @@ impl Occurrences {
         hasher.update([0]);
         hasher.update(typ.as_bytes());
         hasher.update([0]);
-        let mut canonical = String::new();
-        write_canonical(data, &mut canonical);
-        hasher.update(canonical.as_bytes());
+        write_canonical(data, &mut |bytes: &[u8]| hasher.update(bytes));
         let digest = hasher.finalize();
         let mut short = [0u8; 16];
         short.copy_from_slice(&digest[..16]);
         let n = self.seen.entry(short).or_insert(0);
-        let key = format!("{}:{}", hex(&short), n);
+        let time: String = created_at
+            .unwrap_or("")
+            .chars()
+            .filter(char::is_ascii_digit)
+            .take(14)
+            .collect();
+        let key = format!("{time}-{}:{}", hex(&short), n);
         *n += 1;
         key
     }
@@ -50,35 +56,59 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// JSON with object keys sorted at every level; numbers as written.
-fn write_canonical(value: &Value, out: &mut String) {
+/// JSON with object keys sorted at every level, numbers as written, fed
+/// straight into `out` (the hasher) without building a string.
+fn write_canonical(value: &Value, out: &mut impl FnMut(&[u8])) {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            out.push('{');
+            out(b"{");
             for (i, k) in keys.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out(b",");
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
+                write_string(k, out);
+                out(b":");
                 write_canonical(&map[k], out);
             }
-            out.push('}');
+            out(b"}");
         }
         Value::Array(items) => {
-            out.push('[');
+            out(b"[");
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out(b",");
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out(b"]");
         }
-        other => out.push_str(&other.to_string()),
+        Value::String(text) => write_string(text, out),
+        Value::Number(n) => out(n.to_string().as_bytes()),
+        Value::Bool(true) => out(b"true"),
+        Value::Bool(false) => out(b"false"),
+        Value::Null => out(b"null"),
     }
+}
+
+/// A JSON string: quoted, with `"` and `\` escaped and control characters as `\u00XX`.
+fn write_string(text: &str, out: &mut impl FnMut(&[u8])) {
+    out(b"\"");
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        if c == '"' || c == '\\' || (c as u32) < 0x20 {
+            out(&text.as_bytes()[start..i]);
+            match c {
+                '"' => out(b"\\\""),
+                '\\' => out(b"\\\\"),
+                other => out(format!("\\u{:04x}", other as u32).as_bytes()),
+            }
+            start = i + c.len_utf8();
+        }
+    }
+    out(&text.as_bytes()[start..]);
+    out(b"\"");
 }
 
 #[cfg(test)]
@@ -95,6 +125,17 @@ mod tests {
         assert_eq!(k1, k2);
         let k3 = b.key(Some("t"), "auth.failed", &json!({"y": 2, "x": 3}));
         assert_ne!(k1, k3);
+    }
+
+    #[test]
+    fn the_canonical_form_is_json_with_sorted_keys() {
+        let mut out = Vec::new();
+        let value = json!({"b": [1, "x\"y\\z\n"], "a": {"d": null, "c": true}});
+        write_canonical(&value, &mut |b: &[u8]| out.extend_from_slice(b));
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, r#"{"a":{"c":true,"d":null},"b":[1,"x\"y\\z\u000a"]}"#);
+        let reparsed: Value = audit_guest_sdk::serde_json::from_str(&text).unwrap();
+        assert_eq!(reparsed, value);
     }
 
     #[test]
