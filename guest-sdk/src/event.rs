@@ -25,6 +25,11 @@ impl RawJson {
         RawValue::from_string(text).map(RawJson)
     }
 
+    /// Copies raw JSON as it is (no parsing, no printing).
+    pub fn from_raw(raw: &RawValue) -> RawJson {
+        RawJson(raw.to_owned())
+    }
+
     /// Serialises a value.
     pub fn from_value(value: &serde_json::Value) -> RawJson {
         RawJson::from_serialize(value)

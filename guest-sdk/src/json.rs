@@ -1,7 +1,11 @@
 //! Defensive JSON helpers: payloads change shape between versions of a source
 //! system, so a mapper should read them with as few assumptions as possible.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The names under which a list of events is commonly found.
 const LIST_KEYS: [&str; 6] = ["events", "results", "items", "data", "records", "entries"];
@@ -43,6 +47,52 @@ pub fn find_events(value: &Value) -> Option<Vec<&Value>> {
         }
         _ => None,
     }
+}
+
+/// Like [`find_events`], but returns each event's own bytes from the body,
+/// untouched: keep them as the original (byte for byte, nothing re-printed)
+/// and parse each one for its fields.
+///
+/// ```
+/// use audit_guest_sdk::json::event_slices;
+/// let body = br#"{"events":[{"id": 1,  "x":2}, {"id":2}]}"#;
+/// let events = event_slices(body).unwrap();
+/// assert_eq!(events[0].get(), r#"{"id": 1,  "x":2}"#);
+/// assert_eq!(event_slices(br#"[{"a":1}]"#).unwrap().len(), 1);
+/// assert_eq!(event_slices(br#"{"data":{"items":[1,2]}}"#).unwrap().len(), 2);
+/// assert_eq!(event_slices(br#"{"type":"x"}"#).unwrap()[0].get(), r#"{"type":"x"}"#);
+/// assert!(event_slices(b"42").is_none());
+/// ```
+pub fn event_slices(body: &[u8]) -> Option<Vec<&RawValue>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let whole: &RawValue = serde_json::from_str(text).ok()?;
+    match first_byte(whole)? {
+        b'[' => serde_json::from_str(whole.get()).ok(),
+        b'{' => Some(list_under(whole, true).unwrap_or_else(|| vec![whole])),
+        _ => None,
+    }
+}
+
+fn first_byte(raw: &RawValue) -> Option<u8> {
+    raw.get().trim_start().as_bytes().first().copied()
+}
+
+/// The list under one of [`LIST_KEYS`], looking one object deeper if `nested`.
+fn list_under(object: &RawValue, nested: bool) -> Option<Vec<&RawValue>> {
+    let map: BTreeMap<Cow<'_, str>, &RawValue> = serde_json::from_str(object.get()).ok()?;
+    for key in LIST_KEYS {
+        let Some(inner) = map.get(key) else { continue };
+        match first_byte(inner) {
+            Some(b'[') => return serde_json::from_str(inner.get()).ok(),
+            Some(b'{') if nested => {
+                if let Some(found) = list_under(inner, false) {
+                    return Some(found);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Reads a value that is sometimes a string and sometimes a number (or a bool)

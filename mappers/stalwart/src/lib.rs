@@ -11,9 +11,9 @@ pub mod identity;
 pub mod known_types;
 pub mod verbs;
 
-use audit_guest_sdk::json::{field, find_events, first_text, text, texts};
+use audit_guest_sdk::json::{event_slices, field, first_text, text, texts};
 use audit_guest_sdk::serde_json::Value;
-use audit_guest_sdk::{AuditEvent, Delivery, Mapped, Mapper, MapperInfo, MappingError};
+use audit_guest_sdk::{AuditEvent, Delivery, Mapped, Mapper, MapperInfo, MappingError, RawJson};
 
 /// The Stalwart mapper.
 pub struct Stalwart;
@@ -34,14 +34,22 @@ impl Mapper for Stalwart {
     }
 
     fn map(delivery: &Delivery) -> Result<Mapped, MappingError> {
-        let body = delivery.json()?;
-        let list = find_events(&body).ok_or_else(|| {
-            MappingError::UnsupportedShape("expected an object with an `events` list".into())
-        })?;
+        // Each event's own bytes are kept as the original, byte for byte.
+        let list = match event_slices(&delivery.body) {
+            Some(list) => list,
+            None => {
+                delivery.json()?;
+                return Err(MappingError::UnsupportedShape(
+                    "expected an object with an `events` list".into(),
+                ));
+            }
+        };
         let mut ids = identity::Occurrences::default();
         let mut events = Vec::with_capacity(list.len());
         for raw in list {
-            events.push(map_event(raw, &mut ids)?);
+            let value: Value = audit_guest_sdk::serde_json::from_str(raw.get())
+                .map_err(|e| MappingError::Malformed(format!("an event is not JSON: {e}")))?;
+            events.push(map_event(&value, &mut ids)?.original(RawJson::from_raw(raw)));
         }
         Ok(events.into())
     }
@@ -69,8 +77,7 @@ fn map_event(raw: &Value, ids: &mut identity::Occurrences) -> Result<AuditEvent,
 
     let mut event = AuditEvent::new(format!("stalwart.{}", verb.name))
         .outcome(verb.outcome)
-        .external_id(ids.key(at.as_deref(), &typ, data))
-        .original(raw);
+        .external_id(ids.key(at.as_deref(), &typ, data));
     if verb.catch_all {
         event = event.unrecognised();
     }

@@ -130,19 +130,23 @@ fn conditions(q: &Query) -> Result<(String, Vec<Sql>), StoreError> {
     Ok((sql, args))
 }
 
-/// The exact actions a prefix covers: one index step per distinct action.
+/// The exact actions a prefix covers: one index seek per distinct action.
 fn actions_with_prefix(conn: &Connection, prefix: &str) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT action FROM audit_events INDEXED BY audit_events_action_at \
-             WHERE action >= ?1 AND action < ?2 AND action > ?3 ORDER BY action LIMIT 1",
-        )
-        .map_err(unavailable)?;
     let upper = format!("{prefix}\u{10FFFF}");
     let mut out: Vec<String> = Vec::new();
     loop {
-        let after = out.last().map_or("", String::as_str);
-        match stmt.query_row([prefix, upper.as_str(), after], |r| r.get::<_, String>(0)) {
+        // One lower bound only, so the seek starts right after the last action.
+        let (sql, lower) = match out.last() {
+            None => ("SELECT action FROM audit_events INDEXED BY audit_events_action_at \
+                      WHERE action >= ?1 AND action < ?2 ORDER BY action LIMIT 1", prefix),
+            Some(last) => ("SELECT action FROM audit_events INDEXED BY audit_events_action_at \
+                            WHERE action > ?1 AND action < ?2 ORDER BY action LIMIT 1", last.as_str()),
+        };
+        let next = conn
+            .prepare_cached(sql)
+            .map_err(unavailable)?
+            .query_row([lower, upper.as_str()], |r| r.get::<_, String>(0));
+        match next {
             Ok(action) => out.push(action),
             Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(out),
             Err(e) => return Err(unavailable(e)),
