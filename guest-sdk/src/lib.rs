@@ -36,6 +36,8 @@
 //! - [`json`]: defensive JSON helpers (event lists, string-or-number, exact u64, name spellings);
 //! - [`fixtures`]: golden fixture files, run natively and by the host.
 
+#![deny(missing_docs)]
+
 pub mod event;
 pub mod fixtures;
 pub mod json;

@@ -175,6 +175,10 @@ async fn actor_and_ip_old_and_new(store: Store) {
     assert_eq!(both.len(), 10, "192.0.2.3 is always an odd second");
     let newest = store.query(&Query { actor: Some("bob".into()), limit: 1, ..q() }).await.unwrap();
     assert_eq!(newest.records[0].record.at, at(39));
+    let text = count(Query { text: Some("MAILBOX-3".into()), limit: 4, ..q() }).await;
+    assert_eq!(text.len(), 11, "mailbox-3 and mailbox-30..39, old and new, any case");
+    let short = count(Query { text: Some("ob".into()), ..q() }).await;
+    assert_eq!(short.len(), 20, "a two-letter term still finds every bob");
 }
 
 async fn durable_across_reopen(make: impl Fn() -> Store) {

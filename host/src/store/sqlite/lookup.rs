@@ -10,7 +10,8 @@
 //! runs on the other core while the writer keeps committing. A query reads
 //! the lookup up to the watermark and scans the few events above it directly,
 //! so its answer is complete whatever the lag; after a crash the builder
-//! simply resumes from the stored watermark.
+//! simply resumes from the stored watermark. The same pass feeds the
+//! trigram text index behind `q`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,6 +58,27 @@ pub(super) fn watermark(conn: &Connection) -> rusqlite::Result<i64> {
         .query_row([], |r| r.get(0))
 }
 
+/// At most this many text matches are fetched and sorted; a term that
+/// matches more is common enough that walking the timeline finds a page fast.
+pub(super) const TEXT_MATCHES: i64 = 5_000;
+
+/// The ids (up to the watermark) whose actor or target text contains `term`
+/// (case-insensitive), or `None` when the term is too short for the trigram
+/// index (under 3 characters) or matches more than [`TEXT_MATCHES`].
+pub(super) fn text_matches(conn: &Connection, term: &str, watermark: i64) -> rusqlite::Result<Option<Vec<i64>>> {
+    if term.chars().count() < 3 {
+        return Ok(None);
+    }
+    let phrase = format!("\"{}\"", term.replace('"', "\"\""));
+    let mut stmt = conn.prepare_cached(
+        "SELECT rowid FROM lk.audit_text WHERE audit_text MATCH ?1 AND rowid <= ?2 LIMIT ?3",
+    )?;
+    let ids: Vec<i64> = stmt
+        .query_map(params![phrase, watermark, TEXT_MATCHES + 1], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok((ids.len() as i64 <= TEXT_MATCHES).then_some(ids))
+}
+
 /// Runs the builder until `stopped` is set.
 pub(super) fn builder_loop(events: PathBuf, stopped: Arc<AtomicBool>) {
     let open = || -> rusqlite::Result<(Connection, Connection)> {
@@ -94,12 +116,13 @@ fn pass(read: &Connection, write: &mut Connection) -> rusqlite::Result<i64> {
         .prepare_cached("SELECT value FROM lookup_meta WHERE name = 'watermark'")?
         .query_row([], |r| r.get(0))?;
     let mut keys: Vec<(String, i64, i64)> = Vec::new();
+    let mut texts: Vec<(i64, String)> = Vec::new();
     let mut last = from;
     let mut count = 0;
     {
         let mut rows = read.prepare_cached(
-            "SELECT id, at, actor_id, actor_name, actor_email, ip FROM audit_events \
-             WHERE id > ?1 ORDER BY id LIMIT ?2",
+            "SELECT id, at, actor_id, actor_name, actor_email, ip, target_id, target_name \
+             FROM audit_events WHERE id > ?1 ORDER BY id LIMIT ?2",
         )?;
         let mut it = rows.query(params![from, PASS])?;
         while let Some(row) = it.next()? {
@@ -116,6 +139,16 @@ fn pass(read: &Connection, write: &mut Connection) -> rusqlite::Result<i64> {
             if let Some(ip) = row.get::<_, Option<String>>(5)? {
                 keys.push((ip_key(&ip), at, id));
             }
+            let mut text = actors.join("\n");
+            for col in 6..=7 {
+                if let Some(v) = row.get::<_, Option<String>>(col)? {
+                    text.push('\n');
+                    text.push_str(&v);
+                }
+            }
+            if !text.is_empty() {
+                texts.push((id, text));
+            }
             last = id;
             count += 1;
         }
@@ -130,6 +163,10 @@ fn pass(read: &Connection, write: &mut Connection) -> rusqlite::Result<i64> {
             tx.prepare_cached("INSERT OR IGNORE INTO audit_lookup (key, at, id) VALUES (?1, ?2, ?3)")?;
         for (key, at, id) in &keys {
             insert.execute(params![key, at, id])?;
+        }
+        let mut text = tx.prepare_cached("INSERT INTO audit_text (rowid, body) VALUES (?1, ?2)")?;
+        for (id, body) in &texts {
+            text.execute(params![id, body])?;
         }
         tx.prepare_cached("UPDATE lookup_meta SET value = ?1 WHERE name = 'watermark'")?
             .execute([last])?;

@@ -269,15 +269,62 @@ fn newest_first(records: &mut Vec<Record>) {
     records.dedup_by(|a, b| a.id == b.id);
 }
 
+/// Records whose actor or target text contains the search term, through the
+/// trigram index (up to the watermark) plus a scan above it; `None` when the
+/// index cannot narrow the search (see [`lookup::text_matches`]).
+fn walk_text(
+    conn: &Connection,
+    term: &str,
+    filters: &(String, Vec<Sql>),
+    limit: usize,
+) -> Result<Option<Vec<Record>>, StoreError> {
+    let watermark = lookup::watermark(conn).map_err(unavailable)?;
+    let Some(ids) = lookup::text_matches(conn, term, watermark).map_err(unavailable)? else {
+        return Ok(None);
+    };
+    let mut found = Vec::new();
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!(
+            "SELECT {E_COLUMNS} FROM audit_events AS e WHERE e.id IN ({marks}) AND {} \
+             ORDER BY e.at DESC, e.id DESC LIMIT ?",
+            filters.0
+        );
+        let mut args: Vec<Sql> = chunk.iter().map(|id| Sql::Integer(*id)).collect();
+        args.extend(filters.1.iter().cloned());
+        args.push(Sql::Integer(limit as i64));
+        found.extend(fetch(conn, &sql, args, limit)?);
+    }
+    let recent = format!(
+        "SELECT {E_COLUMNS} FROM audit_events AS e NOT INDEXED WHERE e.id > ? AND {} \
+         ORDER BY e.at DESC, e.id DESC LIMIT ?",
+        filters.0
+    );
+    let mut args = vec![Sql::Integer(watermark)];
+    args.extend(filters.1.iter().cloned());
+    args.push(Sql::Integer(limit as i64));
+    found.extend(fetch(conn, &recent, args, limit)?);
+    Ok(Some(found))
+}
+
 pub(super) fn run_query(conn: &Connection, q: &Query) -> Result<Page, StoreError> {
     let filters = conditions(q)?;
     let want = q.limit + 1;
+    if q.actor.is_none() && q.ip.is_none() {
+        if let Some(term) = &q.text {
+            if let Some(mut found) = walk_text(conn, term, &filters, want)? {
+                newest_first(&mut found);
+                found.truncate(want);
+                return Ok(page(found, q.limit));
+            }
+        }
+    }
     let lookup_key = match (&q.actor, &q.ip) {
         (Some(a), _) => Some(lookup::actor_key(a)),
         (None, Some(ip)) => Some(lookup::ip_key(ip)),
         _ => None,
     };
-    let mut records = if let Some(key) = lookup_key.as_deref() {
+    let records = if let Some(key) = lookup_key.as_deref() {
         let mut found = walk_lookup(conn, key, q, &filters, want)?;
         newest_first(&mut found);
         found.truncate(want);
@@ -298,8 +345,13 @@ pub(super) fn run_query(conn: &Connection, q: &Query) -> Result<Page, StoreError
         }
         }
     };
-    let next = if records.len() > q.limit {
-        records.truncate(q.limit);
+    Ok(page(records, q.limit))
+}
+
+/// Cuts `limit + 1` records to a page and its cursor.
+fn page(mut records: Vec<Record>, limit: usize) -> Page {
+    let next = if records.len() > limit {
+        records.truncate(limit);
         records.last().map(|r| PageCursor {
             at: micros(&r.record.at),
             id: r.id.clone(),
@@ -307,5 +359,5 @@ pub(super) fn run_query(conn: &Connection, q: &Query) -> Result<Page, StoreError
     } else {
         None
     };
-    Ok(Page { records, next })
+    Page { records, next }
 }

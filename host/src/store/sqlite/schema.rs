@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS ingest_cursors (
 /// (see `lookup.rs`), attached to read connections as `lk`.
 ///
 /// `a:<actor id, name or e-mail>` and `i:<ip>` keys of each event, newest
-/// first per key, and the watermark: the last event id whose keys are in.
+/// first per key; the actor and target text for `q`; and the watermark: the
+/// last event id whose keys are in.
 pub(super) const LOOKUP_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit_lookup (
     key TEXT NOT NULL,
@@ -61,6 +62,11 @@ CREATE TABLE IF NOT EXISTS audit_lookup (
     id INTEGER NOT NULL,
     PRIMARY KEY (key, at, id)
 ) WITHOUT ROWID;
+-- Text of the actor and target fields, trigram-indexed for `q` (substring,
+-- case-insensitive). Contentless: the text itself stays in the events table.
+CREATE VIRTUAL TABLE IF NOT EXISTS audit_text USING fts5(
+    body, tokenize = 'trigram', content = ''
+);
 CREATE TABLE IF NOT EXISTS lookup_meta (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL

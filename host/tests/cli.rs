@@ -1,0 +1,74 @@
+//! The command line as an operator uses it.
+
+use std::process::Command;
+
+fn audit_ingest() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_audit-ingest"))
+}
+
+#[test]
+fn config_check_names_the_bad_key_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:3001\"\n[mapper]\ntimeout_ms = 0\n").unwrap();
+    let out = audit_ingest().args(["config", "check"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mapper.timeout_ms"), "{err}");
+
+    std::fs::write(&file, "listne = \"127.0.0.1:3001\"\n").unwrap();
+    let out = audit_ingest().args(["config", "check"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listne"));
+}
+
+#[test]
+fn config_check_prints_the_effective_config_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("token");
+    std::fs::write(&secret, "super-secret-token\n").unwrap();
+    let file = dir.path().join("ok.toml");
+    std::fs::write(&file, format!("[api.token]\nfile = {:?}\n", secret.display().to_string())).unwrap();
+    let out = audit_ingest()
+        .args(["config", "check"])
+        .arg(&file)
+        .env("STALWART_WEBHOOK_SECRET", "another-secret")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("configuration is valid"));
+    assert!(text.contains("X-Signature"), "the Stalwart endpoint is on by default:\n{text}");
+    assert!(!text.contains("super-secret-token") && !text.contains("another-secret"));
+}
+
+#[test]
+fn mapper_check_runs_fixtures_through_the_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("stalwart.wasm");
+    std::fs::write(&wasm, audit_ingest::builtin::STALWART).unwrap();
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../mappers/stalwart/tests/fixtures");
+    let out = audit_ingest().args(["mapper", "check"]).arg(&wasm).arg(fixtures).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("0 failed"), "{text}");
+
+    // A fixture whose expectation is wrong shows the difference and fails.
+    let case = dir.path().join("case.input.json");
+    std::fs::copy(format!("{fixtures}/mixed_batch.input.json"), &case).unwrap();
+    let expected = std::fs::read_to_string(format!("{fixtures}/mixed_batch.expected.json")).unwrap();
+    std::fs::write(dir.path().join("case.expected.json"), expected.replace("stalwart.auth_banned", "stalwart.auth_blocked")).unwrap();
+    let out = audit_ingest().args(["mapper", "check"]).arg(&wasm).arg(&case).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(text.contains("expected \"stalwart.auth_blocked\", got \"stalwart.auth_banned\""), "{text}");
+}
+
+#[test]
+fn help_explains_each_command() {
+    let out = audit_ingest().arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in ["serve", "config", "mapper"] {
+        assert!(text.contains(word), "{text}");
+    }
+}
