@@ -23,7 +23,9 @@ use rusqlite::{Connection, OpenFlags, params};
 use super::schema::LOOKUP_SCHEMA;
 
 /// How many events one pass adds at most.
-const PASS: i64 = 50_000;
+const PASS: i64 = 10_000;
+/// Above this many events behind, the builder stops yielding to ingest.
+const MAX_LAG: i64 = 500_000;
 /// How long the builder rests when it has caught up.
 const REST: Duration = Duration::from_millis(100);
 
@@ -97,9 +99,26 @@ pub(super) fn builder_loop(events: PathBuf, stopped: Arc<AtomicBool>) {
             return;
         }
     };
+    // Indexing is background work: it runs when the cores are otherwise idle,
+    // so a burst of ingest is not slowed by it. The lookup then falls behind
+    // (queries scan the part above the watermark) and catches up after the
+    // burst; if it falls too far behind it competes normally again.
+    let mut background = true;
+    set_background(background);
     while !stopped.load(Ordering::Relaxed) {
         match pass(&read, &mut write) {
-            Ok(n) if n >= PASS => continue,
+            Ok(n) if n >= PASS => {
+                let newest = read
+                    .query_row("SELECT max(id) FROM audit_events", [], |r| r.get::<_, Option<i64>>(0))
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0);
+                let lagging = newest - watermark_of(&write).unwrap_or(0) > MAX_LAG;
+                if lagging == background {
+                    background = !lagging;
+                    set_background(background);
+                }
+            }
             Ok(_) => std::thread::sleep(REST),
             Err(e) => {
                 tracing::warn!(error = %e, "updating the actor/IP lookup failed; will retry");
@@ -109,12 +128,37 @@ pub(super) fn builder_loop(events: PathBuf, stopped: Arc<AtomicBool>) {
     }
 }
 
+fn watermark_of(write: &Connection) -> rusqlite::Result<i64> {
+    write
+        .prepare_cached("SELECT value FROM lookup_meta WHERE name = 'watermark'")?
+        .query_row([], |r| r.get(0))
+}
+
+/// Runs the calling thread at idle priority (`SCHED_IDLE`) or normally.
+#[cfg(target_os = "linux")]
+fn set_background(idle: bool) {
+    use thread_priority::unix::{
+        NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
+        thread_native_id,
+    };
+    let policy = if idle {
+        NormalThreadSchedulePolicy::Idle
+    } else {
+        NormalThreadSchedulePolicy::Other
+    };
+    let priority = thread_priority::ThreadPriority::Min;
+    if let Err(e) = set_thread_priority_and_policy(thread_native_id(), priority, ThreadSchedulePolicy::Normal(policy)) {
+        tracing::debug!(error = ?e, "cannot change the lookup builder's scheduling; it keeps normal priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_background(_idle: bool) {}
+
 /// Adds the keys of up to `PASS` events above the watermark, sorted, and
 /// moves the watermark, in one transaction. Returns how many events it read.
 fn pass(read: &Connection, write: &mut Connection) -> rusqlite::Result<i64> {
-    let from: i64 = write
-        .prepare_cached("SELECT value FROM lookup_meta WHERE name = 'watermark'")?
-        .query_row([], |r| r.get(0))?;
+    let from = watermark_of(write)?;
     let mut keys: Vec<(String, i64, i64)> = Vec::new();
     let mut texts: Vec<(i64, String)> = Vec::new();
     let mut last = from;
