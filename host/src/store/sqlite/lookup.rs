@@ -36,11 +36,21 @@ pub(super) fn path_for(events: &Path) -> PathBuf {
     events.with_file_name(name)
 }
 
-/// Creates the lookup file and its tables.
-pub(super) fn create(path: &Path) -> rusqlite::Result<()> {
+/// Creates the lookup file and its tables. A lookup that is ahead of the
+/// events (the events file was replaced or restored from an older backup)
+/// describes other events: it is emptied and rebuilt.
+pub(super) fn create(path: &Path, newest_event: i64) -> rusqlite::Result<()> {
     let conn = Connection::open(path)?;
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
-    conn.execute_batch(LOOKUP_SCHEMA)
+    conn.execute_batch(LOOKUP_SCHEMA)?;
+    if watermark_of(&conn)? > newest_event {
+        tracing::warn!(file = %path.display(), "the actor/IP lookup is ahead of the events; rebuilding it");
+        conn.execute_batch(
+            "DELETE FROM audit_lookup; INSERT INTO audit_text (audit_text) VALUES ('delete-all'); \
+             UPDATE lookup_meta SET value = 0 WHERE name = 'watermark';",
+        )?;
+    }
+    Ok(())
 }
 
 /// The lookup key of an actor value (id, name or e-mail).

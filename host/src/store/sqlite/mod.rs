@@ -86,14 +86,17 @@ impl SqliteStore {
         maintenance
             .busy_timeout(Duration::from_secs(10))
             .map_err(unavailable)?;
+        let lookup_path = lookup::path_for(path);
+        let newest: i64 = conn
+            .query_row("SELECT coalesce(max(id), 0) FROM audit_events", [], |r| r.get(0))
+            .map_err(unavailable)?;
+        lookup::create(&lookup_path, newest)
+            .map_err(|e| unavailable(format!("create {}: {e}", lookup_path.display())))?;
         let (tx, rx) = mpsc::sync_channel(WRITE_QUEUE);
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer_loop(conn, rx))
             .map_err(unavailable)?;
-        let lookup_path = lookup::path_for(path);
-        lookup::create(&lookup_path)
-            .map_err(|e| unavailable(format!("create {}: {e}", lookup_path.display())))?;
         let stopped = Arc::new(AtomicBool::new(false));
         let flag = stopped.clone();
         std::thread::Builder::new()
@@ -251,6 +254,16 @@ impl SqliteStore {
                 .transpose()
         })
         .await
+    }
+
+    /// How many events the actor/IP/text lookup is behind (it is built in
+    /// the background; queries stay complete meanwhile, only slower).
+    pub fn lookup_lag(&self) -> Result<i64, StoreError> {
+        let conn = self.reader()?;
+        let newest: i64 = conn
+            .query_row("SELECT coalesce(max(id), 0) FROM audit_events", [], |r| r.get(0))
+            .map_err(unavailable)?;
+        Ok(newest - lookup::watermark(&conn).map_err(unavailable)?)
     }
 
     /// Refreshes the planner statistics now (the maintenance thread does this
