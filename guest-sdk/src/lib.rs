@@ -100,3 +100,24 @@ macro_rules! export_mapper {
         }
     };
 }
+
+/// Declares a `#[test]` that runs every golden fixture in the crate's
+/// `tests/fixtures/` through the mapper natively (see [`fixtures`]).
+///
+/// ```ignore
+/// audit_guest_sdk::golden_fixtures!(Stalwart, "stalwart");
+/// ```
+#[macro_export]
+macro_rules! golden_fixtures {
+    ($mapper:ty, $source:expr) => {
+        #[cfg(test)]
+        #[test]
+        fn golden_fixtures() {
+            $crate::fixtures::assert_fixtures(
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"),
+                $source,
+                <$mapper as $crate::Mapper>::map,
+            );
+        }
+    };
+}

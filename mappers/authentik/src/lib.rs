@@ -144,16 +144,4 @@ fn map_event(raw: &Value) -> AuditEvent {
     event
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn golden_fixtures() {
-        audit_guest_sdk::fixtures::assert_fixtures(
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"),
-            "authentik",
-            Authentik::map,
-        );
-    }
-}
+audit_guest_sdk::golden_fixtures!(Authentik, "authentik");

@@ -123,16 +123,4 @@ fn target(event: AuditEvent, action: &str, line: &Value) -> AuditEvent {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn golden_fixtures() {
-        audit_guest_sdk::fixtures::assert_fixtures(
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"),
-            "ocis",
-            Ocis::map,
-        );
-    }
-}
+audit_guest_sdk::golden_fixtures!(Ocis, "ocis");

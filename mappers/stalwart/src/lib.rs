@@ -137,16 +137,4 @@ fn with_target(event: AuditEvent, kind: verbs::TargetKind, data: &Value) -> Audi
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn golden_fixtures() {
-        audit_guest_sdk::fixtures::assert_fixtures(
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"),
-            "stalwart",
-            Stalwart::map,
-        );
-    }
-}
+audit_guest_sdk::golden_fixtures!(Stalwart, "stalwart");

@@ -247,8 +247,19 @@ fn walk_lookup(
     sql.push_str(" ORDER BY l.at DESC, l.id DESC LIMIT ?");
     args.push(Sql::Integer(limit as i64));
     let mut found = fetch(conn, &sql, args, limit)?;
+    found.extend(walk_recent(conn, watermark, filters, limit)?);
+    Ok(found)
+}
 
-    let recent = format!(
+/// The events above the lookup's watermark that match every filter: a
+/// rowid range scan of the part the lookup has not covered yet.
+fn walk_recent(
+    conn: &Connection,
+    watermark: i64,
+    filters: &(String, Vec<Sql>),
+    limit: usize,
+) -> Result<Vec<Record>, StoreError> {
+    let sql = format!(
         "SELECT {E_COLUMNS} FROM audit_events AS e NOT INDEXED WHERE e.id > ? AND {} \
          ORDER BY e.at DESC, e.id DESC LIMIT ?",
         filters.0
@@ -256,8 +267,7 @@ fn walk_lookup(
     let mut args = vec![Sql::Integer(watermark)];
     args.extend(filters.1.iter().cloned());
     args.push(Sql::Integer(limit as i64));
-    found.extend(fetch(conn, &recent, args, limit)?);
-    Ok(found)
+    fetch(conn, &sql, args, limit)
 }
 
 /// Sorts newest first and drops repeats.
@@ -295,15 +305,7 @@ fn walk_text(
         args.push(Sql::Integer(limit as i64));
         found.extend(fetch(conn, &sql, args, limit)?);
     }
-    let recent = format!(
-        "SELECT {E_COLUMNS} FROM audit_events AS e NOT INDEXED WHERE e.id > ? AND {} \
-         ORDER BY e.at DESC, e.id DESC LIMIT ?",
-        filters.0
-    );
-    let mut args = vec![Sql::Integer(watermark)];
-    args.extend(filters.1.iter().cloned());
-    args.push(Sql::Integer(limit as i64));
-    found.extend(fetch(conn, &recent, args, limit)?);
+    found.extend(walk_recent(conn, watermark, filters, limit)?);
     Ok(Some(found))
 }
 
