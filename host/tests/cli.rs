@@ -72,3 +72,10 @@ fn help_explains_each_command() {
         assert!(text.contains(word), "{text}");
     }
 }
+
+#[test]
+fn the_example_configuration_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../audit-ingest.example.toml");
+    let out = audit_ingest().args(["config", "check", example]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
