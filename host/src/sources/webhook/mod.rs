@@ -323,7 +323,8 @@ async fn receive(State(state): State<AppState>, endpoint: Arc<Endpoint>, request
         Err(_) => return AppError::PayloadTooLarge(endpoint.max_body_bytes as u64).into_response(),
     };
     if let Err(refusal) = endpoint.verifier.verify(&parts.headers, &body, Utc::now().timestamp()) {
-        tracing::warn!(source = %endpoint.source, sender = ?from, reason = %refusal, "webhook refused: signature");
+        let sender = from.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+        tracing::warn!(source = %endpoint.source, sender = %sender, reason = %refusal, "webhook refused: signature");
         return AppError::Unauthorized(refusal.to_string()).into_response();
     }
     if let Some(ct) = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {

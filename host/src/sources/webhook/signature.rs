@@ -128,7 +128,7 @@ impl Verifier {
                 key,
             } => {
                 let value = single_header(headers, header)?;
-                let what = || format!("{header} signature");
+                let what = || format!("signature in {header}");
                 let encoded = value.strip_prefix(prefix.as_str()).ok_or_else(|| Refusal::Mismatch(what()))?;
                 let given = decode(*encoding, encoded.trim()).ok_or_else(|| Refusal::Mismatch(what()))?;
                 let expected = mac(key.expose().as_bytes(), &[body]);
