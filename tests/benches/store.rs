@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use audit_ingest::runtime::{InstanceMode, Limits};
 use audit_ingest::store::sqlite::{Durability, SqliteStore};
 use audit_ingest::store::{NewRecord, Store};
-use audit_ingest_tests::bench::{percentile, sample};
+use audit_ingest_tests::bench::percentile;
 use audit_ingest_tests::{app, call, get, runtime};
 use audit_guest_sdk::RawJson;
 use chrono::{TimeZone, Utc};
@@ -134,7 +134,6 @@ fn main() {
             );
         }
     });
-    let _ = sample(Duration::ZERO, || {});
 }
 
 fn ms(d: Duration) -> f64 {

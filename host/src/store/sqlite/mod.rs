@@ -4,8 +4,9 @@
 //! batches are group-committed: the writer takes every job waiting in its
 //! queue, writes them in one transaction, and answers each caller with its
 //! own counts once that transaction is committed (with `synchronous=FULL`,
-//! once it is on disk). A maintenance thread checkpoints the WAL and keeps
-//! the planner's statistics fresh on its own connection. Reads use a small
+//! once it is on disk); SQLite's automatic checkpoints keep the WAL short. A
+//! maintenance thread keeps the planner's statistics fresh on its own
+//! connection. Reads use a small
 //! pool of read-only connections on the blocking pool, with plans chosen in
 //! `query`.
 
@@ -285,22 +286,22 @@ impl SqliteStore {
     }
 }
 
-/// How often the WAL is checkpointed into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// How often the maintenance thread looks whether it should stop.
+const MAINTENANCE_TICK: Duration = Duration::from_millis(500);
 /// How often the planner's statistics are refreshed.
 const ANALYZE_EVERY: Duration = Duration::from_secs(300);
 
-/// Checkpoints the WAL (passively: never blocking the writer or readers) and
-/// refreshes statistics, until the store is dropped.
+/// Refreshes the planner's statistics at start and every few minutes, until
+/// the store is dropped.
 fn maintenance_loop(conn: Connection, stopped: Arc<AtomicBool>) {
     let _ = conn.execute_batch("PRAGMA analysis_limit=1000; PRAGMA optimize=0x10002;");
     let mut since_analyze = Duration::ZERO;
     loop {
-        std::thread::sleep(CHECKPOINT_EVERY);
+        std::thread::sleep(MAINTENANCE_TICK);
         if stopped.load(Ordering::Relaxed) {
             return;
         }
-        since_analyze += CHECKPOINT_EVERY;
+        since_analyze += MAINTENANCE_TICK;
         if since_analyze >= ANALYZE_EVERY {
             since_analyze = Duration::ZERO;
             let _ = conn.execute_batch("PRAGMA analysis_limit=1000; PRAGMA optimize;");
