@@ -104,8 +104,16 @@ macro_rules! export_mapper {
 /// Declares a `#[test]` that runs every golden fixture in the crate's
 /// `tests/fixtures/` through the mapper natively (see [`fixtures`]).
 ///
-/// ```ignore
-/// audit_guest_sdk::golden_fixtures!(Stalwart, "stalwart");
+/// ```
+/// # use audit_guest_sdk::{Delivery, Mapped, Mapper, MapperInfo, MappingError};
+/// # struct Acme;
+/// # impl Mapper for Acme {
+/// #     fn describe() -> MapperInfo {
+/// #         MapperInfo { name: "acme".into(), version: "1.0.0".into(), event_types: vec![] }
+/// #     }
+/// #     fn map(_: &Delivery) -> Result<Mapped, MappingError> { Ok(Mapped::default()) }
+/// # }
+/// audit_guest_sdk::golden_fixtures!(Acme, "acme");
 /// ```
 #[macro_export]
 macro_rules! golden_fixtures {
