@@ -91,8 +91,33 @@ pub(super) fn text_matches(conn: &Connection, term: &str, watermark: i64) -> rus
     Ok((ids.len() as i64 <= TEXT_MATCHES).then_some(ids))
 }
 
+/// When the writer last committed, so the builder can stay out of its way.
+#[derive(Clone, Default)]
+pub(super) struct WriterActivity(Arc<std::sync::atomic::AtomicU64>);
+
+impl WriterActivity {
+    fn now_ms() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// The writer calls this after every commit.
+    pub(super) fn wrote(&self) {
+        self.0.store(Self::now_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether the writer committed within `window`.
+    fn busy_within(&self, window: Duration) -> bool {
+        Self::now_ms().saturating_sub(self.0.load(Ordering::Relaxed)) < window.as_millis() as u64
+    }
+}
+
+/// The builder waits while the writer committed this recently.
+const WRITER_QUIET: Duration = Duration::from_millis(50);
+
 /// Runs the builder until `stopped` is set.
-pub(super) fn builder_loop(events: PathBuf, stopped: Arc<AtomicBool>) {
+pub(super) fn builder_loop(events: PathBuf, stopped: Arc<AtomicBool>, writer: WriterActivity) {
     let open = || -> rusqlite::Result<(Connection, Connection)> {
         let read = Connection::open_with_flags(
             &events,
@@ -116,6 +141,22 @@ pub(super) fn builder_loop(events: PathBuf, stopped: Arc<AtomicBool>) {
     let mut background = true;
     set_background(background);
     while !stopped.load(Ordering::Relaxed) {
+        // While the writer is busy, wait: its throughput comes first, and
+        // queries stay complete without the lookup. Only a large lag makes
+        // the builder work beside it.
+        if background && writer.busy_within(WRITER_QUIET) {
+            let newest = read
+                .query_row("SELECT max(id) FROM audit_events", [], |r| r.get::<_, Option<i64>>(0))
+                .ok()
+                .flatten()
+                .unwrap_or(0);
+            if newest - watermark_of(&write).unwrap_or(0) < MAX_LAG {
+                std::thread::sleep(WRITER_QUIET);
+                continue;
+            }
+            background = false;
+            set_background(false);
+        }
         match pass(&read, &mut write) {
             Ok(n) if n >= PASS => {
                 let newest = read

@@ -94,9 +94,11 @@ impl SqliteStore {
         lookup::create(&lookup_path, newest)
             .map_err(|e| unavailable(format!("create {}: {e}", lookup_path.display())))?;
         let (tx, rx) = mpsc::sync_channel(WRITE_QUEUE);
+        let activity = lookup::WriterActivity::default();
+        let busy = activity.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, busy))
             .map_err(unavailable)?;
         let stopped = Arc::new(AtomicBool::new(false));
         let flag = stopped.clone();
@@ -107,7 +109,7 @@ impl SqliteStore {
         let (events, flag) = (path.to_path_buf(), stopped.clone());
         std::thread::Builder::new()
             .name("store-lookup".into())
-            .spawn(move || lookup::builder_loop(events, flag))
+            .spawn(move || lookup::builder_loop(events, flag, activity))
             .map_err(unavailable)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),

@@ -32,7 +32,11 @@ pub(super) enum Job {
 
 type WriteReply = oneshot::Sender<Result<WriteSummary, StoreError>>;
 
-pub(super) fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+pub(super) fn writer_loop(
+    mut conn: Connection,
+    jobs: mpsc::Receiver<Job>,
+    activity: super::lookup::WriterActivity,
+) {
     // Freeing a written batch (thousands of small strings) is work the next
     // commit should not wait for: a helper thread does it.
     let (done, freed) = mpsc::channel::<Vec<NewRecord>>();
@@ -57,6 +61,7 @@ pub(super) fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
             continue;
         }
         let outcome = write_group(&mut conn, &writes);
+        activity.wrote();
         for (i, (batch, _, reply)) in writes.into_iter().enumerate() {
             let answer = match &outcome {
                 Ok(summaries) => Ok(summaries[i]),
