@@ -160,6 +160,22 @@ fn chunked(text: String) -> Body {
 }
 
 #[tokio::test]
+async fn a_body_cut_off_mid_way_is_a_400_and_nothing_is_stored() {
+    let s = service();
+    let body = batch();
+    let cut: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(body.as_bytes()[..100].to_vec()),
+        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "client went away")),
+    ];
+    let request = Request::post(PATH)
+        .header("x-signature", stalwart_signature(STALWART_SECRET, body.as_bytes()))
+        .body(Body::from_stream(futures_util::stream::iter(cut)))
+        .unwrap();
+    assert_eq!(call(&s.router, request).await.0, StatusCode::BAD_REQUEST);
+    assert!(stored(&s).await.is_empty());
+}
+
+#[tokio::test]
 async fn an_unmappable_signed_body_is_kept_and_answered_2xx() {
     let s = service();
     let (status, answer) = call(&s.router, signed("this is not json")).await;

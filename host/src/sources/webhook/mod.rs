@@ -320,7 +320,17 @@ async fn receive(State(state): State<AppState>, endpoint: Arc<Endpoint>, request
     }
     let body = match axum::body::to_bytes(body, endpoint.max_body_bytes).await {
         Ok(b) => b,
-        Err(_) => return AppError::PayloadTooLarge(endpoint.max_body_bytes as u64).into_response(),
+        Err(e) => {
+            let over_limit = e
+                .into_inner()
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            return if over_limit {
+                AppError::PayloadTooLarge(endpoint.max_body_bytes as u64).into_response()
+            } else {
+                AppError::BadRequest("the request body could not be read to its end".into()).into_response()
+            };
+        }
     };
     if let Err(refusal) = endpoint.verifier.verify(&parts.headers, &body, Utc::now().timestamp()) {
         let sender = from.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
