@@ -106,3 +106,14 @@ fn reused_instances_are_replaced_after_a_failure() {
     let _ = rt.map_blocking("probe", &probe_delivery("trap"));
     assert_eq!(count(&rt), "probe.calls_1", "the trapped instance was not reused");
 }
+
+#[test]
+fn by_default_drop_in_mappers_get_a_fresh_instance_per_call() {
+    let dir = tempfile::tempdir().unwrap();
+    install(&dir.path().join("probe.wasm"), PROBE_V1);
+    let rt = runtime(Some(dir.path()), InstanceMode::default(), LIMITS);
+    for _ in 0..3 {
+        let out = rt.map_blocking("probe", &probe_delivery("remember")).unwrap();
+        assert_eq!(out.mapped.events[0].action, "probe.calls_1");
+    }
+}

@@ -184,7 +184,7 @@ impl LoadedMapper {
     ) -> Result<R, CallFailure> {
         let reused = match self.mode {
             InstanceMode::Reuse => self.warm.lock().expect("warm instances").pop(),
-            InstanceMode::Fresh => None,
+            InstanceMode::Fresh | InstanceMode::Auto => None,
         };
         let mut warm = match reused {
             Some(w) => w,

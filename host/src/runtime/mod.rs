@@ -26,22 +26,34 @@ pub use watch::WatchHandle;
 /// Whether each call gets a fresh instance or reuses a warm one.
 ///
 /// Measured (BENCHMARKS.md): a fresh instance costs about 30 µs per call, a
-/// reused one about 1.4 µs, so `reuse` is the default. An instance only ever
-/// serves one mapper, and a mapper only ever sees deliveries of its own
-/// source, so reuse shows a mapper nothing it would not see anyway; what it
-/// cannot rule out is a mapper that keeps data in static memory and puts it
-/// into a later call's output. The built-in mappers keep no state; for
-/// drop-in mappers you do not trust to be stateless, choose `fresh`.
+/// reused one about 1.4 µs. A reused instance could carry data from one call
+/// into a later call's output if the mapper kept it in static memory; a
+/// fresh one cannot. So the default, `auto`, reuses instances of the built-in
+/// mappers (part of this binary, and keeping no state) and gives drop-in
+/// mappers a fresh instance per call. `reuse` and `fresh` apply to all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum InstanceMode {
+    /// Built-in mappers reuse warm instances; drop-in mappers get fresh ones.
+    #[default]
+    Auto,
     /// A new instance per call (from the pooling allocator): nothing a call
     /// leaves in guest memory is ever seen by another call.
     Fresh,
     /// Warm instances are reused; one is discarded after a trap, a timeout or
     /// running out of memory, and after 10,000 calls.
-    #[default]
     Reuse,
+}
+
+impl InstanceMode {
+    /// The mode for one mapper: `auto` resolves by where the mapper came from.
+    pub(crate) fn for_mapper(self, builtin: bool) -> InstanceMode {
+        match (self, builtin) {
+            (InstanceMode::Auto, true) => InstanceMode::Reuse,
+            (InstanceMode::Auto, false) => InstanceMode::Fresh,
+            (mode, _) => mode,
+        }
+    }
 }
 
 /// Bounds on every call into a mapper.

@@ -73,7 +73,7 @@ impl Registry {
         let mut loaded = HashMap::new();
         for bytes in builtins {
             let component = engine::compile(bytes).context("compile a built-in mapper")?;
-            let mapper = LoadedMapper::load(&component, &linker, limits, mode)
+            let mapper = LoadedMapper::load(&component, &linker, limits, mode.for_mapper(true))
                 .context("load a built-in mapper")?;
             loaded.insert(mapper.info.name.clone(), Arc::new(mapper));
         }
@@ -137,7 +137,8 @@ impl Registry {
     /// Compiles and validates one candidate file.
     pub(crate) fn validate(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<LoadedMapper> {
         let component = engine::compile(bytes)?;
-        let mapper = LoadedMapper::load(&component, &self.linker, self.limits, self.mode)?;
+        let mode = self.mode.for_mapper(false);
+        let mapper = LoadedMapper::load(&component, &self.linker, self.limits, mode)?;
         let fixtures_dir = path.with_extension("fixtures");
         if fixtures_dir.is_dir() {
             let fixtures = Fixture::load_dir(&fixtures_dir, &mapper.info.name)?;
