@@ -76,8 +76,26 @@ impl MongoStore {
             .keys(doc! { "action": 1, "at": -1, "_id": -1 })
             .options(IndexOptions::builder().name("action_at_id".to_string()).build())
             .build();
+        // One (field, at, _id) index per timeline filter, so "newest records
+        // with this value" is an ordered index walk, as in the embedded store.
+        let by = |field: &str| {
+            IndexModel::builder()
+                .keys(doc! { field: 1, "at": -1, "_id": -1 })
+                .options(IndexOptions::builder().name(format!("{field}_at_id")).build())
+                .build()
+        };
         self.events
-            .create_indexes([unique, timeline, by_source, by_action])
+            .create_indexes([
+                unique,
+                timeline,
+                by_source,
+                by_action,
+                by("tenantSlug"),
+                by("ip"),
+                by("actorId"),
+                by("actorName"),
+                by("actorEmail"),
+            ])
             .await
             .map_err(unavailable)?;
         Ok(())
