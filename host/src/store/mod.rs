@@ -196,6 +196,21 @@ impl FaultSwitch {
     }
 }
 
+/// Calls the same method on whichever backend this is; a faulty store
+/// checks its switch first.
+macro_rules! dispatch {
+    ($store:expr, $method:ident($($arg:expr),*)) => {
+        match $store {
+            Store::Sqlite(s) => s.$method($($arg),*).await,
+            Store::Mongo(s) => s.$method($($arg),*).await,
+            Store::Faulty(f, inner) => {
+                f.check()?;
+                Box::pin(inner.$method($($arg),*)).await
+            }
+        }
+    };
+}
+
 /// The configured store.
 #[derive(Clone)]
 pub enum Store {
@@ -216,74 +231,32 @@ impl Store {
         batch: Vec<NewRecord>,
         cursor: Option<(String, Value)>,
     ) -> Result<WriteSummary, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.insert(batch, cursor).await,
-            Store::Mongo(s) => s.insert(batch, cursor).await,
-            Store::Faulty(f, inner) => {
-                f.check()?;
-                Box::pin(inner.insert(batch, cursor)).await
-            }
-        }
+        dispatch!(self, insert(batch, cursor))
     }
 
     /// Keeps a delivery that could not be mapped; returns its id. Durable on return.
     pub async fn dead_letter(&self, letter: DeadLetter) -> Result<String, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.dead_letter(letter).await,
-            Store::Mongo(s) => s.dead_letter(letter).await,
-            Store::Faulty(f, inner) => {
-                f.check()?;
-                Box::pin(inner.dead_letter(letter)).await
-            }
-        }
+        dispatch!(self, dead_letter(letter))
     }
 
     /// The oldest dead letters, up to `limit`, with their ids.
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.dead_letters(limit).await,
-            Store::Mongo(s) => s.dead_letters(limit).await,
-            Store::Faulty(f, inner) => {
-                f.check()?;
-                Box::pin(inner.dead_letters(limit)).await
-            }
-        }
+        dispatch!(self, dead_letters(limit))
     }
 
     /// One page of the timeline.
     pub async fn query(&self, query: &Query) -> Result<Page, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.query(query).await,
-            Store::Mongo(s) => s.query(query).await,
-            Store::Faulty(f, inner) => {
-                f.check()?;
-                Box::pin(inner.query(query)).await
-            }
-        }
+        dispatch!(self, query(query))
     }
 
     /// One record by id.
     pub async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.get(id).await,
-            Store::Mongo(s) => s.get(id).await,
-            Store::Faulty(f, inner) => {
-                f.check()?;
-                Box::pin(inner.get(id)).await
-            }
-        }
+        dispatch!(self, get(id))
     }
 
     /// The stored cursor of a source.
     pub async fn load_cursor(&self, source: &str) -> Result<Option<Value>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.load_cursor(source).await,
-            Store::Mongo(s) => s.load_cursor(source).await,
-            Store::Faulty(f, inner) => {
-                f.check()?;
-                Box::pin(inner.load_cursor(source)).await
-            }
-        }
+        dispatch!(self, load_cursor(source))
     }
 
     /// Saves a source's cursor on its own (durable on return).
@@ -295,14 +268,7 @@ impl Store {
 
     /// Whether the store answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.ping().await,
-            Store::Mongo(s) => s.ping().await,
-            Store::Faulty(f, inner) => {
-                f.check()?;
-                Box::pin(inner.ping()).await
-            }
-        }
+        dispatch!(self, ping())
     }
 
     /// This store behind a new fault switch.
