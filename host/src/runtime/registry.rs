@@ -38,9 +38,24 @@ pub(crate) struct Active {
 
 /// What the last scan saw of one file.
 struct SeenFile {
+    /// Size and modification time: unchanged means not read again.
+    stamp: Stamp,
     hash: [u8; 32],
     /// The mapper name it provides, when it loaded.
     serves: Option<String>,
+}
+
+/// Size, modification time and (on Unix) inode: a file renamed into place
+/// always differs, whatever times it carries.
+type Stamp = (u64, Option<std::time::SystemTime>, u64);
+
+fn stamp_of(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((meta.len(), meta.modified().ok(), inode))
 }
 
 /// Reload outcomes, for logs and metrics.
@@ -199,6 +214,15 @@ impl Registry {
 
     /// Loads `path` if its content is new. Returns true when a mapper changed.
     fn consider(&self, path: &Path) -> bool {
+        // The periodic rescan reads nothing when size and time are unchanged.
+        let stamp = stamp_of(path);
+        if let Some(stamp) = stamp {
+            let files = self.files.lock().expect("seen files");
+            if files.get(path).is_some_and(|seen| seen.stamp == stamp) {
+                return false;
+            }
+        }
+        let stamp = stamp.unwrap_or((0, None, 0));
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) => {
@@ -210,7 +234,13 @@ impl Registry {
         let previous = {
             let files = self.files.lock().expect("seen files");
             match files.get(path) {
-                Some(seen) if seen.hash == hash => return false,
+                Some(seen) if seen.hash == hash => {
+                    drop(files);
+                    if let Some(seen) = self.files.lock().expect("seen files").get_mut(path) {
+                        seen.stamp = stamp;
+                    }
+                    return false;
+                }
                 Some(seen) => seen.serves.clone(),
                 None => None,
             }
@@ -231,6 +261,7 @@ impl Registry {
                 self.files.lock().expect("seen files").insert(
                     path.to_path_buf(),
                     SeenFile {
+                        stamp,
                         hash,
                         serves: Some(name.clone()),
                     },
@@ -258,6 +289,7 @@ impl Registry {
                 self.files.lock().expect("seen files").insert(
                     path.to_path_buf(),
                     SeenFile {
+                        stamp,
                         hash,
                         serves: previous,
                     },
