@@ -15,7 +15,7 @@ use audit::mapper::types as wit;
 
 pub use wit::{
     Delivery as WitDelivery, Mapped as WitMapped, MapperInfo as WitMapperInfo,
-    MappingError as WitMappingError, PollStart as WitPollStart, QueryParam as WitQueryParam,
+    MappingError as WitMappingError, PageRequest as WitPageRequest, QueryParam as WitQueryParam,
 };
 
 pub fn delivery_from_wit(d: wit::Delivery) -> sdk::Delivery {
@@ -30,12 +30,11 @@ pub fn delivery_from_wit(d: wit::Delivery) -> sdk::Delivery {
         headers: d.headers.into_iter().map(|h| (h.name, h.value)).collect(),
         origin: d.origin,
         body: d.body,
-        cursor: d.cursor,
     }
 }
 
-pub fn poll_start_from_wit(s: wit::PollStart) -> sdk::PollStart {
-    sdk::PollStart { cursor: s.cursor, page_size: s.page_size, not_before: s.not_before }
+pub fn page_request_from_wit(r: wit::PageRequest) -> sdk::PageRequest {
+    sdk::PageRequest { page: r.page, page_size: r.page_size }
 }
 
 pub fn info_to_wit(i: sdk::MapperInfo) -> wit::MapperInfo {
@@ -69,10 +68,7 @@ pub fn result_to_wit(r: Result<sdk::Mapped, sdk::MappingError>) -> Result<wit::M
     match r {
         Ok(m) => Ok(wit::Mapped {
             events: m.events.into_iter().map(event_to_wit).collect(),
-            poll: m.poll.map(|p| wit::PollStep {
-                cursor: p.cursor,
-                next_page: p.next_page.map(params_to_wit),
-            }),
+            poll: m.poll.map(|p| wit::PollPage { total: p.total, last: p.last }),
         }),
         Err(sdk::MappingError::Malformed(m)) => Err(wit::MappingError::Malformed(m)),
         Err(sdk::MappingError::UnsupportedShape(m)) => Err(wit::MappingError::UnsupportedShape(m)),

@@ -111,8 +111,6 @@ pub struct Delivery {
     /// The raw bytes.
     #[serde(skip)]
     pub body: Vec<u8>,
-    /// Poll only: the cursor stored after the last committed page.
-    pub cursor: Option<String>,
 }
 
 impl Delivery {
@@ -316,7 +314,7 @@ impl AuditEvent {
     }
 }
 
-/// A query parameter for the next poll request.
+/// A query parameter of a poll request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueryParam {
     /// Name.
@@ -340,14 +338,18 @@ impl QueryParam {
     }
 }
 
-/// Poll only: what the host does after committing a page's events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// Poll only: what a fetched page says about the list it came from.
+///
+/// The host walks the list newest first by page number; it uses `total` to
+/// notice items inserted or deleted between two pages (so a shifted page never
+/// skips an item) and `last` to know where the list ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
-pub struct PollStep {
-    /// The cursor to store once the page's events are committed.
-    pub cursor: Option<String>,
-    /// The next page of this tick, or none when the tick is done.
-    pub next_page: Option<Vec<QueryParam>>,
+pub struct PollPage {
+    /// How many items the whole list held when the page was served, if known.
+    pub total: Option<u64>,
+    /// True when no page follows this one.
+    pub last: bool,
 }
 
 /// The result of mapping one delivery.
@@ -356,9 +358,9 @@ pub struct PollStep {
 pub struct Mapped {
     /// The events, in write order.
     pub events: Vec<AuditEvent>,
-    /// Poll deliveries only.
+    /// Poll deliveries only: what the page says about the list.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub poll: Option<PollStep>,
+    pub poll: Option<PollPage>,
 }
 
 impl From<Vec<AuditEvent>> for Mapped {
@@ -391,14 +393,12 @@ pub struct MapperInfo {
     pub event_types: Vec<String>,
 }
 
-/// Settings for the first page of a poll tick.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// Which page of a poll source's list the host wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
-pub struct PollStart {
-    /// The stored cursor, if any.
-    pub cursor: Option<String>,
-    /// The page size the host wants.
+pub struct PageRequest {
+    /// The page number, starting at 1.
+    pub page: u32,
+    /// The page size the host wants (the API may serve fewer).
     pub page_size: u32,
-    /// First tick only: ignore events older than this instant.
-    pub not_before: Option<String>,
 }

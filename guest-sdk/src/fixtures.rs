@@ -1,6 +1,6 @@
 //! Golden fixtures: `<case>.input.json` (the raw payload) beside
 //! `<case>.expected.json` (what the mapper must return), optionally with
-//! `<case>.delivery.json` (transport, headers, cursor, ... of the delivery).
+//! `<case>.delivery.json` (transport, headers, origin, ... of the delivery).
 //!
 //! The same files run natively under `cargo test` ([`assert_fixtures`]) and
 //! through the real WebAssembly runtime (the host's `mapper check` command and

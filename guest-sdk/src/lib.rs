@@ -47,7 +47,7 @@ pub mod json;
 pub mod __bindings;
 
 pub use event::{
-    Actor, AuditEvent, Delivery, Mapped, MapperInfo, MappingError, Outcome, PollStart, PollStep,
+    Actor, AuditEvent, Delivery, Mapped, MapperInfo, MappingError, Outcome, PageRequest, PollPage,
     QueryParam, RawJson, Target, Transport,
 };
 pub use serde_json;
@@ -60,9 +60,10 @@ pub trait Mapper {
     /// Maps one delivery to audit events.
     fn map(delivery: &Delivery) -> Result<Mapped, MappingError>;
 
-    /// Poll sources: the query for the first page of a tick.
-    /// Push and file sources keep this default, which asks for nothing.
-    fn start_poll(_start: &PollStart) -> Vec<QueryParam> {
+    /// Poll sources: the query that fetches one page of the source's list,
+    /// ordered newest first. The host decides which pages to fetch and where
+    /// a walk stops. Push and file sources keep this default.
+    fn page_query(_request: &PageRequest) -> Vec<QueryParam> {
         Vec::new()
     }
 }
@@ -89,11 +90,11 @@ macro_rules! export_mapper {
                     let delivery = $crate::__bindings::delivery_from_wit(delivery);
                     $crate::__bindings::result_to_wit(<$mapper as $crate::Mapper>::map(&delivery))
                 }
-                fn start_poll(
-                    start: $crate::__bindings::WitPollStart,
+                fn page_query(
+                    request: $crate::__bindings::WitPageRequest,
                 ) -> ::std::vec::Vec<$crate::__bindings::WitQueryParam> {
-                    let start = $crate::__bindings::poll_start_from_wit(start);
-                    $crate::__bindings::params_to_wit(<$mapper as $crate::Mapper>::start_poll(&start))
+                    let request = $crate::__bindings::page_request_from_wit(request);
+                    $crate::__bindings::params_to_wit(<$mapper as $crate::Mapper>::page_query(&request))
                 }
             }
             $crate::__bindings::__export_mapper_world!(Export with_types_in $crate::__bindings);

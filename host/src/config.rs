@@ -118,6 +118,14 @@ pub struct Config {
     /// Webhook endpoints (`[[webhooks]]`). Stalwart's is added with its
     /// defaults unless an entry with `source = "stalwart"` is given.
     pub webhooks: Vec<crate::sources::webhook::Config>,
+    /// Whether pollers and file tails run (`AUDIT_INGEST_ENABLED`); false
+    /// leaves only pushed webhooks, e.g. in test environments.
+    pub ingest_enabled: bool,
+    /// Poll sources (`[[pollers]]`). authentik's is added when `AUTHENTIK_URL`
+    /// is set and no entry has `source = "authentik"`.
+    pub pollers: Vec<crate::sources::poll::Config>,
+    /// How long a shutdown waits for sources to commit and save their cursors.
+    pub shutdown_timeout_secs: u64,
 }
 
 /// `[api]`
@@ -197,6 +205,9 @@ impl Default for Config {
             store: StoreConfig::default(),
             mapper: MapperConfig::default(),
             webhooks: Vec::new(),
+            ingest_enabled: true,
+            pollers: Vec::new(),
+            shutdown_timeout_secs: 20,
         }
     }
 }
@@ -226,6 +237,7 @@ impl Config {
         if !config.webhooks.iter().any(|w| w.source == "stalwart") {
             config.webhooks.push(crate::sources::webhook::Config::stalwart());
         }
+        config.apply_source_env()?;
         config.validate()?;
         Ok(config)
     }
@@ -253,8 +265,37 @@ impl Config {
                 }
             };
         }
+        if let Some(v) = env("AUDIT_INGEST_ENABLED") {
+            self.ingest_enabled = match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => {
+                    return Err(ConfigError(format!("AUDIT_INGEST_ENABLED: `{v}` is not true or false")));
+                }
+            };
+        }
         if let Some(v) = env("AUDIT_TENANT_SLUGS") {
             self.tenant_slugs = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        }
+        Ok(())
+    }
+
+    /// The per-source switches: `AUTHENTIK_URL` adds authentik's poller,
+    /// `AUTHENTIK_POLL_INTERVAL_SECS` sets its interval.
+    fn apply_source_env(&mut self) -> Result<(), ConfigError> {
+        if let Some(url) = env("AUTHENTIK_URL") {
+            match self.pollers.iter_mut().find(|p| p.source == "authentik") {
+                Some(p) => p.base_url = url,
+                None => self.pollers.push(crate::sources::poll::Config::authentik(&url)),
+            }
+        }
+        if let Some(v) = env("AUTHENTIK_POLL_INTERVAL_SECS") {
+            let secs: u64 = v.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                ConfigError(format!("AUTHENTIK_POLL_INTERVAL_SECS: `{v}` is not a number of seconds above 0"))
+            })?;
+            for p in self.pollers.iter_mut().filter(|p| p.source == "authentik") {
+                p.interval_secs = secs;
+            }
         }
         Ok(())
     }
@@ -280,6 +321,13 @@ impl Config {
             w.resolve()?;
             if !paths.insert(w.route()) {
                 return Err(ConfigError(format!("webhooks: two endpoints use the path {}", w.route())));
+            }
+        }
+        let mut sources = std::collections::HashSet::new();
+        for p in &self.pollers {
+            p.resolve()?;
+            if !sources.insert(p.source.as_str()) {
+                return Err(ConfigError(format!("pollers: two pollers use the source {}", p.source)));
             }
         }
         Ok(())

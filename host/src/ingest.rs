@@ -7,8 +7,8 @@ use audit_guest_sdk::{AuditEvent, Outcome, RawJson};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::runtime::MapOutput;
-use crate::store::NewRecord;
+use crate::runtime::{MapError, MapOutput};
+use crate::store::{DeadLetter, NewRecord};
 
 /// What the host knows about a delivery besides its bytes.
 #[derive(Debug, Clone)]
@@ -33,6 +33,11 @@ impl Tenants {
         Tenants {
             slugs: slugs.into_iter().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()).collect(),
         }
+    }
+
+    /// True when no tenant slug is known (nothing can be inferred).
+    pub fn is_empty(&self) -> bool {
+        self.slugs.is_empty()
     }
 
     /// The slug a mapper's hint names, if it is a known tenant.
@@ -110,5 +115,22 @@ fn record(received: &Received, e: &AuditEvent, mapper: &str, tenants: &Tenants) 
         external_id: e.external_id.clone(),
         metadata,
         mapper: Some(mapper.to_string()),
+    }
+}
+
+/// A delivery the mapper could not map, kept raw with the error and the mapper
+/// version so it can be re-mapped later.
+pub fn dead_letter(received: &Received, body: Vec<u8>, error: &MapError) -> DeadLetter {
+    let mapper = match error {
+        MapError::Rejected { mapper, .. } | MapError::Failed { mapper, .. } => Some(mapper.to_string()),
+        MapError::NoMapper(_) => None,
+    };
+    DeadLetter {
+        source: received.source.clone(),
+        received_at: received.at,
+        sender: received.sender.clone(),
+        mapper,
+        error: error.to_string(),
+        body,
     }
 }

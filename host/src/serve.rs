@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
@@ -19,6 +20,22 @@ pub struct App {
     pub state: AppState,
     /// Keeps the mapper directory watched while alive.
     pub watch: WatchHandle,
+    /// Tells pollers and tails to stop.
+    shutdown: watch::Sender<bool>,
+    /// The running pollers and tails.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl App {
+    /// Stops pollers and tails: each finishes the page or lines in flight,
+    /// commits, and saves its cursor or offset. Waits at most `bound`.
+    pub async fn stop(self, bound: std::time::Duration) {
+        let _ = self.shutdown.send(true);
+        let all = futures_util::future::join_all(self.tasks);
+        if tokio::time::timeout(bound, all).await.is_err() {
+            tracing::warn!(bound_secs = bound.as_secs(), "sources did not stop in time; their cursors cover what was committed");
+        }
+    }
 }
 
 /// Opens the configured store.
@@ -85,7 +102,39 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         tenants: Tenants::new(config.tenant_slugs.clone()),
         webhooks: Arc::new(webhooks),
     };
-    Ok(App { state, watch })
+    let (shutdown, stopped) = watch::channel(false);
+    let tasks = start_sources(config, &state, stopped)?;
+    Ok(App { state, watch, shutdown, tasks })
+}
+
+/// Starts the pollers and file tails, unless ingest is switched off.
+fn start_sources(
+    config: &Config,
+    state: &AppState,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    if !config.ingest_enabled {
+        if !config.pollers.is_empty() {
+            tracing::warn!("AUDIT_INGEST_ENABLED=false: pollers and file tails do not run");
+        }
+        return Ok(tasks);
+    }
+    for p in config.pollers.iter().filter(|p| p.enabled) {
+        let poller = p.resolve()?;
+        if !poller.has_token() {
+            tracing::warn!(source = %p.source, "poller not started: no token; {}", poller.token_hint());
+            continue;
+        }
+        let ctx = crate::sources::poll::Context {
+            store: state.store.clone(),
+            runtime: state.runtime.clone(),
+            tenants: state.tenants.clone(),
+            shutdown: stopped.clone(),
+        };
+        tasks.push(tokio::spawn(crate::sources::poll::run(poller, ctx)));
+    }
+    Ok(tasks)
 }
 
 /// Runs the service until SIGTERM or Ctrl-C.
@@ -103,8 +152,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await
     .context("serve HTTP")?;
+    app.stop(std::time::Duration::from_secs(config.shutdown_timeout_secs)).await;
     tracing::info!("stopped");
-    drop(app);
     Ok(())
 }
 

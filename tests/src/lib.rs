@@ -2,6 +2,7 @@
 //! over a temporary mapper directory, an embedded store, the app router, and
 //! a one-shot HTTP call.
 
+pub mod authentik;
 pub mod bench;
 
 use std::path::Path;
@@ -126,4 +127,26 @@ pub fn install(path: &Path, bytes: &[u8]) {
     let tmp = path.with_extension("partial");
     std::fs::write(&tmp, bytes).expect("write the mapper");
     std::fs::rename(&tmp, path).expect("rename the mapper into place");
+}
+
+/// Every stored record of `source`, newest first (pages through the timeline).
+pub async fn all_records(store: &Store, source: &str) -> Vec<audit_ingest::store::Record> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .query(&audit_ingest::store::Query {
+                source: Some(source.to_string()),
+                after,
+                limit: 500,
+                ..Default::default()
+            })
+            .await
+            .expect("query the store");
+        out.extend(page.records);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return out,
+        }
+    }
 }

@@ -28,15 +28,13 @@ pub(crate) fn delivery_to_wit(d: &sdk::Delivery) -> wit::Delivery {
             .collect(),
         origin: d.origin.clone(),
         body: d.body.clone(),
-        cursor: d.cursor.clone(),
     }
 }
 
-pub(crate) fn poll_start_to_wit(s: &sdk::PollStart) -> wit::PollStart {
-    wit::PollStart {
-        cursor: s.cursor.clone(),
-        page_size: s.page_size,
-        not_before: s.not_before.clone(),
+pub(crate) fn page_request_to_wit(r: &sdk::PageRequest) -> wit::PageRequest {
+    wit::PageRequest {
+        page: r.page,
+        page_size: r.page_size,
     }
 }
 
@@ -98,9 +96,9 @@ pub(crate) fn result_from_wit(
     match r {
         Ok(m) => Ok(sdk::Mapped {
             events: m.events.into_iter().map(event_from_wit).collect(),
-            poll: m.poll.map(|p| sdk::PollStep {
-                cursor: p.cursor,
-                next_page: p.next_page.map(params_from_wit),
+            poll: m.poll.map(|p| sdk::PollPage {
+                total: p.total,
+                last: p.last,
             }),
         }),
         Err(wit::MappingError::Malformed(m)) => Err(sdk::MappingError::Malformed(m)),

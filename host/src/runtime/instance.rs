@@ -155,13 +155,13 @@ impl LoadedMapper {
         self.call(|store, m| m.call_map_delivery(store, &input).map(bindings::result_from_wit))
     }
 
-    /// The first page query of a poll tick.
-    pub(crate) fn start_poll(
+    /// The query for one page of a poll source's list.
+    pub(crate) fn page_query(
         &self,
-        start: &sdk::PollStart,
+        request: &sdk::PageRequest,
     ) -> Result<Vec<sdk::QueryParam>, CallFailure> {
-        let input = bindings::poll_start_to_wit(start);
-        self.call(|store, m| m.call_start_poll(store, &input).map(bindings::params_from_wit))
+        let input = bindings::page_request_to_wit(request);
+        self.call(|store, m| m.call_page_query(store, input).map(bindings::params_from_wit))
     }
 
     fn instantiate(&self) -> Result<Warm, CallFailure> {

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use audit_guest_sdk::fixtures::Fixture;
-use audit_guest_sdk::{Delivery, Mapped, MapperInfo, MappingError, PollStart, QueryParam};
+use audit_guest_sdk::{Delivery, Mapped, MapperInfo, MappingError, PageRequest, QueryParam};
 use serde::{Deserialize, Serialize};
 
 pub use watch::WatchHandle;
@@ -216,13 +216,14 @@ impl Runtime {
             })
     }
 
-    /// The query for the first page of a poll tick.
-    pub fn start_poll(&self, source: &str, start: &PollStart) -> Result<Vec<QueryParam>, MapError> {
+    /// The query that fetches one page of a poll source's list (a cheap call,
+    /// made on the caller's thread).
+    pub fn page_query(&self, source: &str, request: &PageRequest) -> Result<Vec<QueryParam>, MapError> {
         let active = self
             .registry
             .get(source)
             .ok_or_else(|| MapError::NoMapper(source.to_string()))?;
-        active.start_poll(start).map_err(|failure| MapError::Failed {
+        active.page_query(request).map_err(|failure| MapError::Failed {
             mapper: MapperId {
                 name: active.info.name.clone(),
                 version: active.info.version.clone(),

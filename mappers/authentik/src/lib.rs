@@ -1,53 +1,49 @@
 //! The Authentik mapper: turns a page of `GET /api/v3/events/events/`
-//! (`{"pagination":{...},"results":[...]}`) into audit events and tells the
-//! host's poller which page to fetch next.
+//! (`{"pagination":{...},"results":[...],"autocomplete":{...}}`) into audit
+//! events, and says which query fetches a page of that list newest first.
 //!
-//! This first version maps the event fields and walks newest-first pages until
-//! it meets the stored cursor; the full walking strategy (cap, gap
-//! continuation, overlap window) belongs to the Authentik poller.
+//! The host's poller owns the walk (which pages, where it stops, the cursor);
+//! this mapper only reads pages. Facts it relies on (authentik 2025.10 to
+//! 2026.8): `ordering=-created` is honoured, pages are numbered and
+//! `pagination.next` is the next page number or 0, `pagination.count` is the
+//! size of the whole list, page sizes above 100 are clamped.
 
-use audit_guest_sdk::json::{field, find_events, first_text, path, text, u64_exact};
+mod actions;
+
+use actions::{Verb, verb_of};
+use audit_guest_sdk::json::{event_slices, field, find_events, first_text, path, text, u64_exact};
 use audit_guest_sdk::serde_json::Value;
 use audit_guest_sdk::{
-    AuditEvent, Delivery, Mapped, Mapper, MapperInfo, MappingError, Outcome, PollStart, PollStep,
-    QueryParam,
+    AuditEvent, Delivery, Mapped, Mapper, MapperInfo, MappingError, PageRequest, PollPage,
+    QueryParam, RawJson,
 };
 
 /// The Authentik mapper.
 pub struct Authentik;
 
-/// `(action, verb, outcome)`; other actions keep their own name.
-const ACTIONS: &[(&str, &str, Outcome)] = &[
-    ("login", "login", Outcome::Success),
-    ("login_failed", "login_failed", Outcome::Failure),
-    ("logout", "logout", Outcome::Success),
-    ("password_set", "password_changed", Outcome::Success),
-    ("user_write", "user_write", Outcome::Success),
-    ("impersonation_started", "impersonation_started", Outcome::Success),
-    ("impersonation_ended", "impersonation_ended", Outcome::Success),
-    ("model_created", "model_created", Outcome::Success),
-    ("model_updated", "model_updated", Outcome::Success),
-    ("model_deleted", "model_deleted", Outcome::Success),
-    ("suspicious_request", "suspicious_request", Outcome::Failure),
-    ("secret_view", "secret_view", Outcome::Success),
-    ("authorize_application", "authorize_application", Outcome::Success),
-];
+/// Authentik clamps larger page sizes to this (since 2026.2; before, 100 was the default).
+const MAX_PAGE_SIZE: u32 = 100;
 
 impl Mapper for Authentik {
     fn describe() -> MapperInfo {
         MapperInfo {
             name: "authentik".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            event_types: ACTIONS.iter().map(|(a, ..)| a.to_string()).collect(),
+            event_types: actions::known_actions(),
         }
     }
 
-    fn start_poll(start: &PollStart) -> Vec<QueryParam> {
-        let size = if start.page_size == 0 { 100 } else { start.page_size.min(100) };
+    fn page_query(request: &PageRequest) -> Vec<QueryParam> {
+        let size = match request.page_size {
+            0 => MAX_PAGE_SIZE,
+            n => n.min(MAX_PAGE_SIZE),
+        };
         vec![
+            // The default is already -created; saying it keeps the walk right
+            // if an instance ever changes its default.
             QueryParam::new("ordering", "-created"),
+            QueryParam::new("page", request.page.max(1)),
             QueryParam::new("page_size", size),
-            QueryParam::new("page", 1),
         ]
     }
 
@@ -55,56 +51,44 @@ impl Mapper for Authentik {
         let body = delivery.json()?;
         let results = find_events(&body)
             .ok_or_else(|| MappingError::UnsupportedShape("expected a `results` list".into()))?;
-        let stored = delivery.cursor.as_deref();
-        let mut events = Vec::new();
-        let mut reached_cursor = false;
-        for raw in results {
-            let created = first_text(raw, &["created"]).unwrap_or_default();
-            let pk = first_text(raw, &["pk", "event_uuid"]).unwrap_or_default();
-            if stored.is_some_and(|c| cursor_of(&created, &pk).as_str() <= c) {
-                reached_cursor = true;
-                continue;
-            }
-            events.push(map_event(raw));
-        }
-        let newest = events
+        // Keep each original byte for byte when the raw slices line up.
+        let slices = event_slices(&delivery.body).filter(|s| s.len() == results.len());
+        let mut events: Vec<AuditEvent> = results
             .iter()
-            .filter_map(|e| Some(cursor_of(e.occurred_at.as_deref()?, e.external_id.as_deref()?)))
-            .max();
-        let cursor = match (newest, stored) {
-            (Some(n), Some(s)) if s > n.as_str() => Some(s.to_string()),
-            (Some(n), _) => Some(n),
-            (None, s) => s.map(str::to_string),
-        };
-        let next = path(&body, &["pagination", "next"]).and_then(u64_exact).unwrap_or(0);
-        let next_page = (!reached_cursor && next != 0).then(|| {
-            vec![
-                QueryParam::new("ordering", "-created"),
-                QueryParam::new("page", next),
-            ]
-        });
-        // Oldest first, so a crash between pages never leaves a gap behind the cursor.
+            .enumerate()
+            .map(|(i, raw)| {
+                let event = map_event(raw);
+                match slices.as_ref().and_then(|s| s.get(i)) {
+                    Some(slice) => event.original(RawJson::from_raw(slice)),
+                    None => event,
+                }
+            })
+            .collect();
+        // Pages come newest first; hand them over oldest first, the order they
+        // should be written in.
         events.reverse();
+        let pagination = field(&body, "pagination");
+        let total = pagination.and_then(|p| field(p, "count")).and_then(u64_exact);
+        let next = pagination.and_then(|p| field(p, "next")).and_then(u64_exact);
         Ok(Mapped {
             events,
-            poll: Some(PollStep { cursor, next_page }),
+            poll: Some(PollPage {
+                total,
+                // No pagination object at all: a plain list, nothing follows.
+                last: next.unwrap_or(0) == 0,
+            }),
         })
     }
 }
 
 audit_guest_sdk::export_mapper!(Authentik);
 
-/// A cursor that sorts like the events: creation time, then primary key.
-fn cursor_of(created: &str, pk: &str) -> String {
-    format!("{created}|{pk}")
-}
+/// The username Authentik records for requests without a session.
+const ANONYMOUS: &str = "AnonymousUser";
 
 fn map_event(raw: &Value) -> AuditEvent {
-    let action = first_text(raw, &["action"]).unwrap_or_else(|| "unknown".into());
-    let (verb, outcome, known) = match ACTIONS.iter().find(|(a, ..)| *a == action) {
-        Some((_, v, o)) => (v.to_string(), *o, true),
-        None => (action.clone(), Outcome::Unknown, action.starts_with("custom_")),
-    };
+    let action = first_text(raw, &["action"]).unwrap_or_default();
+    let Verb { verb, outcome, known } = verb_of(&action);
     let mut event = AuditEvent::new(format!("authentik.{verb}"))
         .outcome(outcome)
         .original(raw);
@@ -117,29 +101,49 @@ fn map_event(raw: &Value) -> AuditEvent {
     if let Some(at) = first_text(raw, &["created"]) {
         event = event.occurred_at(at);
     }
+    // 255.255.255.255 is authentik's "could not tell" fallback, not an address.
+    if let Some(ip) = first_text(raw, &["client_ip"]).filter(|ip| ip != "255.255.255.255") {
+        event = event.ip(ip);
+    }
     let user = field(raw, "user").cloned().unwrap_or(Value::Null);
-    if let Some(id) = field(&user, "pk").and_then(text) {
+    let username = first_text(&user, &["username"]);
+    let anonymous = username.as_deref().is_none_or(|u| u == ANONYMOUS);
+    let attempted = path(raw, &["context", "username"]).and_then(text);
+    // The anonymous user's pk names nobody; leave the id out.
+    if let Some(id) = field(&user, "pk").and_then(text).filter(|_| !anonymous) {
         event = event.actor_id(id);
     }
-    if let Some(name) = first_text(&user, &["username"]) {
-        event = event.actor_name(name);
+    match (&username, &attempted) {
+        // A failed login by a name that matches no user: the attempted name is
+        // the only actor there is.
+        (_, Some(tried)) if anonymous && action == "login_failed" => event = event.actor_name(tried),
+        (Some(name), _) => event = event.actor_name(name),
+        _ => {}
     }
     if let Some(email) = first_text(&user, &["email"]) {
         event = event.actor_email(email);
     }
-    if let Some(ip) = first_text(raw, &["client_ip"]) {
-        event = event.ip(ip);
-    }
-    if let Some(subject) = field(&user, "on_behalf_of") {
+    target(event, raw, &user, &action, attempted)
+}
+
+/// What the event was done to. During impersonation the admin is the actor and
+/// the impersonated user (`user.on_behalf_of`) the target.
+fn target(event: AuditEvent, raw: &Value, user: &Value, action: &str, attempted: Option<String>) -> AuditEvent {
+    if let Some(subject) = field(user, "on_behalf_of") {
         let id = field(subject, "pk").and_then(text);
-        event = event.target("user", id, first_text(subject, &["username", "email"]));
-    } else if action == "login_failed" {
-        if let Some(tried) = path(raw, &["context", "username"]).and_then(text) {
-            event = event.target("user", None, Some(tried));
+        return event.target("user", id, first_text(subject, &["username", "email"]));
+    }
+    if action == "login_failed" {
+        return match attempted {
+            Some(tried) => event.target("user", None, Some(tried)),
+            None => event,
+        };
+    }
+    for key in ["model", "authorized_application", "source"] {
+        if let Some(object) = path(raw, &["context", key]).filter(|v| v.is_object()) {
+            let kind = first_text(object, &["model_name"]).unwrap_or_else(|| key.to_string());
+            return event.target(&kind, first_text(object, &["pk"]), first_text(object, &["name"]));
         }
-    } else if let Some(model) = path(raw, &["context", "model"]) {
-        let kind = first_text(model, &["model_name"]).unwrap_or_else(|| "model".into());
-        event = event.target(&kind, first_text(model, &["pk"]), first_text(model, &["name"]));
     }
     event
 }

@@ -28,7 +28,6 @@ use crate::api::{AppError, AppState};
 use crate::config::{ConfigError, SecretSource};
 use crate::ingest::{self, Received};
 use crate::runtime::MapError;
-use crate::store::DeadLetter;
 use signature::{Encoding, Verifier};
 
 /// Default body limit: 16 MiB (a Stalwart batch after a long outage can be large).
@@ -363,7 +362,6 @@ async fn receive(State(state): State<AppState>, endpoint: Arc<Endpoint>, request
             .collect(),
         origin: received.sender.clone(),
         body: body.to_vec(),
-        cursor: None,
     };
     match state.runtime.map(&endpoint.mapper, delivery).await {
         Ok(output) => {
@@ -389,19 +387,8 @@ fn is_credential(name: &str) -> bool {
 }
 
 async fn dead_letter(state: &AppState, endpoint: &Endpoint, received: &Received, body: Vec<u8>, error: MapError) -> Response {
-    let mapper = match &error {
-        MapError::Rejected { mapper, .. } | MapError::Failed { mapper, .. } => Some(mapper.to_string()),
-        MapError::NoMapper(_) => None,
-    };
-    tracing::warn!(source = %endpoint.source, mapper = ?mapper, error = %error, "delivery kept as a dead letter for re-mapping");
-    let letter = DeadLetter {
-        source: endpoint.source.clone(),
-        received_at: received.at,
-        sender: received.sender.clone(),
-        mapper,
-        error: error.to_string(),
-        body,
-    };
+    let letter = ingest::dead_letter(received, body, &error);
+    tracing::warn!(source = %endpoint.source, mapper = ?letter.mapper, error = %error, "delivery kept as a dead letter for re-mapping");
     match state.store.dead_letter(letter).await {
         Ok(id) => (
             StatusCode::ACCEPTED,
