@@ -24,6 +24,8 @@ pub struct App {
     shutdown: watch::Sender<bool>,
     /// The running pollers and tails.
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Helpers with nothing to commit (tenant list refresh), aborted on stop.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl App {
@@ -31,6 +33,7 @@ impl App {
     /// commits, and saves its cursor or offset. Waits at most `bound`.
     pub async fn stop(self, bound: std::time::Duration) {
         let _ = self.shutdown.send(true);
+        self.background.iter().for_each(|t| t.abort());
         let all = futures_util::future::join_all(self.tasks);
         if tokio::time::timeout(bound, all).await.is_err() {
             tracing::warn!(bound_secs = bound.as_secs(), "sources did not stop in time; their cursors cover what was committed");
@@ -104,7 +107,12 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     };
     let (shutdown, stopped) = watch::channel(false);
     let tasks = start_sources(config, &state, stopped)?;
-    Ok(App { state, watch, shutdown, tasks })
+    let mut background = Vec::new();
+    if matches!(state.store, Store::Mongo(_)) {
+        let follow = state.tenants.clone().follow(state.store.clone(), std::time::Duration::from_secs(300));
+        background.push(tokio::spawn(follow));
+    }
+    Ok(App { state, watch, shutdown, tasks, background })
 }
 
 /// Starts the pollers and file tails, unless ingest is switched off.

@@ -79,3 +79,23 @@ fn the_example_configuration_is_valid() {
     let out = audit_ingest().args(["config", "check", example]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The commented-out examples in the example file (`# [[pollers]]` ...) are
+/// valid too once uncommented.
+#[test]
+fn the_commented_examples_are_valid_when_uncommented() {
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../audit-ingest.example.toml")).unwrap();
+    for table in ["# [[pollers]]", "# [[tails]]"] {
+        let Some(start) = example.find(table) else { continue };
+        let block: String = example[start..]
+            .lines()
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("block.toml");
+        std::fs::write(&file, &block).unwrap();
+        let out = audit_ingest().args(["config", "check"]).arg(&file).output().unwrap();
+        assert!(out.status.success(), "{table} block:\n{block}\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+}

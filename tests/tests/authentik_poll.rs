@@ -294,3 +294,26 @@ async fn first_run_now_skips_history_but_not_what_follows() {
     assert_eq!(stored.len(), 3);
     assert!(stored.iter().all(|id| id.starts_with("fresh-")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poller_keeps_running_through_a_refused_token_and_stops_on_shutdown() {
+    let ak = StandIn::start().await;
+    ak.add_events(10);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = poll::Config::authentik(&ak.base_url);
+    config.token = secret_file("wrong-token");
+    config.interval_secs = 1;
+    let (stop, stopped) = watch::channel(false);
+    let ctx = Context { shutdown: stopped, ..reopen(dir.path()) };
+    let task = tokio::spawn(poll::run(config.resolve().unwrap(), ctx.clone()));
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let requests = ak.state.lock().unwrap().event_requests;
+    assert!(requests >= 2, "retried every interval after a 401 ({requests} requests)");
+    assert!(!task.is_finished(), "a refused token does not stop the poller");
+    assert!(stored_once(&ctx.store).await.is_empty());
+    stop.send(true).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), task)
+        .await
+        .expect("the poller stops promptly on shutdown")
+        .unwrap();
+}

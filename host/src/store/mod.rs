@@ -266,6 +266,12 @@ impl Store {
             .map(|_| ())
     }
 
+    /// Tenant slugs the store knows besides the configured ones (MongoDB:
+    /// the platform's `tenants` collection).
+    pub async fn tenant_slugs(&self) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, tenant_slugs())
+    }
+
     /// Whether the store answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         dispatch!(self, ping())

@@ -284,6 +284,17 @@ impl MongoStore {
             .map_err(|e| StoreError::Corrupt(format!("cursor of {source}: {e}")))
     }
 
+    /// The platform's tenant slugs: the `slug` field of the `tenants` collection.
+    pub(super) async fn tenant_slugs(&self) -> Result<Vec<String>, StoreError> {
+        let values = self
+            .db
+            .collection::<Document>("tenants")
+            .distinct("slug", doc! {})
+            .await
+            .map_err(unavailable)?;
+        Ok(values.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+    }
+
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
         self.db
             .run_command(doc! { "ping": 1 })

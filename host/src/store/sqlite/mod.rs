@@ -119,6 +119,11 @@ impl SqliteStore {
         })
     }
 
+    /// The embedded store keeps no tenant list: slugs come from the configuration.
+    pub(super) async fn tenant_slugs(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
     pub(super) async fn insert(
         &self,
         batch: Vec<NewRecord>,
