@@ -124,6 +124,9 @@ pub struct Config {
     /// Poll sources (`[[pollers]]`). authentik's is added when `AUTHENTIK_URL`
     /// is set and no entry has `source = "authentik"`.
     pub pollers: Vec<crate::sources::poll::Config>,
+    /// Tailed files (`[[tails]]`). oCIS's is added when `OCIS_AUDIT_FILE` is
+    /// set and no entry has `source = "ocis"`.
+    pub tails: Vec<crate::sources::tail::Config>,
     /// How long a shutdown waits for sources to commit and save their cursors.
     pub shutdown_timeout_secs: u64,
 }
@@ -207,6 +210,7 @@ impl Default for Config {
             webhooks: Vec::new(),
             ingest_enabled: true,
             pollers: Vec::new(),
+            tails: Vec::new(),
             shutdown_timeout_secs: 20,
         }
     }
@@ -281,12 +285,19 @@ impl Config {
     }
 
     /// The per-source switches: `AUTHENTIK_URL` adds authentik's poller,
-    /// `AUTHENTIK_POLL_INTERVAL_SECS` sets its interval.
+    /// `AUTHENTIK_POLL_INTERVAL_SECS` sets its interval, `OCIS_AUDIT_FILE`
+    /// adds oCIS's file tail.
     fn apply_source_env(&mut self) -> Result<(), ConfigError> {
         if let Some(url) = env("AUTHENTIK_URL") {
             match self.pollers.iter_mut().find(|p| p.source == "authentik") {
                 Some(p) => p.base_url = url,
                 None => self.pollers.push(crate::sources::poll::Config::authentik(&url)),
+            }
+        }
+        if let Some(path) = env("OCIS_AUDIT_FILE") {
+            match self.tails.iter_mut().find(|t| t.source == "ocis") {
+                Some(t) => t.path = PathBuf::from(path),
+                None => self.tails.push(crate::sources::tail::Config::ocis(Path::new(&path))),
             }
         }
         if let Some(v) = env("AUTHENTIK_POLL_INTERVAL_SECS") {
@@ -328,6 +339,12 @@ impl Config {
             p.resolve()?;
             if !sources.insert(p.source.as_str()) {
                 return Err(ConfigError(format!("pollers: two pollers use the source {}", p.source)));
+            }
+        }
+        for t in &self.tails {
+            t.resolve()?;
+            if !sources.insert(t.source.as_str()) {
+                return Err(ConfigError(format!("tails: the source {} is already used by another poller or tail", t.source)));
             }
         }
         Ok(())

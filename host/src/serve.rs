@@ -123,7 +123,7 @@ fn start_sources(
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut tasks = Vec::new();
     if !config.ingest_enabled {
-        if !config.pollers.is_empty() {
+        if !config.pollers.is_empty() || !config.tails.is_empty() {
             tracing::warn!("AUDIT_INGEST_ENABLED=false: pollers and file tails do not run");
         }
         return Ok(tasks);
@@ -141,6 +141,15 @@ fn start_sources(
             shutdown: stopped.clone(),
         };
         tasks.push(tokio::spawn(crate::sources::poll::run(poller, ctx)));
+    }
+    for t in config.tails.iter().filter(|t| t.enabled) {
+        let ctx = crate::sources::tail::Context {
+            store: state.store.clone(),
+            runtime: state.runtime.clone(),
+            tenants: state.tenants.clone(),
+            shutdown: stopped.clone(),
+        };
+        tasks.push(tokio::spawn(crate::sources::tail::run(t.resolve()?, ctx)));
     }
     Ok(tasks)
 }

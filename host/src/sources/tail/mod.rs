@@ -1,0 +1,478 @@
+//! The file-tail source: follow a JSON-lines file an application appends to
+//! (oCIS's audit log), every line exactly once, across restarts, rotation and
+//! truncation. Configured, not coded (`[[tails]]`).
+//!
+//! - The position (which file, which byte) is saved in the same commit as the
+//!   lines before it, so a restart resumes exactly there.
+//! - A partial last line waits for its newline.
+//! - The file may not exist yet; it is picked up when it appears.
+//! - Rotation by rename (logrotate's default): the old file is read to its end
+//!   before the new one is opened; if it was rotated while the service was
+//!   down, the renamed file is found beside the path (same inode and first
+//!   line) and finished first.
+//! - `copytruncate` and plain truncation show as a file shorter than what was
+//!   read; the copy, if one lies beside it, is finished first, then the new
+//!   content is read from the start.
+//! - oCIS lines carry no id. Each line's external id is `<file>:<offset>`:
+//!   the file's identity (device, inode and a hash of its first line) and the
+//!   byte offset of the line. Reading the same line again, after a restart or
+//!   from the rotated file, gives the same id, so the store drops the repeat;
+//!   two identical lines sit at different offsets and stay two events. (A
+//!   hash of the line's content would merge genuinely repeated lines, which
+//!   oCIS does write: the same user downloading the same file twice in one
+//!   second.)
+//!
+//! `notify` wakes the tailer as soon as the file changes; a periodic check
+//! covers filesystems where notify misses events (network mounts, some
+//! container overlays).
+
+mod file;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use audit_guest_sdk::{Delivery, Transport};
+use chrono::Utc;
+use notify::{RecursiveMode, Watcher};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::config::ConfigError;
+use crate::ingest::{self, Received, Tenants};
+use crate::runtime::Runtime;
+use crate::store::{NewRecord, Store};
+pub use file::{FileKey, Position};
+use file::{Line, Reader};
+
+/// Where to start in a file seen for the first time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    /// Read the whole file.
+    #[default]
+    Beginning,
+    /// Only lines appended from now on.
+    End,
+}
+
+/// One tailed file (`[[tails]]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The source name records and the position are stored under.
+    pub source: String,
+    /// The mapper to use (default: the source name).
+    #[serde(default)]
+    pub mapper: Option<String>,
+    /// Whether the tail runs (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The file (oCIS: its `AUDIT_FILEPATH`).
+    pub path: PathBuf,
+    /// Where to start in a file never seen before.
+    #[serde(default)]
+    pub start_at: StartAt,
+    /// How often the file is checked when notify reports nothing, milliseconds.
+    #[serde(default = "default_check")]
+    pub check_interval_ms: u64,
+    /// Lines per commit at most.
+    #[serde(default = "default_batch")]
+    pub max_batch_lines: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_check() -> u64 {
+    1000
+}
+fn default_batch() -> usize {
+    2000
+}
+
+impl Config {
+    /// oCIS's audit file at `path`.
+    pub fn ocis(path: &Path) -> Config {
+        Config {
+            source: "ocis".into(),
+            mapper: None,
+            enabled: true,
+            path: path.to_path_buf(),
+            start_at: StartAt::Beginning,
+            check_interval_ms: default_check(),
+            max_batch_lines: default_batch(),
+        }
+    }
+
+    /// Checks values; errors name the key.
+    pub fn resolve(&self) -> Result<Tailer, ConfigError> {
+        let key = format!("tails[{}]", self.source);
+        if self.source.is_empty() || !self.source.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(ConfigError(format!("{key}.source: use letters, digits, - and _ only")));
+        }
+        if self.path.as_os_str().is_empty() || self.path.file_name().is_none() {
+            return Err(ConfigError(format!("{key}.path: must name a file")));
+        }
+        if !(10..=60_000).contains(&self.check_interval_ms) {
+            return Err(ConfigError(format!("{key}.check_interval_ms: expected 10 to 60000")));
+        }
+        if !(1..=100_000).contains(&self.max_batch_lines) {
+            return Err(ConfigError(format!("{key}.max_batch_lines: expected 1 to 100000")));
+        }
+        Ok(Tailer {
+            source: self.source.clone(),
+            mapper: self.mapper.clone().unwrap_or_else(|| self.source.clone()),
+            path: self.path.clone(),
+            start_at: self.start_at,
+            check_every: Duration::from_millis(self.check_interval_ms),
+            max_batch: self.max_batch_lines,
+        })
+    }
+}
+
+/// A resolved tail, ready to run.
+#[derive(Debug, Clone)]
+pub struct Tailer {
+    /// The source name.
+    pub source: String,
+    mapper: String,
+    /// The file.
+    pub path: PathBuf,
+    start_at: StartAt,
+    check_every: Duration,
+    max_batch: usize,
+}
+
+/// What a tail needs from the rest of the service.
+#[derive(Clone)]
+pub struct Context {
+    /// Where records and positions go.
+    pub store: Store,
+    /// The mappers.
+    pub runtime: Runtime,
+    /// Known tenant slugs.
+    pub tenants: Tenants,
+    /// Becomes true when the service shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Runs the tail until shutdown, on a thread of its own (file reads and
+/// mapper calls block).
+pub async fn run(tailer: Tailer, ctx: Context) {
+    let handle = tokio::runtime::Handle::current();
+    let source = tailer.source.clone();
+    let joined = tokio::task::spawn_blocking(move || Tail::new(tailer, ctx, handle).run()).await;
+    if let Err(e) = joined {
+        tracing::error!(source = %source, error = %e, "the file tail stopped unexpectedly");
+    }
+}
+
+struct Tail {
+    t: Tailer,
+    ctx: Context,
+    handle: tokio::runtime::Handle,
+    reader: Option<Reader>,
+    /// The stored position, once loaded.
+    saved: Option<Position>,
+    loaded: bool,
+}
+
+impl Tail {
+    fn new(t: Tailer, ctx: Context, handle: tokio::runtime::Handle) -> Tail {
+        Tail {
+            t,
+            ctx,
+            handle,
+            reader: None,
+            saved: None,
+            loaded: false,
+        }
+    }
+
+    /// Shutdown was asked for, or whoever could ask is gone.
+    fn stopping(&self) -> bool {
+        *self.ctx.shutdown.borrow() || self.ctx.shutdown.has_changed().is_err()
+    }
+
+    fn run(mut self) {
+        let (tx, rx) = std_mpsc::channel::<()>();
+        let _watcher = self.watch(tx);
+        tracing::info!(source = %self.t.source, path = %self.t.path.display(), "tailing");
+        while !self.stopping() {
+            if let Err(e) = self.step() {
+                tracing::warn!(source = %self.t.source, path = %self.t.path.display(), error = %e, "tail step failed; retrying");
+                self.reader = None;
+                std::thread::sleep(self.t.check_every);
+            }
+            // Wait for a change, the periodic check, or shutdown.
+            let _ = rx.recv_timeout(self.t.check_every);
+            while rx.try_recv().is_ok() {}
+        }
+        tracing::info!(source = %self.t.source, "tail stopped");
+    }
+
+    /// Watches the file's directory (the file may not exist yet, and
+    /// rotation replaces it).
+    fn watch(&self, tx: std_mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+        let dir = self.t.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok() {
+                let _ = tx.send(());
+            }
+        })
+        .ok()?;
+        match watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            Ok(()) => Some(watcher),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch; checking periodically only");
+                None
+            }
+        }
+    }
+
+    /// Reads and commits whatever is available now.
+    fn step(&mut self) -> anyhow::Result<()> {
+        if !self.loaded {
+            let stored = self.block_on_retry(|store, source| async move { store.load_cursor(&source).await })?;
+            self.saved = match stored {
+                Some(v) => Some(serde_json::from_value(v.clone()).map_err(|e| {
+                    anyhow::anyhow!("the stored position of {} is not one this version understands ({e}): {v}", self.t.source)
+                })?),
+                None => None,
+            };
+            self.loaded = true;
+        }
+        if self.reader.is_none() && !self.open()? {
+            return Ok(()); // not there yet
+        }
+        loop {
+            if self.stopping() {
+                return Ok(());
+            }
+            let reader = self.reader.as_mut().expect("opened above");
+            if reader.truncated()? {
+                self.on_truncation()?;
+                continue;
+            }
+            let mut lines = Vec::new();
+            reader.read_lines(self.t.max_batch, &mut lines)?;
+            if lines.is_empty() {
+                break;
+            }
+            self.commit(lines, false)?;
+        }
+        // Read to the end; has the path moved on to a new file?
+        let reader = self.reader.as_ref().expect("opened above");
+        if !reader.still_at(&self.t.path) {
+            tracing::info!(source = %self.t.source, path = %self.t.path.display(), "rotation detected: finishing the old file, then following the new one");
+            self.finish_current()?;
+            self.reader = None;
+            if self.open()? {
+                return self.step();
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the path, resuming the stored position when it is this file.
+    fn open(&mut self) -> anyhow::Result<bool> {
+        let path = self.t.path.clone();
+        let probe = match Reader::open(&path, 0) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A file that appears later is all new: read it from the start.
+                self.t.start_at = StartAt::Beginning;
+                return Ok(false);
+            }
+            Err(e) => return Err(anyhow::anyhow!("open {}: {e}", path.display())),
+        };
+        let offset = match self.saved.clone() {
+            Some(saved) if probe.is(&saved.file) => saved.offset,
+            Some(saved) if probe.same_inode(&saved.file) => {
+                // Same inode, another first line: truncated and rewritten
+                // while we were not looking.
+                tracing::info!(source = %self.t.source, path = %path.display(), "the file was truncated since the last run: reading it from the start");
+                self.finish_elsewhere(&saved, true)?;
+                0
+            }
+            Some(saved) => {
+                // The stored file was rotated away while we were not looking.
+                self.finish_elsewhere(&saved, false)?;
+                0
+            }
+            None => match self.t.start_at {
+                StartAt::Beginning => 0,
+                StartAt::End => std::fs::metadata(&path)?.len(),
+            },
+        };
+        let reader = Reader::open(&path, offset)?;
+        if reader.truncated()? {
+            // Shorter than the stored offset: truncated while we were down.
+            self.reader = Some(reader);
+            self.on_truncation()?;
+        } else {
+            self.reader = Some(reader);
+        }
+        Ok(true)
+    }
+
+    /// The file shrank: finish its copy if `copytruncate` left one, then read
+    /// the new content from the start.
+    fn on_truncation(&mut self) -> anyhow::Result<()> {
+        let reader = self.reader.take().expect("a reader");
+        tracing::info!(source = %self.t.source, path = %self.t.path.display(), "truncation detected (copytruncate or truncation): reading the new content from the start");
+        if let Some(key) = reader.key.clone() {
+            let saved = Position {
+                file: key,
+                offset: reader.committed,
+            };
+            self.finish_elsewhere(&saved, true)?;
+        }
+        self.reader = Some(Reader::open(&self.t.path, 0)?);
+        Ok(())
+    }
+
+    /// Finishes the stored file found beside the path (renamed, or copied).
+    fn finish_elsewhere(&mut self, saved: &Position, copy: bool) -> anyhow::Result<()> {
+        match file::find_sibling(&self.t.path, &saved.file, copy) {
+            Some(old) => {
+                tracing::info!(source = %self.t.source, file = %old.display(), offset = saved.offset, "finishing the rotated file");
+                let mut reader = Reader::open(&old, saved.offset)?;
+                // Ids come from the file the lines were first read in.
+                reader.key = Some(saved.file.clone());
+                let current = self.reader.replace(reader);
+                let done = self.drain_and_finish();
+                self.reader = current;
+                done
+            }
+            None => {
+                if !copy {
+                    tracing::warn!(
+                        source = %self.t.source, path = %self.t.path.display(), offset = saved.offset,
+                        "the file read before was rotated away and is no longer beside the path (compressed or deleted?); \
+                         lines written to it after the stored offset cannot be read"
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads the current reader to its end, including an unfinished last line.
+    fn finish_current(&mut self) -> anyhow::Result<()> {
+        self.drain_and_finish()
+    }
+
+    fn drain_and_finish(&mut self) -> anyhow::Result<()> {
+        loop {
+            let reader = self.reader.as_mut().expect("a reader");
+            let mut lines = Vec::new();
+            reader.read_lines(self.t.max_batch, &mut lines)?;
+            if lines.is_empty() {
+                reader.finish(&mut lines);
+                if !lines.is_empty() {
+                    self.commit(lines, true)?;
+                }
+                return Ok(());
+            }
+            self.commit(lines, true)?;
+        }
+    }
+
+    /// Maps the lines, writes them with the position after the last one,
+    /// retrying until the store commits (or shutdown).
+    fn commit(&mut self, lines: Vec<Line>, finishing_old: bool) -> anyhow::Result<()> {
+        let reader = self.reader.as_ref().expect("a reader");
+        let Some(position) = reader.position_after(lines.last()) else {
+            return Ok(()); // no complete first line yet: nothing to commit
+        };
+        let identity = position.file.identity();
+        let origin = reader.path.display().to_string();
+        let (records, letters) = self.map_lines(&lines, &identity, &origin);
+        // While finishing a rotated file, the stored position stays on it
+        // until its last line is in; the new file's first commit moves it.
+        let cursor = serde_json::to_value(&position)?;
+        for letter in letters {
+            self.block_on_retry(move |store, _| {
+                let letter = letter.clone();
+                async move { store.dead_letter(letter).await.map(|_| ()) }
+            })?;
+        }
+        let source = self.t.source.clone();
+        let written = self.block_on_retry(move |store, _| {
+            let records = records.clone();
+            let cursor = (source.clone(), cursor.clone());
+            async move { store.insert(records, Some(cursor)).await }
+        })?;
+        tracing::debug!(source = %self.t.source, lines = lines.len(), inserted = written.inserted, duplicates = written.duplicates, finishing_old, "tail batch committed");
+        let reader = self.reader.as_mut().expect("a reader");
+        reader.committed = position.offset;
+        self.saved = Some(position);
+        Ok(())
+    }
+
+    fn map_lines(&self, lines: &[Line], identity: &str, origin: &str) -> (Vec<NewRecord>, Vec<crate::store::DeadLetter>) {
+        let received = Received {
+            source: self.t.source.clone(),
+            at: Utc::now(),
+            sender: None,
+        };
+        let received_at = received.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut records = Vec::with_capacity(lines.len());
+        let mut letters = Vec::new();
+        for line in lines.iter().filter(|l| !l.bytes.iter().all(u8::is_ascii_whitespace)) {
+            let delivery = Delivery {
+                source: self.t.source.clone(),
+                transport: Transport::File,
+                received_at: received_at.clone(),
+                headers: Vec::new(),
+                origin: Some(origin.to_string()),
+                body: line.bytes.clone(),
+            };
+            match self.ctx.runtime.map_blocking(&self.t.mapper, &delivery) {
+                Ok(output) => {
+                    let id = format!("{identity}:{}", line.offset);
+                    for (n, mut record) in ingest::records(&received, &output, &self.ctx.tenants).into_iter().enumerate() {
+                        // A mapper that finds its own id keeps it; otherwise the
+                        // line's place in the file is its id.
+                        if record.external_id.is_none() {
+                            record.external_id = Some(if n == 0 { id.clone() } else { format!("{id}.{n}") });
+                        }
+                        records.push(record);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        source = %self.t.source, file = %origin, offset = line.offset, error = %e,
+                        "line kept as a dead letter for re-mapping"
+                    );
+                    letters.push(ingest::dead_letter(&received, line.bytes.clone(), &e));
+                }
+            }
+        }
+        (records, letters)
+    }
+
+    /// Runs a store call, retrying with backoff while the store is down.
+    fn block_on_retry<T, F, Fut>(&self, call: F) -> anyhow::Result<T>
+    where
+        F: Fn(Store, String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
+    {
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match self.handle.block_on(call(self.ctx.store.clone(), self.t.source.clone())) {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    if self.stopping() {
+                        return Err(anyhow::anyhow!("shutting down while the store is unavailable: {e}"));
+                    }
+                    tracing::warn!(source = %self.t.source, error = %e, retry_in_ms = wait.as_millis() as u64, "store unavailable; the tail waits");
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}

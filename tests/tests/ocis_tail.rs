@@ -1,0 +1,326 @@
+//! The oCIS file tail on real files with real notify: every line exactly once
+//! through appends, restarts, rotation, copytruncate, truncation, a missing
+//! file and partial lines. Each test checks what landed in the store.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use audit_ingest::ingest::Tenants;
+use audit_ingest::runtime::{InstanceMode, Limits};
+use audit_ingest::sources::tail::{self, Context, StartAt};
+use audit_ingest::store::Store;
+use audit_ingest_tests::ocis::{append, append_range, line};
+use audit_ingest_tests::{all_records, embedded_store, runtime};
+use tokio::sync::watch;
+
+/// A running tail of `path` over the store in `data`; stop it with `stop`.
+struct Running {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    store: Store,
+}
+
+impl Running {
+    async fn stop(self) -> Store {
+        self.stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), self.task).await.expect("the tail stops").unwrap();
+        self.store
+    }
+}
+
+fn start(data: &Path, path: &Path, start_at: StartAt) -> Running {
+    let mut config = tail::Config::ocis(path);
+    config.start_at = start_at;
+    config.max_batch_lines = 500;
+    let (stop, stopped) = watch::channel(false);
+    let store = embedded_store(data);
+    let ctx = Context {
+        store: store.clone(),
+        runtime: runtime(None, InstanceMode::Reuse, Limits::default()),
+        tenants: Tenants::default(),
+        shutdown: stopped,
+    };
+    let task = tokio::spawn(tail::run(config.resolve().unwrap(), ctx));
+    Running { stop, task, store }
+}
+
+/// Which generated line a record came from (its target id ends in `n` as 12 hex digits).
+fn line_number(target_id: &str) -> u64 {
+    u64::from_str_radix(&target_id[target_id.len() - 12..], 16).expect("a generated id")
+}
+
+/// How many records each generated line produced.
+async fn counts(store: &Store) -> HashMap<u64, usize> {
+    let mut counts = HashMap::new();
+    for r in all_records(store, "ocis").await {
+        *counts.entry(line_number(r.record.target_id.as_deref().expect("a target"))).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Waits until `n` records are stored (or 60 s pass), then checks that lines
+/// `0..n` each landed exactly once.
+async fn expect_each_once(store: &Store, n: u64) {
+    let start = Instant::now();
+    loop {
+        let stored = all_records(store, "ocis").await.len() as u64;
+        if stored >= n || start.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Give a wrongly repeated line the chance to show up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let counts = counts(store).await;
+    let missing: Vec<u64> = (0..n).filter(|i| !counts.contains_key(i)).collect();
+    let twice: Vec<(&u64, &usize)> = counts.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(missing.is_empty(), "{} of {n} lines never stored, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(twice.is_empty(), "lines stored more than once: {:?}", &twice[..twice.len().min(5)]);
+    assert_eq!(counts.len() as u64, n, "no line beyond the ones written");
+}
+
+fn audit_file(dir: &Path) -> PathBuf {
+    dir.join("audit.log")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_appended_while_running_land_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = audit_file(dir.path());
+    append_range(&path, 0, 100);
+    let tail = start(dir.path(), &path, StartAt::Beginning);
+    for n in 100..400 {
+        append(&path, &line(n));
+        if n % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    expect_each_once(&tail.store, 400).await;
+    let records = all_records(&tail.store, "ocis").await;
+    let create = records.iter().find(|r| r.record.action == "ocis.file_create").unwrap();
+    assert_eq!(create.record.actor_id.as_deref(), Some("b1f74ec4-dd7e-11ef-a543-03775734d0f7"));
+    let created_user = records.iter().find(|r| r.record.action == "ocis.user_created").unwrap();
+    assert_eq!(created_user.record.actor_id.as_deref(), Some("some-admin-uuid"), "actor from Message when User is empty");
+    tail.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_mid_file_and_catches_up_what_was_written_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = audit_file(dir.path());
+    append_range(&path, 0, 300);
+    let tail = start(dir.path(), &path, StartAt::Beginning);
+    expect_each_once(&tail.store, 300).await;
+    drop(tail.stop().await);
+    // Written while the service is down, ending in half a line.
+    append_range(&path, 300, 700);
+    let half = line(700);
+    std::fs::OpenOptions::new().append(true).open(&path).and_then(|mut f| {
+        use std::io::Write;
+        f.write_all(&half.as_bytes()[..half.len() / 2])
+    }).unwrap();
+    let tail = start(dir.path(), &path, StartAt::Beginning);
+    expect_each_once(&tail.store, 700).await;
+    // The rest of the half line arrives.
+    std::fs::OpenOptions::new().append(true).open(&path).and_then(|mut f| {
+        use std::io::Write;
+        f.write_all(format!("{}\n", &half[half.len() / 2..]).as_bytes())
+    }).unwrap();
+    expect_each_once(&tail.store, 701).await;
+    tail.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_rotation_under_continuous_writes_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = audit_file(dir.path());
+    let tail = start(dir.path(), &path, StartAt::Beginning);
+    let writer_path = path.clone();
+    let writer = std::thread::spawn(move || {
+        for n in 0..3000u64 {
+            append(&writer_path, &line(n));
+            if n == 1000 || n == 2000 {
+                // logrotate's default: rename, the next event creates a new file.
+                let rotated = writer_path.with_extension(format!("log.{n}"));
+                std::fs::rename(&writer_path, rotated).unwrap();
+            }
+            if n % 100 == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    });
+    writer.join().unwrap();
+    expect_each_once(&tail.store, 3000).await;
+    tail.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_while_down_finishes_the_old_file_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = audit_file(dir.path());
+    append_range(&path, 0, 200);
+    let tail = start(dir.path(), &path, StartAt::Beginning);
+    expect_each_once(&tail.store, 200).await;
+    drop(tail.stop().await);
+    append_range(&path, 200, 300); // still in the old file
+    std::fs::rename(&path, dir.path().join("audit.log.1")).unwrap();
+    append_range(&path, 300, 400); // the new file
+    let tail = start(dir.path(), &path, StartAt::Beginning);
+    expect_each_once(&tail.store, 400).await;
+    tail.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copytruncate_reads_the_copy_to_its_end_then_the_new_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = audit_file(dir.path());
+    append_range(&path, 0, 200);
+    let tail = start(dir.path(), &path, StartAt::Beginning);
+    expect_each_once(&tail.store, 200).await;
+    // Lines written just before logrotate copies and truncates, possibly unread.
+    append_range(&path, 200, 260);
+    std::fs::copy(&path, dir.path().join("audit.log.1")).unwrap();
+    std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+    append_range(&path, 260, 300);
+    expect_each_once(&tail.store, 300).await;
+    tail.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copytruncate_while_down_finishes_the_unread_lines_from_the_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = audit_file(dir.path());
+    append_range(&path, 0, 200);
+    let tail = start(dir.path(), &path, StartAt::Beginning);
+    expect_each_once(&tail.store, 200).await;
+    drop(tail.stop().await);
+    // Unread lines, then logrotate copies and truncates, then new lines.
+    append_range(&path, 200, 260);
+    std::fs::copy(&path, dir.path().join("audit.log.1")).unwrap();
+    std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+    append_range(&path, 1000, 1040); // different content from the old first line
+    let tail = start(dir.path(), &path, StartAt::Beginning);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while all_records(&tail.store, "ocis").await.len() < 300 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let counts = counts(&tail.store).await;
+    assert!((0..260).chain(1000..1040).all(|n| counts.get(&n) == Some(&1)), "every line once: {} stored", counts.len());
+    assert_eq!(counts.len(), 300);
+    tail.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_truncation_is_detected_and_the_new_content_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = audit_file(dir.path());
+    append_range(&path, 0, 150);
+    let tail = start(dir.path(), &path, StartAt::Beginning);
+    expect_each_once(&tail.store, 150).await;
+    std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    append_range(&path, 150, 170);
+    expect_each_once(&tail.store, 170).await;
+    tail.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_missing_at_start_is_picked_up_when_it_appears() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = audit_file(dir.path());
+    let tail = start(dir.path(), &path, StartAt::End);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    append_range(&path, 0, 50);
+    expect_each_once(&tail.store, 50).await;
+    tail.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_line_waits_for_its_newline() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = audit_file(dir.path());
+    append_range(&path, 0, 10);
+    let text = line(10);
+    let (head, rest) = text.split_at(text.len() / 3);
+    std::fs::OpenOptions::new().append(true).open(&path).and_then(|mut f| {
+        use std::io::Write;
+        f.write_all(head.as_bytes())
+    }).unwrap();
+    let tail = start(dir.path(), &path, StartAt::Beginning);
+    expect_each_once(&tail.store, 10).await;
+    assert!(tail.store.dead_letters(10).await.unwrap().is_empty(), "half a line is not an error");
+    append(&path, rest);
+    expect_each_once(&tail.store, 11).await;
+    tail.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_lines_are_two_events_and_a_reread_is_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = audit_file(dir.path());
+    // The same user downloading the same file twice within one second.
+    append(&path, &line(1));
+    append(&path, &line(1));
+    let tail = start(dir.path(), &path, StartAt::Beginning);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while all_records(&tail.store, "ocis").await.len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let store = tail.stop().await;
+    assert_eq!(counts(&store).await.get(&1), Some(&2));
+    // Forget the position: reading the file again from the start adds nothing.
+    let (writer, _) = embedded_store_cursor_reset(dir.path()).await;
+    drop(writer);
+    let tail = start(dir.path(), &path, StartAt::Beginning);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(counts(&tail.store).await.get(&1), Some(&2), "same file, same offsets: same ids");
+    tail.stop().await;
+}
+
+/// Replaces the stored position with one for another file, as if the tail
+/// had never seen this one.
+async fn embedded_store_cursor_reset(data: &Path) -> (Store, ()) {
+    let store = embedded_store(data);
+    store
+        .save_cursor("ocis", &serde_json::json!({"file": {"dev": 0, "ino": 0, "head": "0000000000000000"}, "offset": 0}))
+        .await
+        .unwrap();
+    (store, ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minimal_format_line_is_kept_and_reported_and_the_rest_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = audit_file(dir.path());
+    append_range(&path, 0, 5);
+    append(&path, "file_delete)");
+    append(&path, "   user 'user_id' trashed file 'item_id'");
+    append_range(&path, 5, 10);
+    let tail = start(dir.path(), &path, StartAt::Beginning);
+    expect_each_once(&tail.store, 10).await;
+    let letters = tail.store.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 2, "both lines of the minimal record are kept");
+    assert!(letters.iter().all(|(_, l)| l.error.contains("AUDIT_FORMAT=json")), "{letters:?}");
+    assert_eq!(letters.iter().map(|(_, l)| l.body.clone()).collect::<Vec<_>>().contains(&b"file_delete)".to_vec()), true);
+    tail.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100000_line_backlog_written_while_down_is_caught_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = audit_file(dir.path());
+    append_range(&path, 0, 100_000);
+    let tail = start(dir.path(), &path, StartAt::Beginning);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let position = tail.store.load_cursor("ocis").await.unwrap();
+        let offset = position.as_ref().and_then(|p| p["offset"].as_u64()).unwrap_or(0);
+        if offset == std::fs::metadata(&path).unwrap().len() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    expect_each_once(&tail.store, 100_000).await;
+    tail.stop().await;
+}
