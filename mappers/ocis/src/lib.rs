@@ -68,7 +68,9 @@ fn map_line(line: &Value) -> AuditEvent {
     if let Some(time) = first_text(line, &["Time"]).filter(|t| !is_zero_time(t)) {
         event = event.occurred_at(time);
     }
-    if let Some(user) = first_text(line, &["User"]).or_else(|| message_user(line)) {
+    // `User` is often empty and not always the one who acted (for file
+    // events it is the space owner); `Message` names the executant.
+    if let Some(user) = message_user(line).or_else(|| first_text(line, &["User"])) {
         event = event.actor_id(user);
     }
     target(event, &action, line)
@@ -110,8 +112,12 @@ fn target(event: AuditEvent, action: &str, line: &Value) -> AuditEvent {
         return event.target("space", get("SpaceID"), get("Name").or_else(|| get("NewName")));
     }
     if action.contains("share") || action == "public_link_accessed" {
+        // Public links and shares both log `file_shared`; ShareType tells them apart.
         let kind = match get("ShareType").as_deref() {
             Some("link") => "public_link",
+            Some("user") => "user_share",
+            Some("group") => "group_share",
+            _ if action == "public_link_accessed" => "public_link",
             _ => "share",
         };
         let name = get("ShareWith").or_else(|| get("ShareToken"));
