@@ -7,7 +7,7 @@
 
 use audit_guest_sdk::json::{field, first_text, text};
 use audit_guest_sdk::serde_json::Value;
-use audit_guest_sdk::{AuditEvent, Delivery, Mapped, Mapper, MapperInfo, MappingError, Outcome};
+use audit_guest_sdk::{AuditEvent, Delivery, Mapped, Mapper, MapperInfo, MappingError, Outcome, RawJson};
 
 /// The oCIS mapper.
 pub struct Ocis;
@@ -41,7 +41,12 @@ impl Mapper for Ocis {
                 "an audit line must be a JSON object".into(),
             ));
         }
-        Ok(vec![map_line(&line)].into())
+        let mut event = map_line(&line);
+        // Keep the line byte for byte (and skip printing it again).
+        if let Some(raw) = std::str::from_utf8(&delivery.body).ok().and_then(|t| RawJson::from_text(t.trim_end().to_string()).ok()) {
+            event = event.original(raw);
+        }
+        Ok(vec![event].into())
     }
 }
 
@@ -59,9 +64,7 @@ fn map_line(line: &Value) -> AuditEvent {
     let action = first_text(line, &["Action"]).unwrap_or_default();
     let known = ACTIONS.contains(&action.as_str());
     let verb = if known { action.as_str() } else { "unknown" };
-    let mut event = AuditEvent::new(format!("ocis.{verb}"))
-        .outcome(outcome(&action, line))
-        .original(line);
+    let mut event = AuditEvent::new(format!("ocis.{verb}")).outcome(outcome(&action, line));
     if !known {
         event = event.unrecognised();
     }

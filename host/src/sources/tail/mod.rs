@@ -41,7 +41,7 @@ use tokio::sync::watch;
 use crate::config::ConfigError;
 use crate::ingest::{self, Received, Tenants};
 use crate::runtime::Runtime;
-use crate::store::{NewRecord, Store};
+use crate::store::{DeadLetter, NewRecord, Store, WriteSummary};
 pub use file::{FileKey, Position};
 use file::{Line, Reader};
 
@@ -175,6 +175,8 @@ struct Tail {
     reader: Option<Reader>,
     /// The stored position, once loaded.
     saved: Option<Position>,
+    /// A batch being written, and the position it moves to.
+    pending: Option<(tokio::task::JoinHandle<anyhow::Result<WriteSummary>>, Position)>,
     loaded: bool,
 }
 
@@ -186,6 +188,7 @@ impl Tail {
             handle,
             reader: None,
             saved: None,
+            pending: None,
             loaded: false,
         }
     }
@@ -200,7 +203,7 @@ impl Tail {
         let _watcher = self.watch(tx);
         tracing::info!(source = %self.t.source, path = %self.t.path.display(), "tailing");
         while !self.stopping() {
-            if let Err(e) = self.step() {
+            if let Err(e) = self.step().and_then(|()| self.flush()) {
                 tracing::warn!(source = %self.t.source, path = %self.t.path.display(), error = %e, "tail step failed; retrying");
                 self.reader = None;
                 std::thread::sleep(self.t.check_every);
@@ -252,6 +255,7 @@ impl Tail {
             }
             let reader = self.reader.as_mut().expect("opened above");
             if reader.truncated()? {
+                self.flush()?;
                 self.on_truncation()?;
                 continue;
             }
@@ -260,8 +264,10 @@ impl Tail {
             if lines.is_empty() {
                 break;
             }
-            self.commit(lines, false)?;
+            // Map the next batch while this one commits.
+            self.commit(lines, true)?;
         }
+        self.flush()?;
         // Read to the end; has the path moved on to a new file?
         let reader = self.reader.as_ref().expect("opened above");
         if !reader.still_at(&self.t.path) {
@@ -372,17 +378,21 @@ impl Tail {
             if lines.is_empty() {
                 reader.finish(&mut lines);
                 if !lines.is_empty() {
-                    self.commit(lines, true)?;
+                    self.commit(lines, false)?;
                 }
                 return Ok(());
             }
-            self.commit(lines, true)?;
+            self.commit(lines, false)?;
         }
     }
 
     /// Maps the lines, writes them with the position after the last one,
     /// retrying until the store commits (or shutdown).
-    fn commit(&mut self, lines: Vec<Line>, finishing_old: bool) -> anyhow::Result<()> {
+    /// Maps the lines and writes them with the position after the last one,
+    /// retrying until the store commits (or shutdown). With `overlap`, the
+    /// write runs while the caller maps the next batch; it is awaited before
+    /// the next write is queued, so positions commit in order.
+    fn commit(&mut self, lines: Vec<Line>, overlap: bool) -> anyhow::Result<()> {
         let reader = self.reader.as_ref().expect("a reader");
         let Some(position) = reader.position_after(lines.last()) else {
             return Ok(()); // no complete first line yet: nothing to commit
@@ -390,24 +400,32 @@ impl Tail {
         let identity = position.file.identity();
         let origin = reader.path.display().to_string();
         let (records, letters) = self.map_lines(&lines, &identity, &origin);
-        // While finishing a rotated file, the stored position stays on it
-        // until its last line is in; the new file's first commit moves it.
-        let cursor = serde_json::to_value(&position)?;
-        for letter in letters {
-            self.block_on_retry(move |store, _| {
-                let letter = letter.clone();
-                async move { store.dead_letter(letter).await.map(|_| ()) }
-            })?;
+        self.flush()?;
+        let write = write_batch(
+            self.ctx.store.clone(),
+            self.t.source.clone(),
+            records,
+            letters,
+            serde_json::to_value(&position)?,
+            self.ctx.shutdown.clone(),
+        );
+        self.pending = Some((self.handle.spawn(write), position));
+        if !overlap {
+            self.flush()?;
         }
-        let source = self.t.source.clone();
-        let written = self.block_on_retry(move |store, _| {
-            let records = records.clone();
-            let cursor = (source.clone(), cursor.clone());
-            async move { store.insert(records, Some(cursor)).await }
-        })?;
-        tracing::debug!(source = %self.t.source, lines = lines.len(), inserted = written.inserted, duplicates = written.duplicates, finishing_old, "tail batch committed");
-        let reader = self.reader.as_mut().expect("a reader");
-        reader.committed = position.offset;
+        Ok(())
+    }
+
+    /// Waits for the write in flight, then moves the position to it.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        let Some((task, position)) = self.pending.take() else {
+            return Ok(());
+        };
+        let written = self.handle.block_on(task)??;
+        tracing::debug!(source = %self.t.source, offset = position.offset, inserted = written.inserted, duplicates = written.duplicates, "tail batch committed");
+        if let Some(reader) = self.reader.as_mut().filter(|r| r.key.as_ref() == Some(&position.file)) {
+            reader.committed = position.offset;
+        }
         self.saved = Some(position);
         Ok(())
     }
@@ -472,6 +490,41 @@ impl Tail {
                     std::thread::sleep(wait);
                     wait = (wait * 2).min(Duration::from_secs(10));
                 }
+            }
+        }
+    }
+}
+
+/// Writes one batch (dead letters first, then the records with the
+/// position), retrying with backoff while the store is unavailable.
+async fn write_batch(
+    store: Store,
+    source: String,
+    records: Vec<NewRecord>,
+    letters: Vec<DeadLetter>,
+    position: serde_json::Value,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<WriteSummary> {
+    let mut wait = Duration::from_millis(200);
+    let mut letters = letters.into_iter().peekable();
+    loop {
+        let result = match letters.peek() {
+            Some(letter) => store.dead_letter(letter.clone()).await.map(|_| {
+                letters.next();
+                None
+            }),
+            None => store.insert(records.clone(), Some((source.clone(), position.clone()))).await.map(Some),
+        };
+        match result {
+            Ok(Some(written)) => return Ok(written),
+            Ok(None) => continue,
+            Err(e) => {
+                if *shutdown.borrow() || shutdown.has_changed().is_err() {
+                    anyhow::bail!("shutting down while the store is unavailable: {e}");
+                }
+                tracing::warn!(source = %source, error = %e, retry_in_ms = wait.as_millis() as u64, "store unavailable; the tail waits");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
             }
         }
     }

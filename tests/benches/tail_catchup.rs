@@ -1,0 +1,84 @@
+//! oCIS audit file: catch-up throughput of a backlog (LINES, default 200,000
+//! lines written while the service was down) into the embedded store, then
+//! the delay from a line appended to its record being queryable, for
+//! SAMPLES (default 500) lines appended one at a time, 5 ms apart.
+//!
+//! `cargo bench -p audit-ingest-tests --bench tail_catchup`
+
+use std::time::{Duration, Instant};
+
+use audit_ingest::ingest::Tenants;
+use audit_ingest::runtime::{InstanceMode, Limits};
+use audit_ingest::sources::tail::{self, Context};
+use audit_ingest::store::Query;
+use audit_ingest_tests::bench::percentile;
+use audit_ingest_tests::ocis::{append, append_range, line};
+use audit_ingest_tests::{embedded_store, runtime};
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    let lines = env("LINES", 200_000);
+    let samples = env("SAMPLES", 500);
+    let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    tokio.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        append_range(&path, 0, lines);
+        let size = std::fs::metadata(&path).unwrap().len();
+        // The store lives apart from the watched log directory, as in production.
+        let data = tempfile::tempdir().unwrap();
+        let store = embedded_store(data.path());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let ctx = Context {
+            store: store.clone(),
+            runtime: runtime(None, InstanceMode::Auto, Limits::default()),
+            tenants: Tenants::default(),
+            shutdown: stopped,
+        };
+        let mut config = tail::Config::ocis(&path);
+        config.check_interval_ms = 1000;
+        let start = Instant::now();
+        let task = tokio::spawn(tail::run(config.resolve().unwrap(), ctx));
+        loop {
+            let offset = store.load_cursor("ocis").await.unwrap().and_then(|p| p["offset"].as_u64()).unwrap_or(0);
+            if offset >= size {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!("oCIS backlog catch-up, {lines} lines ({:.0} MiB): {secs:.2} s, {:.0} lines/s", size as f64 / 1048576.0, lines as f64 / secs);
+
+        let mut delays = Vec::new();
+        for n in 0..samples {
+            let number = 10_000_000 + n;
+            let appended = Instant::now();
+            append(&path, &line(number));
+            let want = format!("{:012x}", number);
+            loop {
+                let page = store
+                    .query(&Query { source: Some("ocis".into()), limit: 1, ..Default::default() })
+                    .await
+                    .unwrap();
+                if page.records.first().and_then(|r| r.record.target_id.as_deref()).is_some_and(|t| t.ends_with(&want)) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+            delays.push(appended.elapsed());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        delays.sort();
+        println!(
+            "append → queryable, {samples} lines: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            percentile(&delays, 50.0).as_secs_f64() * 1e3,
+            percentile(&delays, 99.0).as_secs_f64() * 1e3,
+            percentile(&delays, 100.0).as_secs_f64() * 1e3
+        );
+        stop.send(true).unwrap();
+        let _ = task.await;
+    });
+}
