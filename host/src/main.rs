@@ -37,6 +37,21 @@ enum Command {
         #[command(subcommand)]
         command: MapperCommand,
     },
+    /// Re-map stored dead letters with the mappers now serving (built-in and
+    /// drop-in): what maps is written and the letter removed, what still
+    /// fails is kept. Safe to interrupt (Ctrl-C) and run again; never writes
+    /// an event twice. Can run beside a running service.
+    Replay {
+        /// The service's configuration file (for the store and mapper directory).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Only dead letters of this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// At most this many letters.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -106,7 +121,81 @@ fn main() -> ExitCode {
             }
         },
         Command::Mapper { command: MapperCommand::Check { wasm, fixtures } } => mapper_check(&wasm, &fixtures),
+        Command::Replay { config, source, limit } => {
+            let config = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("configuration error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logs(config.log_format);
+            let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
+            let scope = audit_ingest::replay::ReplayScope { source, limit };
+            match runtime.block_on(replay(config, scope)) {
+                Ok(report) => {
+                    println!(
+                        "{} dead letters: {} now map ({} events written, {} already stored), {} still fail and are kept",
+                        report.letters, report.resolved, report.inserted, report.duplicates, report.still_failing
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("replay failed: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
+}
+
+/// `replay`: the store and mappers of the configuration, a progress bar, Ctrl-C to stop.
+async fn replay(
+    config: Config,
+    scope: audit_ingest::replay::ReplayScope,
+) -> anyhow::Result<audit_ingest::replay::ReplayReport> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let store = audit_ingest::serve::open_store(&config).await?;
+    let runtime_config = audit_ingest::runtime::RuntimeConfig {
+        dir: Some(config.mappers_dir.clone()),
+        limits: config.limits(),
+        mode: config.mapper.instance_mode,
+    };
+    let runtime = tokio::task::spawn_blocking(move || {
+        audit_ingest::runtime::Runtime::new(&audit_ingest::builtin::MAPPERS, runtime_config)
+    })
+    .await??;
+    let tenants = audit_ingest::ingest::Tenants::new(config.tenant_slugs.clone());
+    tenants.set_learned(store.tenant_slugs().await.unwrap_or_default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("stopping after the current letter; run replay again to continue");
+            flag.store(true, Ordering::SeqCst);
+        }
+    });
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed} {pos} letters ({per_sec}) {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let report = audit_ingest::replay::replay(
+        &store,
+        &runtime,
+        &tenants,
+        &scope,
+        |r| {
+            bar.set_position(r.letters);
+            bar.set_message(format!("{} mapped, {} still failing", r.resolved, r.still_failing));
+        },
+        || stop.load(Ordering::SeqCst),
+    )
+    .await?;
+    bar.finish_and_clear();
+    Ok(report)
 }
 
 fn mapper_check(wasm: &std::path::Path, fixtures: &[PathBuf]) -> ExitCode {

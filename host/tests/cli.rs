@@ -99,3 +99,18 @@ fn the_commented_examples_are_valid_when_uncommented() {
         assert!(out.status.success(), "{table} block:\n{block}\n{}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+#[test]
+fn replay_reports_what_it_did_on_the_configured_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = audit_ingest()
+        .arg("replay")
+        .env("AUDIT_DATA_DIR", dir.path())
+        .env("AUDIT_MAPPERS_DIR", dir.path().join("mappers.d"))
+        .env_remove("AUDIT_MONGODB_URI")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("0 dead letters: 0 now map"), "{text}");
+}

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod error;
 pub mod health;
+pub mod replay;
 pub mod timeline;
 
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/audit/{id}", get(timeline::one))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
+        .route("/admin/replay", axum::routing::post(replay::run))
         .merge(webhook::routes(&state.webhooks))
         .with_state(state)
 }

@@ -241,7 +241,19 @@ impl Store {
 
     /// The oldest dead letters, up to `limit`, with their ids.
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
-        dispatch!(self, dead_letters(limit))
+        self.dead_letters_after(None, limit).await
+    }
+
+    /// Dead letters after the one with id `after` (oldest first), for paging.
+    pub async fn dead_letters_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
+        dispatch!(self, dead_letters_after(after, limit))
+    }
+
+    /// Writes the records a dead letter now maps to and removes the letter:
+    /// in one commit (embedded), or letter removed right after the records
+    /// (MongoDB; a retry finds the records already there).
+    pub async fn resolve_dead_letter(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
+        dispatch!(self, resolve_dead_letter(id, batch))
     }
 
     /// One page of the timeline.

@@ -157,10 +157,24 @@ impl MongoStore {
         })
     }
 
-    pub(super) async fn dead_letters(&self, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
+    pub(super) async fn resolve_dead_letter(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
+        let oid = bson::oid::ObjectId::parse_str(id).map_err(|_| StoreError::Corrupt(format!("`{id}` is not a dead letter id")))?;
+        let written = self.insert(batch, None).await?;
+        self.dead_letters.delete_one(doc! { "_id": oid }).await.map_err(unavailable)?;
+        Ok(written)
+    }
+
+    pub(super) async fn dead_letters_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
+        let filter = match after {
+            Some(id) => {
+                let oid = bson::oid::ObjectId::parse_str(id).map_err(|_| StoreError::Corrupt(format!("`{id}` is not a dead letter id")))?;
+                doc! { "_id": { "$gt": oid } }
+            }
+            None => doc! {},
+        };
         let mut cursor = self
             .dead_letters
-            .find(doc! {})
+            .find(filter)
             .sort(doc! { "_id": 1 })
             .limit(limit as i64)
             .await

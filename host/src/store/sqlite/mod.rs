@@ -130,7 +130,16 @@ impl SqliteStore {
         cursor: Option<(String, Value)>,
     ) -> Result<WriteSummary, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.enqueue(Job::Write { batch, cursor, reply }).await?;
+        self.enqueue(Job::Write { batch, cursor, resolves: None, reply }).await?;
+        answer
+            .await
+            .map_err(|_| unavailable("the store writer has stopped"))?
+    }
+
+    pub(super) async fn resolve_dead_letter(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
+        let id: i64 = id.parse().map_err(|_| StoreError::Corrupt(format!("`{id}` is not a dead letter id")))?;
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(Job::Write { batch, cursor: None, resolves: Some(id), reply }).await?;
         answer
             .await
             .map_err(|_| unavailable("the store writer has stopped"))?
@@ -198,15 +207,20 @@ impl SqliteStore {
         Ok(conn)
     }
 
-    pub(super) async fn dead_letters(&self, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
+    pub(super) async fn dead_letters_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
+        let after: i64 = match after {
+            Some(id) => id.parse().map_err(|_| StoreError::Corrupt(format!("`{id}` is not a dead letter id")))?,
+            None => 0,
+        };
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT id, source, received_at, sender, mapper, error, body FROM dead_letters ORDER BY id LIMIT ?1",
+                    "SELECT id, source, received_at, sender, mapper, error, body FROM dead_letters \
+                     WHERE id > ?2 ORDER BY id LIMIT ?1",
                 )
                 .map_err(unavailable)?;
             let rows = stmt
-                .query_map([limit as i64], |r| {
+                .query_map([limit as i64, after], |r| {
                     Ok((
                         r.get::<_, i64>(0)?.to_string(),
                         DeadLetter {

@@ -21,6 +21,8 @@ pub(super) enum Job {
     Write {
         batch: Vec<NewRecord>,
         cursor: Option<(String, Value)>,
+        /// A dead letter these records replace, deleted in the same commit.
+        resolves: Option<i64>,
         reply: oneshot::Sender<Result<WriteSummary, StoreError>>,
     },
     /// One dead letter; answers with its id.
@@ -48,7 +50,7 @@ pub(super) fn writer_loop(
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
-                Job::Write { batch, cursor, reply } => writes.push((batch, cursor, reply)),
+                Job::Write { batch, cursor, resolves, reply } => writes.push((batch, (cursor, resolves), reply)),
                 Job::DeadLetter { letter, reply } => {
                     let _ = reply.send(insert_dead_letter(&conn, &letter).map_err(unavailable));
                 }
@@ -113,11 +115,11 @@ fn insert_row(stmt: &mut rusqlite::CachedStatement<'_>, r: &NewRecord) -> rusqli
 /// Writes every job of a group in one transaction; each job's counts.
 fn write_group(
     conn: &mut Connection,
-    group: &[(Vec<NewRecord>, Option<(String, Value)>, WriteReply)],
+    group: &[(Vec<NewRecord>, (Option<(String, Value)>, Option<i64>), WriteReply)],
 ) -> rusqlite::Result<Vec<WriteSummary>> {
     let tx = conn.transaction()?;
     let mut summaries = Vec::with_capacity(group.len());
-    for (batch, cursor, _) in group {
+    for (batch, (cursor, resolves), _) in group {
         let mut insert = tx.prepare_cached(INSERT)?;
         let mut inserted = 0;
         for r in batch {
@@ -130,6 +132,9 @@ fn write_group(
                  ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
             )?
             .execute(params![source, cursor.to_string(), micros(&Utc::now())])?;
+        }
+        if let Some(id) = resolves {
+            tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?.execute([id])?;
         }
         summaries.push(WriteSummary {
             inserted: inserted as u64,
