@@ -11,6 +11,7 @@ pub mod api;
 pub mod builtin;
 pub mod config;
 pub mod ingest;
+pub mod metrics;
 pub mod replay;
 pub mod runtime;
 pub mod serve;

@@ -1,5 +1,6 @@
-//! `GET /healthz` (the process answers) and `GET /readyz` (the store answers
-//! and mappers are loaded), with a JSON body saying which part is unhealthy.
+//! `GET /healthz` (the process answers), `GET /readyz` (the store answers,
+//! mappers are loaded, no poller or tail is wedged), with a JSON body saying
+//! which part is unhealthy, and `GET /metrics`.
 
 use axum::Json;
 use axum::extract::State;
@@ -13,6 +14,14 @@ pub async fn live() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        crate::metrics::render(state.runtime.reload_counts()),
+    )
+}
+
 /// `GET /readyz`
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let store = match state.store.ping().await {
@@ -23,7 +32,11 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         }
     };
     let mappers = state.runtime.status();
-    let ok = store["ok"] == json!(true) && !mappers.is_empty();
+    let wedged: Vec<Value> = crate::metrics::wedged()
+        .into_iter()
+        .map(|(source, secs)| json!({ "source": source, "secondsWithoutSuccess": secs }))
+        .collect();
+    let ok = store["ok"] == json!(true) && !mappers.is_empty() && wedged.is_empty();
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (
         status,
@@ -31,6 +44,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             "status": if ok { "ready" } else { "unavailable" },
             "store": store,
             "mappers": mappers,
+            "wedgedSources": wedged,
         })),
     )
 }

@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/audit/{id}", get(timeline::one))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
+        .route("/metrics", get(health::metrics))
         .route("/admin/replay", axum::routing::post(replay::run))
         .merge(webhook::routes(&state.webhooks))
         .with_state(state)

@@ -191,7 +191,10 @@ impl Runtime {
             name: active.info.name.clone(),
             version: active.info.version.clone(),
         };
-        match active.map(delivery) {
+        let started = std::time::Instant::now();
+        let result = active.map(delivery);
+        crate::metrics::source(source).mapper_seconds.observe(started.elapsed());
+        match result {
             Ok(Ok(mapped)) => Ok(MapOutput { mapped, mapper }),
             Ok(Err(error)) => Err(MapError::Rejected { mapper, error }),
             Err(failure) => Err(MapError::Failed { mapper, failure }),

@@ -231,7 +231,10 @@ impl Store {
         batch: Vec<NewRecord>,
         cursor: Option<(String, Value)>,
     ) -> Result<WriteSummary, StoreError> {
-        dispatch!(self, insert(batch, cursor))
+        let started = std::time::Instant::now();
+        let result = dispatch!(self, insert(batch, cursor));
+        crate::metrics::METRICS.store_write_seconds.observe(started.elapsed());
+        result
     }
 
     /// Keeps a delivery that could not be mapped; returns its id. Durable on return.

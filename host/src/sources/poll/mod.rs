@@ -20,6 +20,7 @@ pub mod fetch;
 pub mod tenants;
 pub mod walk;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use audit_guest_sdk::{Delivery, PageRequest, Transport};
@@ -343,6 +344,7 @@ impl Poller {
                     // the page for re-mapping and retry after a fixed mapper
                     // is dropped in.
                     ctx.store.dead_letter(ingest::dead_letter(&received, delivery.body, &e)).await?;
+                    crate::metrics::source(&self.source).dead_lettered.fetch_add(1, Ordering::Relaxed);
                     return Err(TickError::Map(e));
                 }
             };
@@ -372,7 +374,9 @@ impl Poller {
                 .collect();
             self.infer_tenants(ctx, &mut records).await;
             cursor = cursor.after_page(&walk, ended);
+            let count = records.len();
             let written = ctx.store.insert(records, Some((self.source.clone(), cursor_json(&cursor)))).await?;
+            crate::metrics::wrote(&self.source, count, &written);
             summary.inserted += written.inserted;
             summary.duplicates += written.duplicates;
             if ended && resumed {
@@ -382,6 +386,11 @@ impl Poller {
             } else if ended {
                 break;
             }
+        }
+        let m = crate::metrics::source(&self.source);
+        m.last_success_unix.store(crate::metrics::now_unix(), Ordering::Relaxed);
+        if let Some(high) = &cursor.high {
+            m.poll_cursor_unix.store(high.at.timestamp(), Ordering::Relaxed);
         }
         Ok(summary)
     }
@@ -467,6 +476,8 @@ pub async fn run(mut poller: Poller, ctx: Context) {
     let mut failures = 0u32;
     let mut refused_logged = false;
     tracing::info!(source = %poller.source, url = %poller.url, interval_secs = poller.interval.as_secs(), "poller started");
+    // Wedged: no successful tick for three intervals plus the longest backoff.
+    crate::metrics::expect_progress(&poller.source, poller.interval * 3 + MAX_BACKOFF, false);
     loop {
         let started = std::time::Instant::now();
         let wait = match poller.tick(&ctx).await {

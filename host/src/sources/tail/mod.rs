@@ -202,17 +202,31 @@ impl Tail {
         let (tx, rx) = std_mpsc::channel::<()>();
         let _watcher = self.watch(tx);
         tracing::info!(source = %self.t.source, path = %self.t.path.display(), "tailing");
+        crate::metrics::expect_progress(&self.t.source, self.t.check_every * 10 + Duration::from_secs(60), true);
         while !self.stopping() {
-            if let Err(e) = self.step().and_then(|()| self.flush()) {
+            match self.step().and_then(|()| self.flush()) {
+                Ok(()) => self.report_progress(),
+                Err(e) => {
                 tracing::warn!(source = %self.t.source, path = %self.t.path.display(), error = %e, "tail step failed; retrying");
                 self.reader = None;
                 std::thread::sleep(self.t.check_every);
+                }
             }
             // Wait for a change, the periodic check, or shutdown.
             let _ = rx.recv_timeout(self.t.check_every);
             while rx.try_recv().is_ok() {}
         }
         tracing::info!(source = %self.t.source, "tail stopped");
+    }
+
+    /// Publishes how far behind the file the committed position is.
+    fn report_progress(&self) {
+        let m = crate::metrics::source(&self.t.source);
+        m.last_success_unix.store(crate::metrics::now_unix(), std::sync::atomic::Ordering::Relaxed);
+        if let Some(reader) = &self.reader {
+            let len = std::fs::metadata(&reader.path).map(|m| m.len()).unwrap_or(0);
+            m.tail_behind_bytes.store(len.saturating_sub(reader.committed), std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Watches the file's directory (the file may not exist yet, and
@@ -422,6 +436,7 @@ impl Tail {
             return Ok(());
         };
         let written = self.handle.block_on(task)??;
+        crate::metrics::wrote(&self.t.source, (written.inserted + written.duplicates) as usize, &written);
         tracing::debug!(source = %self.t.source, offset = position.offset, inserted = written.inserted, duplicates = written.duplicates, "tail batch committed");
         if let Some(reader) = self.reader.as_mut().filter(|r| r.key.as_ref() == Some(&position.file)) {
             reader.committed = position.offset;
@@ -466,6 +481,7 @@ impl Tail {
                         "line kept as a dead letter for re-mapping"
                     );
                     letters.push(ingest::dead_letter(&received, line.bytes.clone(), &e));
+                    crate::metrics::source(&self.t.source).dead_lettered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
         }

@@ -334,6 +334,7 @@ async fn receive(State(state): State<AppState>, endpoint: Arc<Endpoint>, request
     if let Err(refusal) = endpoint.verifier.verify(&parts.headers, &body, Utc::now().timestamp()) {
         let sender = from.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
         tracing::warn!(source = %endpoint.source, sender = %sender, reason = %refusal, "webhook refused: signature");
+        crate::metrics::source(&endpoint.source).rejected_signature.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return AppError::Unauthorized(refusal.to_string()).into_response();
     }
     if let Some(ct) = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
@@ -368,12 +369,15 @@ async fn receive(State(state): State<AppState>, endpoint: Arc<Endpoint>, request
             let records = ingest::records(&received, &output, &state.tenants);
             let count = records.len();
             match state.store.insert(records, None).await {
-                Ok(summary) => Json(Receipt {
+                Ok(summary) => {
+                    crate::metrics::wrote(&endpoint.source, count, &summary);
+                    Json(Receipt {
                     received: count,
                     inserted: summary.inserted,
                     duplicates: summary.duplicates,
-                })
-                .into_response(),
+                    })
+                    .into_response()
+                }
                 Err(e) => AppError::from(e).into_response(),
             }
         }
@@ -388,6 +392,7 @@ fn is_credential(name: &str) -> bool {
 
 async fn dead_letter(state: &AppState, endpoint: &Endpoint, received: &Received, body: Vec<u8>, error: MapError) -> Response {
     let letter = ingest::dead_letter(received, body, &error);
+    crate::metrics::source(&endpoint.source).dead_lettered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::warn!(source = %endpoint.source, mapper = ?letter.mapper, error = %error, "delivery kept as a dead letter for re-mapping");
     match state.store.dead_letter(letter).await {
         Ok(id) => (

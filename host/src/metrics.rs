@@ -1,0 +1,216 @@
+//! Counters, gauges and histograms for `GET /metrics` (Prometheus text
+//! format). Labels come only from bounded sets: configured source names and
+//! fixed outcomes, never from payloads or error text.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
+use std::time::Duration;
+
+/// Upper bounds of the duration histograms, seconds.
+const BUCKETS: [f64; 13] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+/// A duration histogram.
+#[derive(Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    total: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.counts[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+        }
+        let total = self.total.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {total}");
+        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9);
+        let _ = writeln!(out, "{name}_count{braces} {total}");
+    }
+}
+
+/// Everything counted for one source.
+#[derive(Default)]
+pub struct SourceMetrics {
+    /// Events the mapper produced.
+    pub received: AtomicU64,
+    /// Records written.
+    pub inserted: AtomicU64,
+    /// Records already stored.
+    pub duplicates: AtomicU64,
+    /// Deliveries kept as dead letters.
+    pub dead_lettered: AtomicU64,
+    /// Requests refused for a missing or wrong signature.
+    pub rejected_signature: AtomicU64,
+    /// Mapper call durations.
+    pub mapper_seconds: Histogram,
+    /// Poll sources: the newest stored event's time, Unix seconds (-1: none yet).
+    pub poll_cursor_unix: AtomicI64,
+    /// Tail sources: bytes in the file not yet committed.
+    pub tail_behind_bytes: AtomicU64,
+    /// Pollers and tails: last time a tick or step finished without error, Unix seconds.
+    pub last_success_unix: AtomicI64,
+    /// Pollers and tails: seconds without success after which the source
+    /// counts as wedged (-1: not a background source).
+    pub stale_after_secs: AtomicI64,
+    /// When the background source started, Unix seconds.
+    pub started_unix: AtomicI64,
+    /// Set for tail sources (their lag is in bytes).
+    pub is_tail: std::sync::atomic::AtomicBool,
+}
+
+/// A background source (poller or tail) starts: it must succeed at least
+/// every `stale_after` or `/readyz` reports it.
+pub fn expect_progress(name: &str, stale_after: Duration, tail: bool) {
+    let m = source(name);
+    m.stale_after_secs.store(stale_after.as_secs() as i64, Ordering::Relaxed);
+    m.started_unix.store(now_unix(), Ordering::Relaxed);
+    m.is_tail.store(tail, Ordering::Relaxed);
+}
+
+/// Background sources with no success for longer than their bound: `(source, seconds since)`.
+pub fn wedged() -> Vec<(String, i64)> {
+    let now = now_unix();
+    let sources = METRICS.sources.read().unwrap_or_else(|e| e.into_inner());
+    sources
+        .iter()
+        .filter_map(|(name, m)| {
+            let bound = m.stale_after_secs.load(Ordering::Relaxed);
+            if bound < 0 {
+                return None;
+            }
+            let since = m.last_success_unix.load(Ordering::Relaxed).max(m.started_unix.load(Ordering::Relaxed));
+            (now - since > bound).then(|| (name.clone(), now - since))
+        })
+        .collect()
+}
+
+/// All metrics of the process.
+#[derive(Default)]
+pub struct Metrics {
+    sources: RwLock<BTreeMap<String, Arc<SourceMetrics>>>,
+    /// Store write durations (one batch, to durable).
+    pub store_write_seconds: Histogram,
+}
+
+/// The process's metrics.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
+
+/// The metrics of `source` (created on first use).
+pub fn source(name: &str) -> Arc<SourceMetrics> {
+    if let Some(m) = METRICS.sources.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+        return m.clone();
+    }
+    let mut all = METRICS.sources.write().unwrap_or_else(|e| e.into_inner());
+    all.entry(name.to_string())
+        .or_insert_with(|| {
+            Arc::new(SourceMetrics {
+                poll_cursor_unix: AtomicI64::new(-1),
+                last_success_unix: AtomicI64::new(-1),
+                stale_after_secs: AtomicI64::new(-1),
+                ..SourceMetrics::default()
+            })
+        })
+        .clone()
+}
+
+/// Counts a write's outcome for `source`.
+pub fn wrote(name: &str, received: usize, summary: &crate::store::WriteSummary) {
+    let m = source(name);
+    m.received.fetch_add(received as u64, Ordering::Relaxed);
+    m.inserted.fetch_add(summary.inserted, Ordering::Relaxed);
+    m.duplicates.fetch_add(summary.duplicates, Ordering::Relaxed);
+}
+
+/// Now, Unix seconds.
+pub fn now_unix() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Renders everything in the Prometheus text format. `reloads` is
+/// `(loaded, rejected)` from the mapper registry.
+pub fn render(reloads: (u64, u64)) -> String {
+    let mut out = String::new();
+    let sources = METRICS.sources.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let counter = |out: &mut String, name: &str, help: &str, get: &dyn Fn(&SourceMetrics) -> u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (source, m) in &sources {
+            let _ = writeln!(out, "{name}{{source=\"{source}\"}} {}", get(m));
+        }
+    };
+    counter(&mut out, "audit_ingest_events_received_total", "Events mapped from deliveries.", &|m| m.received.load(Ordering::Relaxed));
+    counter(&mut out, "audit_ingest_events_inserted_total", "Records written.", &|m| m.inserted.load(Ordering::Relaxed));
+    counter(&mut out, "audit_ingest_events_duplicate_total", "Records already stored (deduplicated).", &|m| m.duplicates.load(Ordering::Relaxed));
+    counter(&mut out, "audit_ingest_dead_letters_total", "Deliveries kept as dead letters.", &|m| m.dead_lettered.load(Ordering::Relaxed));
+    counter(&mut out, "audit_ingest_signature_rejected_total", "Webhook requests refused for a missing or wrong signature.", &|m| m.rejected_signature.load(Ordering::Relaxed));
+    let _ = writeln!(out, "# HELP audit_ingest_mapper_call_duration_seconds Mapper call durations.\n# TYPE audit_ingest_mapper_call_duration_seconds histogram");
+    for (source, m) in &sources {
+        m.mapper_seconds.render(&mut out, "audit_ingest_mapper_call_duration_seconds", &format!("source=\"{source}\""));
+    }
+    let _ = writeln!(out, "# HELP audit_ingest_mapper_reloads_total Mapper files loaded or rejected by the hot reloader.\n# TYPE audit_ingest_mapper_reloads_total counter");
+    let _ = writeln!(out, "audit_ingest_mapper_reloads_total{{outcome=\"loaded\"}} {}", reloads.0);
+    let _ = writeln!(out, "audit_ingest_mapper_reloads_total{{outcome=\"rejected\"}} {}", reloads.1);
+    let now = now_unix();
+    let _ = writeln!(out, "# HELP audit_ingest_poll_lag_seconds Now minus the newest stored event's time, per poll source.\n# TYPE audit_ingest_poll_lag_seconds gauge");
+    for (source, m) in &sources {
+        let at = m.poll_cursor_unix.load(Ordering::Relaxed);
+        if at >= 0 {
+            let _ = writeln!(out, "audit_ingest_poll_lag_seconds{{source=\"{source}\"}} {}", now - at);
+        }
+    }
+    let _ = writeln!(out, "# HELP audit_ingest_tail_lag_bytes Bytes of the tailed file not yet committed.\n# TYPE audit_ingest_tail_lag_bytes gauge");
+    for (source, m) in &sources {
+        if m.is_tail.load(Ordering::Relaxed) {
+            let _ = writeln!(out, "audit_ingest_tail_lag_bytes{{source=\"{source}\"}} {}", m.tail_behind_bytes.load(Ordering::Relaxed));
+        }
+    }
+    let _ = writeln!(out, "# HELP audit_ingest_store_write_duration_seconds Time for one batch to become durable.\n# TYPE audit_ingest_store_write_duration_seconds histogram");
+    METRICS.store_write_seconds.render(&mut out, "audit_ingest_store_write_duration_seconds", "");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_background_source_without_success_past_its_bound_is_wedged() {
+        expect_progress("unit-wedged", Duration::from_secs(2), false);
+        let m = source("unit-wedged");
+        m.started_unix.store(now_unix() - 5, Ordering::Relaxed);
+        assert!(wedged().iter().any(|(s, secs)| s == "unit-wedged" && *secs >= 5));
+        m.last_success_unix.store(now_unix(), Ordering::Relaxed);
+        assert!(!wedged().iter().any(|(s, _)| s == "unit-wedged"));
+        assert!(!wedged().iter().any(|(s, _)| s == "a-webhook-source"), "only pollers and tails can be wedged");
+    }
+
+    #[test]
+    fn histograms_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(50));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(5));
+        let mut out = String::new();
+        h.render(&mut out, "x", "source=\"s\"");
+        assert!(out.contains("x_bucket{source=\"s\",le=\"0.0001\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{source=\"s\",le=\"0.005\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{source=\"s\",le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains("x_count{source=\"s\"} 3\n"), "{out}");
+    }
+}
