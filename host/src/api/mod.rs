@@ -37,6 +37,13 @@ pub struct AppState {
     pub webhooks: Arc<Vec<Endpoint>>,
 }
 
+/// The API description (OpenAPI 3.1), kept in sync by a test.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
 /// The application's routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -45,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi))
         .route("/admin/replay", axum::routing::post(replay::run))
         .merge(webhook::routes(&state.webhooks))
         .with_state(state)
