@@ -1,0 +1,137 @@
+//! `kill -9` under a steady webhook load, several times in a row: every event
+//! that was answered 2xx is in the store after the restarts, and none is
+//! stored twice. The real binary, real sockets, the embedded store with its
+//! default durability.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use audit_ingest::sources::webhook::signature::stalwart_signature;
+
+const SECRET: &str = "crash-test-secret";
+const TOKEN: &str = "crash-test-token";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start(data: &Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_audit-ingest"))
+        .arg("serve")
+        .env("AUDIT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("AUDIT_DATA_DIR", data)
+        .env("AUDIT_MAPPERS_DIR", data.join("mappers.d"))
+        .env("STALWART_WEBHOOK_SECRET", SECRET)
+        .env("AUDIT_API_TOKEN", TOKEN)
+        .env_remove("AUDIT_MONGODB_URI")
+        .env_remove("AUTHENTIK_URL")
+        .env_remove("OCIS_AUDIT_FILE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start audit-ingest")
+}
+
+/// A one-event Stalwart batch whose remote IP encodes `k` (unique per event).
+fn batch(k: u64) -> String {
+    format!(
+        r#"{{"events":[{{"id":"1750{k}","createdAt":"2026-11-29T10:00:00Z","type":"auth.success","data":{{"accountName":"user{k}@example.org","accountId":{k},"spanId":{span},"listenerId":"imaps","localPort":993,"remoteIp":"10.{}.{}.{}","remotePort":40000}}}}]}}"#,
+        (k >> 16) & 255,
+        (k >> 8) & 255,
+        k & 255,
+        span = 1432795264225280001u64 + k
+    )
+}
+
+fn ip(k: u64) -> String {
+    format!("10.{}.{}.{}", (k >> 16) & 255, (k >> 8) & 255, k & 255)
+}
+
+async fn wait_ready(client: &reqwest::Client, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/healthz")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("audit-ingest did not come up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_no_answered_event_and_doubles_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let answered: Arc<Mutex<BTreeSet<u64>>> = Arc::default();
+    let next = Arc::new(AtomicU64::new(0));
+    for cycle in 0..4 {
+        let mut child = start(dir.path(), port);
+        wait_ready(&client, port).await;
+        let running = Arc::new(AtomicBool::new(true));
+        let mut senders = Vec::new();
+        for _ in 0..4 {
+            let (client, answered, next, running) = (client.clone(), answered.clone(), next.clone(), running.clone());
+            senders.push(tokio::spawn(async move {
+                while running.load(Ordering::SeqCst) {
+                    let k = next.fetch_add(1, Ordering::SeqCst);
+                    let body = batch(k);
+                    let sent = client
+                        .post(format!("http://127.0.0.1:{port}/ingest/stalwart/webhook"))
+                        .header("content-type", "application/json")
+                        .header("x-signature", stalwart_signature(SECRET, body.as_bytes()))
+                        .body(body)
+                        .send()
+                        .await;
+                    if let Ok(r) = sent {
+                        if r.status().is_success() {
+                            answered.lock().unwrap().insert(k);
+                        }
+                    }
+                }
+            }));
+        }
+        // Let the load run, then kill without warning.
+        tokio::time::sleep(Duration::from_millis(400 + 150 * cycle)).await;
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+        running.store(false, Ordering::SeqCst);
+        for s in senders {
+            s.await.unwrap();
+        }
+    }
+    // A last start to read what survived.
+    let mut child = start(dir.path(), port);
+    wait_ready(&client, port).await;
+    let mut stored: HashMap<String, usize> = HashMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("http://127.0.0.1:{port}/audit?source=stalwart&limit=500");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let page: serde_json::Value = client.get(url).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+        for r in page["records"].as_array().unwrap() {
+            *stored.entry(r["ip"].as_str().unwrap().to_string()).or_default() += 1;
+        }
+        match page["next"].as_str() {
+            Some(n) => cursor = Some(n.to_string()),
+            None => break,
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let answered = answered.lock().unwrap();
+    assert!(answered.len() > 100, "the load ran ({} answered)", answered.len());
+    let lost: Vec<&u64> = answered.iter().filter(|k| !stored.contains_key(&ip(**k))).collect();
+    assert!(lost.is_empty(), "{} of {} answered events were lost, e.g. {:?}", lost.len(), answered.len(), &lost[..lost.len().min(5)]);
+    let doubled: Vec<(&String, &usize)> = stored.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.is_empty(), "stored twice: {doubled:?}");
+}
