@@ -127,6 +127,9 @@ pub struct Config {
     /// Tailed files (`[[tails]]`). oCIS's is added when `OCIS_AUDIT_FILE` is
     /// set and no entry has `source = "ocis"`.
     pub tails: Vec<crate::sources::tail::Config>,
+    /// Webhook requests processed at once; more are answered 429 with
+    /// `Retry-After` (bounded memory under overload).
+    pub max_in_flight_requests: usize,
     /// How long a shutdown waits for sources to commit and save their cursors.
     pub shutdown_timeout_secs: u64,
 }
@@ -212,6 +215,7 @@ impl Default for Config {
             pollers: Vec::new(),
             tails: Vec::new(),
             shutdown_timeout_secs: 20,
+            max_in_flight_requests: crate::api::DEFAULT_INGEST_SLOTS,
         }
     }
 }
@@ -321,6 +325,9 @@ impl Config {
             return Err(ConfigError(format!(
                 "mapper.memory_limit_bytes: expected 1048576 (1 MiB) to {ceiling} (1 GiB)"
             )));
+        }
+        if !(1..=100_000).contains(&self.max_in_flight_requests) {
+            return Err(ConfigError("max_in_flight_requests: expected 1 to 100000".into()));
         }
         if self.store.collection.trim().is_empty() || self.store.database.trim().is_empty() {
             return Err(ConfigError("store.database and store.collection must not be empty".into()));

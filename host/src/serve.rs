@@ -104,6 +104,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         api_token,
         tenants: Tenants::new(config.tenant_slugs.clone()),
         webhooks: Arc::new(webhooks),
+        ingest_slots: api::ingest_slots(config.max_in_flight_requests),
     };
     let (shutdown, stopped) = watch::channel(false);
     let tasks = start_sources(config, &state, stopped)?;

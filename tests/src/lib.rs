@@ -91,6 +91,7 @@ pub fn app_with(store: Store, runtime: Runtime, webhooks: Vec<Endpoint>) -> axum
         api_token: Some(Secret::new(TOKEN)),
         tenants: Tenants::new(["acme".to_string(), "example.org".to_string()]),
         webhooks: Arc::new(webhooks),
+        ingest_slots: api::ingest_slots(api::DEFAULT_INGEST_SLOTS),
     })
 }
 

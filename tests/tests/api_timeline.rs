@@ -63,6 +63,7 @@ async fn without_a_configured_token_every_read_is_refused() {
         api_token: None,
         tenants: Tenants::default(),
         webhooks: Default::default(),
+        ingest_slots: audit_ingest::api::ingest_slots(1),
     });
     let (status, body) = call(&router, get("/audit")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

@@ -235,3 +235,24 @@ async fn a_non_json_content_type_is_refused_after_the_signature() {
         .unwrap();
     assert_eq!(call(&s.router, request).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
+
+#[tokio::test]
+async fn with_every_ingest_slot_busy_senders_get_429_with_retry_after() {
+    use audit_ingest::api::{self, AppState};
+    let dir = tempfile::tempdir().unwrap();
+    let slots = api::ingest_slots(2);
+    let router = api::router(AppState {
+        store: embedded_store(dir.path()),
+        runtime: runtime(None, InstanceMode::Auto, Limits::default()),
+        api_token: None,
+        tenants: Default::default(),
+        webhooks: std::sync::Arc::new(vec![audit_ingest_tests::stalwart_endpoint()]),
+        ingest_slots: slots.clone(),
+    });
+    let held = slots.clone().acquire_many_owned(2).await.unwrap();
+    let response = tower::ServiceExt::oneshot(router.clone(), signed(&batch())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()["retry-after"], "1");
+    drop(held);
+    assert_eq!(call(&router, signed(&batch())).await.0, StatusCode::OK, "served again once a slot is free");
+}

@@ -35,6 +35,17 @@ pub struct AppState {
     pub tenants: Tenants,
     /// Webhook endpoints served under `/ingest/...`.
     pub webhooks: Arc<Vec<Endpoint>>,
+    /// Webhook requests being processed at once at most; when all slots are
+    /// taken, senders get 429 with `Retry-After` instead of memory growing.
+    pub ingest_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// Default number of webhook requests processed at once.
+pub const DEFAULT_INGEST_SLOTS: usize = 256;
+
+/// A fresh set of ingest slots.
+pub fn ingest_slots(n: usize) -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(n))
 }
 
 /// The API description (OpenAPI 3.1), kept in sync by a test.

@@ -303,6 +303,17 @@ struct Receipt {
 }
 
 async fn receive(State(state): State<AppState>, endpoint: Arc<Endpoint>, request: Request) -> Response {
+    // Backpressure: a bounded number of requests in flight; beyond it the
+    // sender retries later (Stalwart retries for minutes).
+    let Ok(_slot) = state.ingest_slots.clone().try_acquire_owned() else {
+        tracing::warn!(source = %endpoint.source, "webhook refused: every ingest slot is busy (429)");
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "1")],
+            Json(json!({ "error": "too many requests in flight; retry after 1 s" })),
+        )
+            .into_response();
+    };
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
