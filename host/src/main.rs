@@ -26,6 +26,10 @@ enum Command {
         /// A TOML configuration file (see audit-ingest.example.toml).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Log one JSON object per line (same as log_format = "json" or
+        /// AUDIT_LOG_FORMAT=json).
+        #[arg(long)]
+        json_logs: bool,
     },
     /// Work with configuration files.
     Config {
@@ -91,14 +95,17 @@ fn init_logs(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => {
-            let config = match Config::load(config.as_deref()) {
+        Command::Serve { config, json_logs } => {
+            let mut config = match Config::load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("configuration error: {e}");
                     return ExitCode::from(2);
                 }
             };
+            if json_logs {
+                config.log_format = LogFormat::Json;
+            }
             init_logs(config.log_format);
             let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
             match runtime.block_on(audit_ingest::serve::serve(config)) {
