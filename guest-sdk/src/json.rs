@@ -251,3 +251,40 @@ pub fn texts(value: &Value) -> Vec<String> {
         other => text(other).into_iter().collect(),
     }
 }
+
+#[cfg(test)]
+mod random_input {
+    use super::*;
+
+    /// A bounded property test: the defensive helpers accept any JSON value
+    /// and any bytes without panicking.
+    #[test]
+    fn helpers_never_panic_on_random_input() {
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let pieces = [
+            "{", "}", "[", "]", ",", ":", "\"events\"", "\"results\"", "\"data\"", "\"id\"", "1", "-1.5e300",
+            "18446744073709551615", "18446744073709551616", "\"x\"", "null", "true", "\"\\u0000\"",
+        ];
+        for _ in 0..5000 {
+            let text: String = (0..next() % 30).map(|_| pieces[(next() % pieces.len() as u64) as usize]).collect();
+            let _ = event_slices(text.as_bytes());
+            if let Ok(value) = serde_json::from_str::<Value>(&text) {
+                let _ = find_events(&value);
+                let _ = u64_exact(&value);
+                let _ = text_of(&value);
+                let _ = first_text(&value, &["id", "type"]);
+                let _ = path(&value, &["events", "0", "id"]);
+            }
+        }
+    }
+
+    fn text_of(v: &Value) -> Option<String> {
+        text(v)
+    }
+}
