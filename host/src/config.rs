@@ -79,6 +79,15 @@ impl SecretSource {
     }
 }
 
+/// A source name is used in routes, metrics labels and store keys: letters,
+/// digits, `-` and `_` only. `key` names the table in the message.
+pub fn check_source_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(ConfigError(format!("{key}.source: use letters, digits, - and _ only")));
+    }
+    Ok(())
+}
+
 /// A configuration problem, naming the key and what is expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

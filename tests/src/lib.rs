@@ -56,6 +56,18 @@ pub fn embedded_store(dir: &Path) -> Store {
 /// The Stalwart webhook secret the test apps use.
 pub const STALWART_SECRET: &str = "stalwart-test-secret";
 
+/// `POST /ingest/stalwart/webhook` with `body`, signed with [`STALWART_SECRET`] as Stalwart signs.
+pub fn signed_stalwart(body: &str) -> Request<Body> {
+    Request::post("/ingest/stalwart/webhook")
+        .header("content-type", "application/json")
+        .header(
+            "x-signature",
+            audit_ingest::sources::webhook::signature::stalwart_signature(STALWART_SECRET, body.as_bytes()),
+        )
+        .body(Body::from(body.to_string()))
+        .expect("a request")
+}
+
 /// Stalwart's endpoint as shipped (`X-Signature`, base64), keyed with [`STALWART_SECRET`].
 pub fn stalwart_endpoint() -> Endpoint {
     let mut config = webhook::Config::stalwart();

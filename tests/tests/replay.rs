@@ -7,20 +7,14 @@ use std::time::Duration;
 
 use audit_ingest::replay::{ReplayScope, replay};
 use audit_ingest::runtime::{InstanceMode, Limits, Runtime};
-use audit_ingest::sources::webhook::signature::stalwart_signature;
-use audit_ingest_tests::{PROBE_AS_STALWART, STALWART_SECRET, TOKEN, all_records, app, call, embedded_store, install, runtime, wait_until};
+use audit_ingest_tests::{PROBE_AS_STALWART, TOKEN, all_records, app, call, embedded_store, install, runtime, wait_until};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
 
-const PATH: &str = "/ingest/stalwart/webhook";
 
 fn signed(body: &str) -> Request<Body> {
-    Request::post(PATH)
-        .header("content-type", "application/json")
-        .header("x-signature", stalwart_signature(STALWART_SECRET, body.as_bytes()))
-        .body(Body::from(body.to_string()))
-        .unwrap()
+    audit_ingest_tests::signed_stalwart(body)
 }
 
 /// The mixed Stalwart fixture batch with a `do` key the probe obeys

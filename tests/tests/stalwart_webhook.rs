@@ -22,11 +22,7 @@ fn batch() -> String {
 }
 
 fn signed(body: &str) -> Request<Body> {
-    Request::post(PATH)
-        .header("content-type", "application/json")
-        .header("x-signature", stalwart_signature(STALWART_SECRET, body.as_bytes()))
-        .body(Body::from(body.to_string()))
-        .unwrap()
+    audit_ingest_tests::signed_stalwart(body)
 }
 
 struct Service {

@@ -174,9 +174,7 @@ impl Config {
     /// Resolves the token and checks values; errors name the key.
     pub fn resolve(&self) -> Result<Poller, ConfigError> {
         let key = format!("pollers[{}]", self.source);
-        if self.source.is_empty() || !self.source.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(ConfigError(format!("{key}.source: use letters, digits, - and _ only")));
-        }
+        crate::config::check_source_name(&key, &self.source)?;
         let base = self.base_url.trim_end_matches('/');
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ConfigError(format!("{key}.base_url: `{}` is not an http(s) URL", self.base_url)));

@@ -108,9 +108,7 @@ impl Config {
     /// Checks values; errors name the key.
     pub fn resolve(&self) -> Result<Tailer, ConfigError> {
         let key = format!("tails[{}]", self.source);
-        if self.source.is_empty() || !self.source.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(ConfigError(format!("{key}.source: use letters, digits, - and _ only")));
-        }
+        crate::config::check_source_name(&key, &self.source)?;
         if self.path.as_os_str().is_empty() || self.path.file_name().is_none() {
             return Err(ConfigError(format!("{key}.path: must name a file")));
         }

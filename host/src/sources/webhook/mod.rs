@@ -143,9 +143,7 @@ impl Config {
     /// Resolves secrets and checks values; errors name the key.
     pub fn resolve(&self) -> Result<Endpoint, ConfigError> {
         let key = format!("webhooks[{}]", self.source);
-        if self.source.is_empty() || !self.source.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(ConfigError(format!("{key}.source: use letters, digits, - and _ only")));
-        }
+        crate::config::check_source_name(&key, &self.source)?;
         if !self.route().starts_with('/') {
             return Err(ConfigError(format!("{key}.path: must start with /")));
         }
