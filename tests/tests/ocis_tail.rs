@@ -324,3 +324,16 @@ async fn a_100000_line_backlog_written_while_down_is_caught_up() {
     expect_each_once(&tail.store, 100_000).await;
     tail.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_directory_created_after_start_is_watched_once_it_appears() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let path = logs.join("audit.log");
+    let tail = start(dir.path(), &path, StartAt::Beginning);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::create_dir_all(&logs).unwrap();
+    append_range(&path, 0, 20);
+    expect_each_once(&tail.store, 20).await;
+    tail.stop().await;
+}

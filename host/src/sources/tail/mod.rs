@@ -175,6 +175,8 @@ struct Tail {
     saved: Option<Position>,
     /// A batch being written, and the position it moves to.
     pending: Option<(tokio::task::JoinHandle<anyhow::Result<WriteSummary>>, Position)>,
+    /// A failed watch was reported (once).
+    watch_warned: bool,
     loaded: bool,
 }
 
@@ -187,6 +189,7 @@ impl Tail {
             reader: None,
             saved: None,
             pending: None,
+            watch_warned: false,
             loaded: false,
         }
     }
@@ -198,16 +201,20 @@ impl Tail {
 
     fn run(mut self) {
         let (tx, rx) = std_mpsc::channel::<()>();
-        let _watcher = self.watch(tx);
+        let mut watcher = self.watch(tx.clone());
         tracing::info!(source = %self.t.source, path = %self.t.path.display(), "tailing");
         crate::metrics::expect_progress(&self.t.source, self.t.check_every * 10 + Duration::from_secs(60), true);
         while !self.stopping() {
+            // The directory may only appear with oCIS's first event.
+            if watcher.is_none() {
+                watcher = self.watch(tx.clone());
+            }
             match self.step().and_then(|()| self.flush()) {
                 Ok(()) => self.report_progress(),
                 Err(e) => {
-                tracing::warn!(source = %self.t.source, path = %self.t.path.display(), error = %e, "tail step failed; retrying");
-                self.reader = None;
-                std::thread::sleep(self.t.check_every);
+                    tracing::warn!(source = %self.t.source, path = %self.t.path.display(), error = %e, "tail step failed; retrying");
+                    self.reader = None;
+                    std::thread::sleep(self.t.check_every);
                 }
             }
             // Wait for a change, the periodic check, or shutdown.
@@ -228,9 +235,12 @@ impl Tail {
     }
 
     /// Watches the file's directory (the file may not exist yet, and
-    /// rotation replaces it).
-    fn watch(&self, tx: std_mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    /// rotation replaces it). None while the directory does not exist.
+    fn watch(&mut self, tx: std_mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
         let dir = self.t.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        if !dir.is_dir() {
+            return None; // checked periodically until it appears
+        }
         let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if event.is_ok() {
                 let _ = tx.send(());
@@ -240,7 +250,10 @@ impl Tail {
         match watcher.watch(&dir, RecursiveMode::NonRecursive) {
             Ok(()) => Some(watcher),
             Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch; checking periodically only");
+                if !self.watch_warned {
+                    self.watch_warned = true;
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch; checking periodically only");
+                }
                 None
             }
         }
