@@ -55,6 +55,11 @@ enum Command {
         /// At most this many letters.
         #[arg(long)]
         limit: Option<u64>,
+        /// Also re-map stored records that landed on a catch-all verb
+        /// (unrecognised event types), replacing each with what the current
+        /// mapper makes of its original.
+        #[arg(long)]
+        catch_all: bool,
     },
 }
 
@@ -128,7 +133,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Mapper { command: MapperCommand::Check { wasm, fixtures } } => mapper_check(&wasm, &fixtures),
-        Command::Replay { config, source, limit } => {
+        Command::Replay { config, source, limit, catch_all } => {
             let config = match Config::load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -138,13 +143,16 @@ fn main() -> ExitCode {
             };
             init_logs(config.log_format);
             let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
-            let scope = audit_ingest::replay::ReplayScope { source, limit };
+            let scope = audit_ingest::replay::ReplayScope { source, limit, catch_all };
             match runtime.block_on(replay(config, scope)) {
                 Ok(report) => {
                     println!(
                         "{} dead letters: {} now map ({} events written, {} already stored), {} still fail and are kept",
                         report.letters, report.resolved, report.inserted, report.duplicates, report.still_failing
                     );
+                    if catch_all {
+                        println!("{} catch-all records: {} re-mapped", report.catch_all, report.remapped);
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

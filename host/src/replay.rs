@@ -8,6 +8,12 @@
 //! `dead-letter-<id>-<n>`, so replaying a letter twice (after a crash between
 //! the write and the removal, with MongoDB) writes nothing twice.
 //! Interrupting is safe: resolved letters are gone, the rest are still there.
+//!
+//! On request, records that landed on a catch-all verb (`unrecognised` in
+//! their metadata) are re-mapped from their stored original too: each is
+//! replaced, in one commit, by what the current mapper makes of it, keeping
+//! its external id (the event is the same event), its arrival time and its
+//! tenant unless the new mapping names one. Records still unrecognised stay.
 
 use audit_guest_sdk::{Delivery, Transport};
 use serde::Serialize;
@@ -30,6 +36,10 @@ pub struct ReplayReport {
     pub inserted: u64,
     /// Records that were already stored.
     pub duplicates: u64,
+    /// Catch-all records looked at (`catch_all` replays only).
+    pub catch_all: u64,
+    /// Catch-all records replaced by a recognised mapping.
+    pub remapped: u64,
 }
 
 /// Which letters to replay.
@@ -39,6 +49,8 @@ pub struct ReplayScope {
     pub source: Option<String>,
     /// At most this many letters (none: all).
     pub limit: Option<u64>,
+    /// Also re-map stored records that landed on a catch-all verb.
+    pub catch_all: bool,
 }
 
 /// Replays dead letters oldest first; `progress(done)` is called after each.
@@ -99,5 +111,70 @@ pub async fn replay(
             progress(&report);
         }
     }
+    if scope.catch_all {
+        remap_catch_all(store, runtime, tenants, scope, &mut report, &mut progress, &stop).await?;
+    }
     Ok(report)
+}
+
+async fn remap_catch_all(
+    store: &Store,
+    runtime: &Runtime,
+    tenants: &Tenants,
+    scope: &ReplayScope,
+    report: &mut ReplayReport,
+    progress: &mut impl FnMut(&ReplayReport),
+    stop: &impl Fn() -> bool,
+) -> Result<(), StoreError> {
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.unrecognised_records(after.as_deref(), 100).await?;
+        let Some(last) = page.last() else { return Ok(()) };
+        after = Some(last.id.clone());
+        for old in page {
+            if stop() || scope.limit.is_some_and(|l| report.catch_all >= l) {
+                return Ok(());
+            }
+            let r = &old.record;
+            if scope.source.as_deref().is_some_and(|s| s != r.source) {
+                continue;
+            }
+            report.catch_all += 1;
+            let metadata = r.metadata.parse();
+            let Some(original) = metadata.get("original").filter(|o| !o.is_null()) else { continue };
+            let received = Received {
+                source: r.source.clone(),
+                at: r.received_at,
+                sender: metadata.get("sender").and_then(|s| s.as_str()).map(str::to_string),
+            };
+            let delivery = Delivery {
+                source: r.source.clone(),
+                transport: Transport::Webhook,
+                received_at: r.received_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                headers: Vec::new(),
+                origin: received.sender.clone(),
+                body: serde_json::to_vec(original).unwrap_or_default(),
+            };
+            let Ok(output) = runtime.map(&r.source, delivery).await else { continue };
+            if output.mapped.events.is_empty() || output.mapped.events.iter().any(|e| e.unrecognised) {
+                continue; // the current mapper does not know it either
+            }
+            let mut records = ingest::records(&received, &output, tenants);
+            for (n, new) in records.iter_mut().enumerate() {
+                new.external_id = match (&r.external_id, n) {
+                    (Some(id), 0) => Some(id.clone()),
+                    (Some(id), n) => Some(format!("{id}.{n}")),
+                    (None, _) => new.external_id.take(),
+                };
+                if new.tenant_slug.is_none() {
+                    new.tenant_slug = r.tenant_slug.clone();
+                }
+            }
+            let written = store.replace_record(&old.id, records).await?;
+            report.remapped += 1;
+            report.inserted += written.inserted;
+            report.duplicates += written.duplicates;
+            progress(report);
+        }
+    }
 }

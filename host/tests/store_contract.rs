@@ -181,6 +181,43 @@ async fn actor_and_ip_old_and_new(store: Store) {
     assert_eq!(short.len(), 20, "a two-letter term still finds every bob");
 }
 
+/// Dead letters resolve into records in one step; catch-all records are
+/// found and replaced in place, keeping their external id.
+async fn dead_letters_and_remapping(store: Store) {
+    use audit_ingest::store::DeadLetter;
+    let letter = |n: u8| DeadLetter {
+        source: "stalwart".into(),
+        received_at: at(1),
+        sender: None,
+        mapper: Some("stalwart@1".into()),
+        error: "rejected".into(),
+        body: vec![n],
+    };
+    let first = store.dead_letter(letter(1)).await.unwrap();
+    let second = store.dead_letter(letter(2)).await.unwrap();
+    let page = store.dead_letters_after(Some(&first), 10).await.unwrap();
+    assert_eq!(page.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), vec![second.clone()]);
+    let written = store.resolve_dead_letter(&first, vec![record("stalwart", "stalwart.auth_success", 1, Some("dl-1"))]).await.unwrap();
+    assert_eq!(written.inserted, 1);
+    let left: Vec<String> = store.dead_letters(10).await.unwrap().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(left, vec![second]);
+
+    let mut catch_all = record("stalwart", "stalwart.quantum_event", 2, Some("k-2"));
+    catch_all.metadata = RawJson::from_value(&json!({ "original": { "n": 2 }, "unrecognised": true }));
+    store.insert(vec![catch_all, record("stalwart", "stalwart.auth_failed", 3, Some("k-3"))], None).await.unwrap();
+    let found = store.unrecognised_records(None, 10).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].record.external_id.as_deref(), Some("k-2"));
+    let replacement = record("stalwart", "stalwart.quantum_entanglement", 2, Some("k-2"));
+    store.replace_record(&found[0].id, vec![replacement]).await.unwrap();
+    assert!(store.unrecognised_records(None, 10).await.unwrap().is_empty());
+    let all = all_pages(&store, Query { source: Some("stalwart".into()), ..q() }).await;
+    assert_eq!(all.len(), 3, "replaced, not added: {all:?}");
+    let page = store.query(&Query { action: Some(ActionFilter::Exact("stalwart.quantum_entanglement".into())), ..q() }).await.unwrap();
+    assert_eq!(page.records.len(), 1);
+    assert_eq!(page.records[0].record.external_id.as_deref(), Some("k-2"));
+}
+
 async fn durable_across_reopen(make: impl Fn() -> Store) {
     let store = make();
     store.insert(vec![record("s", "s.a", 1, Some("d1"))], None).await.unwrap();
@@ -211,6 +248,12 @@ mod embedded {
     async fn cursor_save_and_load() {
         let d = tempfile::tempdir().unwrap();
         cursors(open(d.path())).await;
+    }
+
+    #[tokio::test]
+    async fn dead_letters_resolve_and_catch_all_records_are_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        dead_letters_and_remapping(open(d.path())).await;
     }
 
     #[tokio::test]
@@ -286,6 +329,12 @@ mod mongodb {
     #[cfg_attr(not(mongodb_tests), ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB")]
     async fn cursor_save_and_load() {
         cursors(open("cursors").await).await;
+    }
+
+    #[tokio::test]
+    #[cfg_attr(not(mongodb_tests), ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB")]
+    async fn dead_letters_resolve_and_catch_all_records_are_replaced() {
+        dead_letters_and_remapping(open("remap").await).await;
     }
 
     #[tokio::test]

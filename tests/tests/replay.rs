@@ -104,3 +104,44 @@ async fn the_replay_endpoint_needs_the_token_and_reports() {
     let (status, answer) = call(&router, with_token("/admin/replay?limit=0")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_all_records_are_remapped_in_place_by_a_newer_mapper() {
+    let dir = tempfile::tempdir().unwrap();
+    let mappers = dir.path().join("mappers.d");
+    std::fs::create_dir_all(&mappers).unwrap();
+    let rt = runtime(Some(&mappers), InstanceMode::Auto, Limits::default());
+    let _watch = rt.watch().unwrap();
+    let store = embedded_store(dir.path());
+    let router = app(store.clone(), rt.clone());
+    // Event types this Stalwart mapper has never heard of land on a catch-all verb.
+    let body = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../mappers/stalwart/tests/fixtures/future_type.input.json")).unwrap();
+    assert_eq!(call(&router, signed(&body)).await.0, StatusCode::OK);
+    let before = all_records(&store, "stalwart").await;
+    let unknown: Vec<_> = before.iter().filter(|r| r.record.metadata.parse()["unrecognised"] == true).collect();
+    assert!(!unknown.is_empty(), "the fixture has catch-all events");
+    let tenants = audit_ingest::ingest::Tenants::default();
+    let scope = ReplayScope { catch_all: true, ..ReplayScope::default() };
+
+    // The built-in mapper still does not know them: nothing changes.
+    let report = replay(&store, &rt, &tenants, &scope, |_| {}, || false).await.unwrap();
+    assert_eq!((report.catch_all as usize, report.remapped), (unknown.len(), 0));
+
+    // A newer mapper that recognises everything (the probe, as "stalwart").
+    install(&mappers.join("stalwart.wasm"), PROBE_AS_STALWART);
+    wait_until(Duration::from_secs(10), || serving(&rt) == "2.0.0").expect("the drop-in serves");
+    let report = replay(&store, &rt, &tenants, &scope, |_| {}, || false).await.unwrap();
+    assert_eq!(report.remapped as usize, unknown.len(), "{report:?}");
+    let after = all_records(&store, "stalwart").await;
+    assert_eq!(after.len(), before.len(), "replaced, not added");
+    for old in &unknown {
+        let new = after.iter().find(|r| r.record.external_id == old.record.external_id).expect("the same external id");
+        assert_eq!(new.record.action, "stalwart.echo_v2");
+        assert_eq!(new.record.received_at, old.record.received_at);
+        assert_eq!(new.record.mapper.as_deref(), Some("stalwart@2.0.0"));
+        assert_ne!(new.record.metadata.parse()["unrecognised"], true);
+    }
+    // Nothing left to re-map.
+    let again = replay(&store, &rt, &tenants, &scope, |_| {}, || false).await.unwrap();
+    assert_eq!(again.catch_all, 0);
+}

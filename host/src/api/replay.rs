@@ -1,4 +1,5 @@
-//! `POST /admin/replay`: re-maps stored dead letters with the mappers now
+//! `POST /admin/replay`: re-maps stored dead letters (and, with
+//! `catch_all=true`, records on a catch-all verb) with the mappers now
 //! serving (see `crate::replay`). Needs the API token. `source` limits it to
 //! one source, `limit` (default 1000, at most 100000) bounds one call; call
 //! again while `letters` equals the limit.
@@ -18,10 +19,18 @@ pub async fn run(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw
     let mut scope = ReplayScope {
         source: None,
         limit: Some(1000),
+        catch_all: false,
     };
     for (name, value) in pairs {
         match name.as_str() {
             "source" => scope.source = Some(value),
+            "catch_all" => {
+                scope.catch_all = match value.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(AppError::BadRequest(format!("`catch_all`: `{value}` is not true or false"))),
+                }
+            }
             "limit" => {
                 let n: u64 = value
                     .parse()
@@ -30,7 +39,7 @@ pub async fn run(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw
                     .ok_or_else(|| AppError::BadRequest(format!("`limit`: `{value}` is not a number from 1 to 100000")))?;
                 scope.limit = Some(n);
             }
-            other => return Err(AppError::BadRequest(format!("unknown parameter `{other}`; known: source, limit"))),
+            other => return Err(AppError::BadRequest(format!("unknown parameter `{other}`; known: source, limit, catch_all"))),
         }
     }
     let report = replay(&state.store, &state.runtime, &state.tenants, &scope, |_| {}, || false).await?;

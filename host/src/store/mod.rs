@@ -281,6 +281,18 @@ impl Store {
             .map(|_| ())
     }
 
+    /// Records a mapper filed under a catch-all verb (`metadata.unrecognised`),
+    /// oldest first, after the record with id `after`.
+    pub async fn unrecognised_records(&self, after: Option<&str>, limit: usize) -> Result<Vec<Record>, StoreError> {
+        dispatch!(self, unrecognised_records(after, limit))
+    }
+
+    /// Replaces record `id` with `batch` (what its original maps to now):
+    /// in one commit (embedded), or removal then insert (MongoDB).
+    pub async fn replace_record(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
+        dispatch!(self, replace_record(id, batch))
+    }
+
     /// Tenant slugs the store knows besides the configured ones (MongoDB:
     /// the platform's `tenants` collection).
     pub async fn tenant_slugs(&self) -> Result<Vec<String>, StoreError> {

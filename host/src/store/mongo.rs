@@ -157,6 +157,45 @@ impl MongoStore {
         })
     }
 
+    pub(super) async fn unrecognised_records(&self, after: Option<&str>, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let mut filter = doc! { "metadata.unrecognised": true };
+        if let Some(id) = after {
+            let oid = ObjectId::parse_str(id).map_err(|_| StoreError::Corrupt(format!("`{id}` is not a record id")))?;
+            filter.insert("_id", doc! { "$gt": oid });
+        }
+        let mut cursor = self
+            .events
+            .find(filter)
+            .sort(doc! { "_id": 1 })
+            .limit(limit as i64)
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        while let Some(d) = cursor.try_next().await.map_err(unavailable)? {
+            out.push(doc_to_record(&d)?);
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn replace_record(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
+        let oid = ObjectId::parse_str(id).map_err(|_| StoreError::Corrupt(format!("`{id}` is not a record id")))?;
+        let mut batch = batch.into_iter();
+        let Some(first) = batch.next() else {
+            return Ok(WriteSummary::default());
+        };
+        // In place, one document at a time: never a moment without the
+        // record, and the indexes follow by themselves.
+        self.events
+            .replace_one(doc! { "_id": oid }, record_to_doc(&first))
+            .await
+            .map_err(unavailable)?;
+        let rest = self.insert(batch.collect(), None).await?;
+        Ok(WriteSummary {
+            inserted: rest.inserted + 1,
+            duplicates: rest.duplicates,
+        })
+    }
+
     pub(super) async fn resolve_dead_letter(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
         let oid = bson::oid::ObjectId::parse_str(id).map_err(|_| StoreError::Corrupt(format!("`{id}` is not a dead letter id")))?;
         let written = self.insert(batch, None).await?;

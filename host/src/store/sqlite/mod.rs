@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 use super::{DeadLetter, NewRecord, Page, Query, Record, StoreError, WriteSummary};
 use query::{from_micros, row_to_record, run_query};
 use schema::{COLUMNS, SCHEMA, writer_pragmas};
-use writer::{Job, writer_loop};
+use writer::{Also, Job, writer_loop};
 
 /// How many jobs may wait for the writer before callers wait to enqueue.
 const WRITE_QUEUE: usize = 256;
@@ -130,7 +130,38 @@ impl SqliteStore {
         cursor: Option<(String, Value)>,
     ) -> Result<WriteSummary, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.enqueue(Job::Write { batch, cursor, resolves: None, reply }).await?;
+        self.enqueue(Job::Write { batch, cursor, also: Also::Nothing, reply }).await?;
+        answer
+            .await
+            .map_err(|_| unavailable("the store writer has stopped"))?
+    }
+
+    pub(super) async fn unrecognised_records(&self, after: Option<&str>, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let after: i64 = match after {
+            Some(id) => id.parse().map_err(|_| StoreError::Corrupt(format!("`{id}` is not a record id")))?,
+            None => 0,
+        };
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM audit_events WHERE id > ?1 \
+                     AND json_extract(metadata, '$.unrecognised') = 1 ORDER BY id LIMIT ?2"
+                ))
+                .map_err(unavailable)?;
+            let rows = stmt.query_map([after, limit as i64], row_to_record).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row.map_err(unavailable)??);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(super) async fn replace_record(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
+        let id: i64 = id.parse().map_err(|_| StoreError::Corrupt(format!("`{id}` is not a record id")))?;
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(Job::Write { batch, cursor: None, also: Also::ReplaceRecord(id), reply }).await?;
         answer
             .await
             .map_err(|_| unavailable("the store writer has stopped"))?
@@ -139,7 +170,7 @@ impl SqliteStore {
     pub(super) async fn resolve_dead_letter(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
         let id: i64 = id.parse().map_err(|_| StoreError::Corrupt(format!("`{id}` is not a dead letter id")))?;
         let (reply, answer) = oneshot::channel();
-        self.enqueue(Job::Write { batch, cursor: None, resolves: Some(id), reply }).await?;
+        self.enqueue(Job::Write { batch, cursor: None, also: Also::ResolveDeadLetter(id), reply }).await?;
         answer
             .await
             .map_err(|_| unavailable("the store writer has stopped"))?

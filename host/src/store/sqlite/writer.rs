@@ -15,14 +15,26 @@ use crate::store::{DeadLetter, NewRecord, StoreError, WriteSummary, micros};
 /// At most this many record jobs share one transaction.
 const GROUP_COMMIT_JOBS: usize = 64;
 
+/// What a write removes in the same commit.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Also {
+    /// Nothing.
+    Nothing,
+    /// The dead letter these records were mapped from.
+    ResolveDeadLetter(i64),
+    /// The record these records replace (deleted before they are inserted,
+    /// so they may keep its external id).
+    ReplaceRecord(i64),
+}
+
 /// Work for the writer thread.
 pub(super) enum Job {
     /// Records (and optionally a cursor) in one commit.
     Write {
         batch: Vec<NewRecord>,
         cursor: Option<(String, Value)>,
-        /// A dead letter these records replace, deleted in the same commit.
-        resolves: Option<i64>,
+        /// A row to delete in the same commit.
+        also: Also,
         reply: oneshot::Sender<Result<WriteSummary, StoreError>>,
     },
     /// One dead letter; answers with its id.
@@ -50,7 +62,7 @@ pub(super) fn writer_loop(
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
-                Job::Write { batch, cursor, resolves, reply } => writes.push((batch, (cursor, resolves), reply)),
+                Job::Write { batch, cursor, also, reply } => writes.push((batch, (cursor, also), reply)),
                 Job::DeadLetter { letter, reply } => {
                     let _ = reply.send(insert_dead_letter(&conn, &letter).map_err(unavailable));
                 }
@@ -115,11 +127,14 @@ fn insert_row(stmt: &mut rusqlite::CachedStatement<'_>, r: &NewRecord) -> rusqli
 /// Writes every job of a group in one transaction; each job's counts.
 fn write_group(
     conn: &mut Connection,
-    group: &[(Vec<NewRecord>, (Option<(String, Value)>, Option<i64>), WriteReply)],
+    group: &[(Vec<NewRecord>, (Option<(String, Value)>, Also), WriteReply)],
 ) -> rusqlite::Result<Vec<WriteSummary>> {
     let tx = conn.transaction()?;
     let mut summaries = Vec::with_capacity(group.len());
-    for (batch, (cursor, resolves), _) in group {
+    for (batch, (cursor, also), _) in group {
+        if let Also::ReplaceRecord(id) = also {
+            tx.prepare_cached("DELETE FROM audit_events WHERE id = ?1")?.execute([id])?;
+        }
         let mut insert = tx.prepare_cached(INSERT)?;
         let mut inserted = 0;
         for r in batch {
@@ -133,7 +148,7 @@ fn write_group(
             )?
             .execute(params![source, cursor.to_string(), micros(&Utc::now())])?;
         }
-        if let Some(id) = resolves {
+        if let Also::ResolveDeadLetter(id) = also {
             tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?.execute([id])?;
         }
         summaries.push(WriteSummary {
