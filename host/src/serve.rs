@@ -163,14 +163,29 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("listen on {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, "audit-ingest is listening");
     let router = api::router(app.state.clone());
-    axum::serve(
+    let bound = std::time::Duration::from_secs(config.shutdown_timeout_secs);
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("serve HTTP")?;
-    app.stop(std::time::Duration::from_secs(config.shutdown_timeout_secs)).await;
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = signalled.send(());
+    });
+    // Requests in flight get the bound to finish; then the server is dropped.
+    let deadline = async move {
+        if on_signal.await.is_ok() {
+            tokio::time::sleep(bound).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = server => served.context("serve HTTP")?,
+        _ = deadline => tracing::warn!(bound_secs = bound.as_secs(), "requests still in flight at the shutdown bound; stopping anyway (their senders got no answer and will retry)"),
+    }
+    app.stop(bound).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -135,3 +135,71 @@ async fn kill_9_under_load_loses_no_answered_event_and_doubles_none() {
     let doubled: Vec<(&String, &usize)> = stored.iter().filter(|(_, n)| **n > 1).collect();
     assert!(doubled.is_empty(), "stored twice: {doubled:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_answers_what_it_took_and_exits_within_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let mut child = start(dir.path(), port);
+    wait_ready(&client, port).await;
+    let answered: Arc<Mutex<BTreeSet<u64>>> = Arc::default();
+    let running = Arc::new(AtomicBool::new(true));
+    let next = Arc::new(AtomicU64::new(1_000_000));
+    let mut senders = Vec::new();
+    for _ in 0..4 {
+        let (client, answered, next, running) = (client.clone(), answered.clone(), next.clone(), running.clone());
+        senders.push(tokio::spawn(async move {
+            while running.load(Ordering::SeqCst) {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                let body = batch(k);
+                let sent = client
+                    .post(format!("http://127.0.0.1:{port}/ingest/stalwart/webhook"))
+                    .header("content-type", "application/json")
+                    .header("x-signature", stalwart_signature(SECRET, body.as_bytes()))
+                    .body(body)
+                    .send()
+                    .await;
+                if let Ok(r) = sent {
+                    if r.status().is_success() {
+                        answered.lock().unwrap().insert(k);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(25), "exits within shutdown_timeout_secs (20 s by default)");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "a clean exit: {status:?}");
+    running.store(false, Ordering::SeqCst);
+    for s in senders {
+        s.await.unwrap();
+    }
+    let mut child = start(dir.path(), port);
+    wait_ready(&client, port).await;
+    let answered = answered.lock().unwrap().clone();
+    assert!(!answered.is_empty());
+    for k in answered.iter().take(2000) {
+        let page: serde_json::Value = client
+            .get(format!("http://127.0.0.1:{port}/audit?source=stalwart&ip={}&limit=2", ip(*k)))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(page["records"].as_array().unwrap().len(), 1, "event {k} answered 2xx before SIGTERM is stored once");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
