@@ -52,6 +52,33 @@ fn ip(k: u64) -> String {
     format!("10.{}.{}.{}", (k >> 16) & 255, (k >> 8) & 255, k & 255)
 }
 
+/// One sender of the steady load: one-event batches with fresh keys until
+/// `running` is cleared; remembers which were answered 2xx.
+async fn send_until_stopped(
+    client: reqwest::Client,
+    port: u16,
+    answered: Arc<Mutex<BTreeSet<u64>>>,
+    next: Arc<AtomicU64>,
+    running: Arc<AtomicBool>,
+) {
+    while running.load(Ordering::SeqCst) {
+        let k = next.fetch_add(1, Ordering::SeqCst);
+        let body = batch(k);
+        let sent = client
+            .post(format!("http://127.0.0.1:{port}/ingest/stalwart/webhook"))
+            .header("content-type", "application/json")
+            .header("x-signature", stalwart_signature(SECRET, body.as_bytes()))
+            .body(body)
+            .send()
+            .await;
+        if let Ok(r) = sent {
+            if r.status().is_success() {
+                answered.lock().unwrap().insert(k);
+            }
+        }
+    }
+}
+
 async fn wait_ready(client: &reqwest::Client, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
@@ -78,25 +105,7 @@ async fn kill_9_under_load_loses_no_answered_event_and_doubles_none() {
         let running = Arc::new(AtomicBool::new(true));
         let mut senders = Vec::new();
         for _ in 0..4 {
-            let (client, answered, next, running) = (client.clone(), answered.clone(), next.clone(), running.clone());
-            senders.push(tokio::spawn(async move {
-                while running.load(Ordering::SeqCst) {
-                    let k = next.fetch_add(1, Ordering::SeqCst);
-                    let body = batch(k);
-                    let sent = client
-                        .post(format!("http://127.0.0.1:{port}/ingest/stalwart/webhook"))
-                        .header("content-type", "application/json")
-                        .header("x-signature", stalwart_signature(SECRET, body.as_bytes()))
-                        .body(body)
-                        .send()
-                        .await;
-                    if let Ok(r) = sent {
-                        if r.status().is_success() {
-                            answered.lock().unwrap().insert(k);
-                        }
-                    }
-                }
-            }));
+            senders.push(tokio::spawn(send_until_stopped(client.clone(), port, answered.clone(), next.clone(), running.clone())));
         }
         // Let the load run, then kill without warning.
         tokio::time::sleep(Duration::from_millis(400 + 150 * cycle)).await;
@@ -148,25 +157,7 @@ async fn sigterm_under_load_answers_what_it_took_and_exits_within_the_bound() {
     let next = Arc::new(AtomicU64::new(1_000_000));
     let mut senders = Vec::new();
     for _ in 0..4 {
-        let (client, answered, next, running) = (client.clone(), answered.clone(), next.clone(), running.clone());
-        senders.push(tokio::spawn(async move {
-            while running.load(Ordering::SeqCst) {
-                let k = next.fetch_add(1, Ordering::SeqCst);
-                let body = batch(k);
-                let sent = client
-                    .post(format!("http://127.0.0.1:{port}/ingest/stalwart/webhook"))
-                    .header("content-type", "application/json")
-                    .header("x-signature", stalwart_signature(SECRET, body.as_bytes()))
-                    .body(body)
-                    .send()
-                    .await;
-                if let Ok(r) = sent {
-                    if r.status().is_success() {
-                        answered.lock().unwrap().insert(k);
-                    }
-                }
-            }
-        }));
+        senders.push(tokio::spawn(send_until_stopped(client.clone(), port, answered.clone(), next.clone(), running.clone())));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();

@@ -33,6 +33,11 @@ pub struct MongoStore {
     dead_letters: Collection<Document>,
 }
 
+/// A store id given back to us, which must be one of ours.
+fn object_id(id: &str, what: &str) -> Result<ObjectId, StoreError> {
+    ObjectId::parse_str(id).map_err(|_| StoreError::Corrupt(format!("`{id}` is not a {what} id")))
+}
+
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -160,7 +165,7 @@ impl MongoStore {
     pub(super) async fn unrecognised_records(&self, after: Option<&str>, limit: usize) -> Result<Vec<Record>, StoreError> {
         let mut filter = doc! { "metadata.unrecognised": true };
         if let Some(id) = after {
-            let oid = ObjectId::parse_str(id).map_err(|_| StoreError::Corrupt(format!("`{id}` is not a record id")))?;
+            let oid = object_id(id, "record")?;
             filter.insert("_id", doc! { "$gt": oid });
         }
         let mut cursor = self
@@ -178,7 +183,7 @@ impl MongoStore {
     }
 
     pub(super) async fn replace_record(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
-        let oid = ObjectId::parse_str(id).map_err(|_| StoreError::Corrupt(format!("`{id}` is not a record id")))?;
+        let oid = object_id(id, "record")?;
         let mut batch = batch.into_iter();
         let Some(first) = batch.next() else {
             return Ok(WriteSummary::default());
@@ -197,7 +202,7 @@ impl MongoStore {
     }
 
     pub(super) async fn resolve_dead_letter(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
-        let oid = bson::oid::ObjectId::parse_str(id).map_err(|_| StoreError::Corrupt(format!("`{id}` is not a dead letter id")))?;
+        let oid = object_id(id, "dead letter")?;
         let written = self.insert(batch, None).await?;
         self.dead_letters.delete_one(doc! { "_id": oid }).await.map_err(unavailable)?;
         Ok(written)
@@ -206,7 +211,7 @@ impl MongoStore {
     pub(super) async fn dead_letters_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
         let filter = match after {
             Some(id) => {
-                let oid = bson::oid::ObjectId::parse_str(id).map_err(|_| StoreError::Corrupt(format!("`{id}` is not a dead letter id")))?;
+                let oid = object_id(id, "dead letter")?;
                 doc! { "_id": { "$gt": oid } }
             }
             None => doc! {},
