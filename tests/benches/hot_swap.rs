@@ -8,22 +8,8 @@
 use std::time::{Duration, Instant};
 
 use audit_ingest::runtime::{InstanceMode, Limits};
-use audit_ingest_tests::bench::percentile;
+use audit_ingest_tests::bench::{percentile, tagged};
 use audit_ingest_tests::{PROBE_V1, PROBE_V2, install, runtime, wait_until};
-
-/// Appends a custom section named `bench` holding `tag`.
-fn tagged(component: &[u8], tag: u32) -> Vec<u8> {
-    let name = b"bench";
-    let payload = tag.to_le_bytes();
-    let body_len = 1 + name.len() + payload.len();
-    let mut out = component.to_vec();
-    out.push(0); // custom section id
-    out.push(body_len as u8); // LEB128, < 128
-    out.push(name.len() as u8);
-    out.extend_from_slice(name);
-    out.extend_from_slice(&payload);
-    out
-}
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,11 @@
 //!
 //! `cargo bench -p audit-ingest-tests --bench webhook_load`
 //! Environment: `LOAD_SECS` (default 10), `LOAD_CONNECTIONS` (default 32),
-//! `LOAD_BATCHES` (default `1,50`), `LOAD_DURABILITY` (`full` or `normal`).
+//! `LOAD_BATCHES` (default `1,50`), `LOAD_DURABILITY` (`full` or `normal`),
+//! `LOAD_RATE` (requests/s in total, spread over the connections; default
+//! flat out), `LOAD_HOT_SWAPS` (install a new build of the Stalwart mapper
+//! this many times, evenly over the run; default 0). With a rate or hot swaps
+//! the bare-handler ceiling run is skipped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,9 +47,14 @@ fn main() {
     rt.block_on(async move {
         println!("| server | events/request | connections | requests/s | events/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx |");
         println!("|---|---|---|---|---|---|---|---|---|---|");
+        let rate: Option<f64> = std::env::var("LOAD_RATE").ok().and_then(|v| v.parse().ok());
+        let swaps: u32 = env_or("LOAD_HOT_SWAPS", 0);
         for batch in batches.split(',').filter_map(|b| b.trim().parse::<usize>().ok()) {
-            run(batch, connections, Duration::from_secs(secs), durability, false).await;
-            run(batch, connections, Duration::from_secs(secs), durability, true).await;
+            let plan = Plan { batch, connections, length: Duration::from_secs(secs), durability, rate, swaps };
+            run(&plan, false).await;
+            if rate.is_none() && swaps == 0 {
+                run(&plan, true).await;
+            }
         }
         println!("\npeak RSS of this process (service + generator): {:.1} MiB", peak_rss_mib());
     });
@@ -63,7 +72,20 @@ fn bare_router() -> axum::Router {
     )
 }
 
-async fn run(batch: usize, connections: usize, length: Duration, durability: Durability, bare: bool) {
+/// One load run.
+struct Plan {
+    batch: usize,
+    connections: usize,
+    length: Duration,
+    durability: Durability,
+    /// Requests per second in total; none: flat out.
+    rate: Option<f64>,
+    /// New builds of the Stalwart mapper installed during the run.
+    swaps: u32,
+}
+
+async fn run(plan: &Plan, bare: bool) {
+    let Plan { batch, connections, length, durability, rate, swaps } = *plan;
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret");
     std::fs::write(&secret, STALWART_SECRET).unwrap();
@@ -87,6 +109,25 @@ async fn run(batch: usize, connections: usize, length: Duration, durability: Dur
             .unwrap()
     });
 
+    let mappers_dir = config.mappers_dir.clone();
+    let swapper = (swaps > 0 && !bare).then(|| {
+        let runtime = app.state.runtime.clone();
+        tokio::spawn(async move {
+            let every = length / (swaps + 1);
+            for tag in 0..swaps {
+                tokio::time::sleep(every).await;
+                let file = mappers_dir.join("stalwart.wasm");
+                let bytes = audit_ingest_tests::bench::tagged(audit_ingest::builtin::STALWART, tag);
+                let loaded_before = runtime.reload_counts().0;
+                audit_ingest_tests::install(&file, &bytes);
+                let start = Instant::now();
+                while runtime.reload_counts().0 == loaded_before && start.elapsed() < Duration::from_secs(10) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            runtime.reload_counts().0
+        })
+    });
     let url = format!("http://{addr}/ingest/stalwart/webhook");
     let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build().unwrap();
     let seed = Arc::new(AtomicU64::new(1));
@@ -98,7 +139,15 @@ async fn run(batch: usize, connections: usize, length: Duration, durability: Dur
         let (client, url, seed, errors) = (client.clone(), url.clone(), seed.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let mut pace = rate.map(|r| {
+                let mut i = tokio::time::interval(Duration::from_secs_f64(connections as f64 / r));
+                i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                i
+            });
             while Instant::now() < deadline {
+                if let Some(pace) = pace.as_mut() {
+                    pace.tick().await;
+                }
                 let n = seed.fetch_add(1, Ordering::Relaxed);
                 // One request in ten is a resend of an earlier batch, as Stalwart does after a failure.
                 let body = stalwart_batch(batch, if n % 10 == 0 && n > 10 { n - 5 } else { n });
@@ -129,11 +178,16 @@ async fn run(batch: usize, connections: usize, length: Duration, durability: Dur
         all.extend(t.await.unwrap());
     }
     let took = start.elapsed().as_secs_f64();
+    let swapped = match swapper {
+        Some(task) => format!(" + {} hot swaps", task.await.unwrap()),
+        None => String::new(),
+    };
+    let paced = rate.map(|r| format!(" at {r:.0} req/s")).unwrap_or_default();
     all.sort();
     let requests = all.len() as f64;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "| {} | {batch} | {connections} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+        "| {}{paced}{swapped} | {batch} | {connections} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
         if bare { "bare axum handler (HTTP ceiling)" } else { "audit-ingest" },
         requests / took,
         requests * batch as f64 / took,

@@ -70,3 +70,19 @@ pub fn stalwart_batch(n: usize, seed: u64) -> Vec<u8> {
     }
     format!(r#"{{"events":[{}]}}"#, events.join(",")).into_bytes()
 }
+
+/// `component` with a custom section named `bench` holding `tag` appended:
+/// the same mapper as new bytes, so installing it is a real swap (compile,
+/// validate, replace) as a new release would be.
+pub fn tagged(component: &[u8], tag: u32) -> Vec<u8> {
+    let name = b"bench";
+    let payload = tag.to_le_bytes();
+    let body_len = 1 + name.len() + payload.len();
+    let mut out = component.to_vec();
+    out.push(0); // custom section id
+    out.push(body_len as u8); // LEB128, < 128
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.extend_from_slice(&payload);
+    out
+}
