@@ -8,8 +8,10 @@
 //! `LOAD_BATCHES` (default `1,50`), `LOAD_DURABILITY` (`full` or `normal`),
 //! `LOAD_RATE` (requests/s in total, spread over the connections; default
 //! flat out), `LOAD_HOT_SWAPS` (install a new build of the Stalwart mapper
-//! this many times, evenly over the run; default 0). With a rate or hot swaps
-//! the bare-handler ceiling run is skipped.
+//! this many times, evenly over the run; default 0), `LOAD_TARGET`
+//! (`host:port` of a service in its own process, started with
+//! `STALWART_WEBHOOK_SECRET=stalwart-test-secret`). With a rate, hot swaps or
+//! a target, the bare-handler ceiling run is skipped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,7 +54,7 @@ fn main() {
         for batch in batches.split(',').filter_map(|b| b.trim().parse::<usize>().ok()) {
             let plan = Plan { batch, connections, length: Duration::from_secs(secs), durability, rate, swaps };
             run(&plan, false).await;
-            if rate.is_none() && swaps == 0 {
+            if rate.is_none() && swaps == 0 && std::env::var("LOAD_TARGET").is_err() {
                 run(&plan, true).await;
             }
         }
@@ -101,13 +103,19 @@ async fn run(plan: &Plan, bare: bool) {
     config.webhooks = vec![hook];
     let app = audit_ingest::serve::build(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let mut addr = listener.local_addr().unwrap().to_string();
     let router = if bare { bare_router() } else { audit_ingest::api::router(app.state.clone()) };
     let server = tokio::spawn(async move {
         axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .await
             .unwrap()
     });
+    // LOAD_TARGET=host:port: load a service running in its own process instead
+    // (started with STALWART_WEBHOOK_SECRET=stalwart-test-secret), so its
+    // memory can be measured alone.
+    if let Ok(target) = std::env::var("LOAD_TARGET") {
+        addr = target;
+    }
 
     let mappers_dir = config.mappers_dir.clone();
     let swapper = (swaps > 0 && !bare).then(|| {

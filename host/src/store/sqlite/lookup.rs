@@ -124,7 +124,7 @@ pub(super) fn builder_loop(events: PathBuf, stopped: Arc<AtomicBool>, writer: Wr
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         let write = Connection::open(path_for(&events))?;
-        write.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16384;")?;
+        write.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA cache_size=-8192;")?;
         Ok((read, write))
     };
     let (read, mut write) = match open() {

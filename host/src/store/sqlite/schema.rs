@@ -97,6 +97,6 @@ pub(super) const INSERT: &str = "INSERT INTO audit_events (source, action, at, r
 pub(super) fn writer_pragmas(synchronous: &str) -> String {
     format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=10000; \
-         PRAGMA cache_size=-32768; PRAGMA temp_store=MEMORY;"
+         PRAGMA cache_size=-8192; PRAGMA temp_store=MEMORY;"
     )
 }
