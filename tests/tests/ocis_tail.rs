@@ -62,14 +62,7 @@ async fn counts(store: &Store) -> HashMap<u64, usize> {
 /// Waits until `n` records are stored (or 60 s pass), then checks that lines
 /// `0..n` each landed exactly once.
 async fn expect_each_once(store: &Store, n: u64) {
-    let start = Instant::now();
-    loop {
-        let stored = all_records(store, "ocis").await.len() as u64;
-        if stored >= n || start.elapsed() > Duration::from_secs(60) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_records(store, n as usize, Duration::from_secs(60)).await;
     // Give a wrongly repeated line the chance to show up.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let counts = counts(store).await;
@@ -78,6 +71,20 @@ async fn expect_each_once(store: &Store, n: u64) {
     assert!(missing.is_empty(), "{} of {n} lines never stored, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
     assert!(twice.is_empty(), "lines stored more than once: {:?}", &twice[..twice.len().min(5)]);
     assert_eq!(counts.len() as u64, n, "no line beyond the ones written");
+}
+
+/// What logrotate's `copytruncate` does: copy to `<file>.1`, truncate in place.
+fn copytruncate(path: &Path) {
+    std::fs::copy(path, path.with_extension("log.1")).unwrap();
+    std::fs::OpenOptions::new().write(true).truncate(true).open(path).unwrap();
+}
+
+/// Waits until at least `n` records are stored, or `limit` passes.
+async fn wait_for_records(store: &Store, n: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while all_records(store, "ocis").await.len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn audit_file(dir: &Path) -> PathBuf {
@@ -180,8 +187,7 @@ async fn copytruncate_reads_the_copy_to_its_end_then_the_new_content() {
     expect_each_once(&tail.store, 200).await;
     // Lines written just before logrotate copies and truncates, possibly unread.
     append_range(&path, 200, 260);
-    std::fs::copy(&path, dir.path().join("audit.log.1")).unwrap();
-    std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+    copytruncate(&path);
     append_range(&path, 260, 300);
     expect_each_once(&tail.store, 300).await;
     tail.stop().await;
@@ -197,14 +203,10 @@ async fn copytruncate_while_down_finishes_the_unread_lines_from_the_copy() {
     drop(tail.stop().await);
     // Unread lines, then logrotate copies and truncates, then new lines.
     append_range(&path, 200, 260);
-    std::fs::copy(&path, dir.path().join("audit.log.1")).unwrap();
-    std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+    copytruncate(&path);
     append_range(&path, 1000, 1040); // different content from the old first line
     let tail = start(dir.path(), &path, StartAt::Beginning);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while all_records(&tail.store, "ocis").await.len() < 300 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_records(&tail.store, 300, Duration::from_secs(30)).await;
     let counts = counts(&tail.store).await;
     assert!((0..260).chain(1000..1040).all(|n| counts.get(&n) == Some(&1)), "every line once: {} stored", counts.len());
     assert_eq!(counts.len(), 300);
@@ -263,10 +265,7 @@ async fn identical_lines_are_two_events_and_a_reread_is_none() {
     append(&path, &line(1));
     append(&path, &line(1));
     let tail = start(dir.path(), &path, StartAt::Beginning);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while all_records(&tail.store, "ocis").await.len() < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_records(&tail.store, 2, Duration::from_secs(30)).await;
     let store = tail.stop().await;
     assert_eq!(counts(&store).await.get(&1), Some(&2));
     // Forget the position: reading the file again from the start adds nothing.

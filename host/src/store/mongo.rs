@@ -38,6 +38,30 @@ fn object_id(id: &str, what: &str) -> Result<ObjectId, StoreError> {
     ObjectId::parse_str(id).map_err(|_| StoreError::Corrupt(format!("`{id}` is not a {what} id")))
 }
 
+/// Documents matching `filter` after the one with id `after`, oldest first.
+async fn page_after(
+    collection: &Collection<Document>,
+    mut filter: Document,
+    after: Option<&str>,
+    what: &str,
+    limit: usize,
+) -> Result<Vec<Document>, StoreError> {
+    if let Some(id) = after {
+        filter.insert("_id", doc! { "$gt": object_id(id, what)? });
+    }
+    let mut cursor = collection
+        .find(filter)
+        .sort(doc! { "_id": 1 })
+        .limit(limit as i64)
+        .await
+        .map_err(unavailable)?;
+    let mut out = Vec::new();
+    while let Some(d) = cursor.try_next().await.map_err(unavailable)? {
+        out.push(d);
+    }
+    Ok(out)
+}
+
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -163,23 +187,8 @@ impl MongoStore {
     }
 
     pub(super) async fn unrecognised_records(&self, after: Option<&str>, limit: usize) -> Result<Vec<Record>, StoreError> {
-        let mut filter = doc! { "metadata.unrecognised": true };
-        if let Some(id) = after {
-            let oid = object_id(id, "record")?;
-            filter.insert("_id", doc! { "$gt": oid });
-        }
-        let mut cursor = self
-            .events
-            .find(filter)
-            .sort(doc! { "_id": 1 })
-            .limit(limit as i64)
-            .await
-            .map_err(unavailable)?;
-        let mut out = Vec::new();
-        while let Some(d) = cursor.try_next().await.map_err(unavailable)? {
-            out.push(doc_to_record(&d)?);
-        }
-        Ok(out)
+        let docs = page_after(&self.events, doc! { "metadata.unrecognised": true }, after, "record", limit).await?;
+        docs.iter().map(doc_to_record).collect()
     }
 
     pub(super) async fn replace_record(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
@@ -209,22 +218,9 @@ impl MongoStore {
     }
 
     pub(super) async fn dead_letters_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
-        let filter = match after {
-            Some(id) => {
-                let oid = object_id(id, "dead letter")?;
-                doc! { "_id": { "$gt": oid } }
-            }
-            None => doc! {},
-        };
-        let mut cursor = self
-            .dead_letters
-            .find(filter)
-            .sort(doc! { "_id": 1 })
-            .limit(limit as i64)
-            .await
-            .map_err(unavailable)?;
+        let docs = page_after(&self.dead_letters, doc! {}, after, "dead letter", limit).await?;
         let mut out = Vec::new();
-        while let Some(d) = cursor.try_next().await.map_err(unavailable)? {
+        for d in docs {
             let corrupt = |k: &str| StoreError::Corrupt(format!("dead letter without a valid {k}"));
             let id = d.get_object_id("_id").map_err(|_| corrupt("_id"))?.to_hex();
             let letter = DeadLetter {

@@ -297,7 +297,7 @@ impl Tail {
         let reader = self.reader.as_ref().expect("opened above");
         if !reader.still_at(&self.t.path) {
             tracing::info!(source = %self.t.source, path = %self.t.path.display(), "rotation detected: finishing the old file, then following the new one");
-            self.finish_current()?;
+            self.drain_and_finish()?;
             self.reader = None;
             if self.open()? {
                 return self.step();
@@ -391,10 +391,6 @@ impl Tail {
     }
 
     /// Reads the current reader to its end, including an unfinished last line.
-    fn finish_current(&mut self) -> anyhow::Result<()> {
-        self.drain_and_finish()
-    }
-
     fn drain_and_finish(&mut self) -> anyhow::Result<()> {
         loop {
             let reader = self.reader.as_mut().expect("a reader");
