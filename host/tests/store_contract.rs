@@ -123,6 +123,89 @@ async fn filters(store: Store) {
     assert_eq!(store.get("no-such-id").await.unwrap(), None);
 }
 
+/// A source with many actions (each its own index range in the embedded
+/// store) and an action prefix, paged in small pages: exactly the matching
+/// records, newest first, each once, none of another source sharing the
+/// same action names.
+async fn unions_page_in_order(store: Store) {
+    let mut batch = Vec::new();
+    for i in 0..200 {
+        // The newest 50 share one action, so one branch must be read on.
+        let verb = if i >= 150 { 0 } else { (i * 7) % 40 };
+        batch.push(record("mail", &format!("mail.verb_{verb:02}"), i, Some(&format!("m{i}"))));
+        if i % 4 == 0 {
+            batch.push(record("mail-eu", &format!("mail.verb_{:02}", i % 40), i, Some(&format!("eu{i}"))));
+        }
+    }
+    store.insert(batch, None).await.unwrap();
+    let times = |query: Query| {
+        let store = store.clone();
+        async move {
+            let mut query = Query { limit: 7, ..query };
+            let mut seen = Vec::new();
+            loop {
+                let page = store.query(&query).await.unwrap();
+                seen.extend(page.records.iter().map(|r| (r.record.source.clone(), r.record.at)));
+                match page.next {
+                    Some(next) => query.after = Some(next),
+                    None => return seen,
+                }
+            }
+        }
+    };
+    let mail = times(Query { source: Some("mail".into()), ..q() }).await;
+    let expected: Vec<_> = (0..200).rev().map(|i| ("mail".to_string(), at(i))).collect();
+    assert_eq!(mail, expected, "a source over its 40 actions: all 200, newest first, once each");
+    let prefix = Query { action: Some(ActionFilter::Prefix("mail.verb_1".into())), ..q() };
+    let found = times(prefix).await;
+    let expected: Vec<_> = (0..200i64)
+        .rev()
+        .flat_map(|i| {
+            let mut both = Vec::new();
+            if i < 150 && (10..20).contains(&((i * 7) % 40)) {
+                both.push(("mail".to_string(), at(i)));
+            }
+            if i % 4 == 0 && (10..20).contains(&(i % 40)) {
+                both.push(("mail-eu".to_string(), at(i)));
+            }
+            both
+        })
+        .collect();
+    let mut found_sorted = found.clone();
+    found_sorted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    assert_eq!(found.len(), expected.len(), "a prefix over ten actions and two sources");
+    assert!(found.windows(2).all(|w| w[0].1 >= w[1].1), "newest first");
+    let mut expected_sorted = expected;
+    expected_sorted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    assert_eq!(found_sorted, expected_sorted);
+    let none = times(Query { source: Some("no-such-source".into()), ..q() }).await;
+    assert!(none.is_empty());
+    // With a tenant (every third second is `acme`): the tenant alone, with a
+    // source, with an exact action and with a prefix.
+    let acme = |i: &i64| i % 3 == 0;
+    let tenant = times(Query { tenant: Some("acme".into()), ..q() }).await;
+    let expected = (0..200).filter(acme).count() + (0..200).filter(|i| i % 4 == 0 && acme(i)).count();
+    assert_eq!(tenant.len(), expected);
+    assert!(tenant.windows(2).all(|w| w[0].1 >= w[1].1), "newest first");
+    let mail_acme = times(Query { tenant: Some("acme".into()), source: Some("mail".into()), ..q() }).await;
+    let expected: Vec<_> = (0..200).rev().filter(acme).map(|i| ("mail".to_string(), at(i))).collect();
+    assert_eq!(mail_acme, expected);
+    let exact = ActionFilter::Exact("mail.verb_00".into());
+    let one = times(Query { tenant: Some("acme".into()), action: Some(exact), ..q() }).await;
+    let expected = (0..200i64)
+        .filter(acme)
+        .map(|i| usize::from(i >= 150 || (i * 7) % 40 == 0) + usize::from(i % 4 == 0 && i % 40 == 0))
+        .sum::<usize>();
+    assert_eq!(one.len(), expected);
+    let prefix = ActionFilter::Prefix("mail.verb_1".into());
+    let some = times(Query { tenant: Some("acme".into()), action: Some(prefix), ..q() }).await;
+    let expected = (0..200i64)
+        .filter(acme)
+        .map(|i| usize::from(i < 150 && (10..20).contains(&((i * 7) % 40))) + usize::from(i % 4 == 0 && (10..20).contains(&(i % 40))))
+        .sum::<usize>();
+    assert_eq!(some.len(), expected);
+}
+
 async fn pagination_while_records_arrive(store: Store) {
     let first: Vec<_> = (0..95).map(|i| record("s", "s.a", i / 3, Some(&format!("p{i}")))).collect();
     store.insert(first, None).await.unwrap();
@@ -263,6 +346,44 @@ mod embedded {
     }
 
     #[tokio::test]
+    async fn sources_and_prefixes_page_over_many_actions() {
+        let d = tempfile::tempdir().unwrap();
+        unions_page_in_order(open(d.path())).await;
+    }
+
+    /// A file written before `source_actions` existed (a per-source index,
+    /// no list of pairs) answers source filters after the upgrade.
+    #[tokio::test]
+    async fn a_file_from_before_source_actions_is_migrated() {
+        let d = tempfile::tempdir().unwrap();
+        let store = open(d.path());
+        let batch: Vec<_> = (0..12).map(|i| record(["a", "b", "c"][i as usize % 3], &format!("x.v{}", i % 4), i, None)).collect();
+        store.insert(batch, None).await.unwrap();
+        drop(store);
+        let old = rusqlite::Connection::open(d.path().join("a.sqlite3")).unwrap();
+        old.busy_timeout(Duration::from_secs(10)).unwrap();
+        old.execute_batch(
+            "DROP TABLE source_actions; DROP INDEX audit_events_tenant_action_at; \
+             CREATE INDEX audit_events_source_at ON audit_events (source, at, id); \
+             CREATE INDEX audit_events_tenant_at ON audit_events (tenant_slug, at, id) WHERE tenant_slug IS NOT NULL;",
+        )
+        .unwrap();
+        drop(old);
+        let store = open(d.path());
+        assert_eq!(all_pages(&store, Query { source: Some("b".into()), ..q() }).await.len(), 4);
+        assert_eq!(all_pages(&store, Query { tenant: Some("acme".into()), ..q() }).await.len(), 4);
+        let again = rusqlite::Connection::open(d.path().join("a.sqlite3")).unwrap();
+        let indexes_left: i64 = again
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('audit_events_source_at', 'audit_events_tenant_at')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes_left, 0, "the old indexes are dropped");
+    }
+
+    #[tokio::test]
     async fn pagination_skips_and_repeats_nothing_while_records_arrive() {
         let d = tempfile::tempdir().unwrap();
         pagination_while_records_arrive(open(d.path())).await;
@@ -341,6 +462,12 @@ mod mongodb {
     #[cfg_attr(not(mongodb_tests), ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB")]
     async fn every_filter() {
         filters(open("filters").await).await;
+    }
+
+    #[tokio::test]
+    #[cfg_attr(not(mongodb_tests), ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB")]
+    async fn sources_and_prefixes_page_over_many_actions() {
+        unions_page_in_order(open("unions").await).await;
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@
 mod lookup;
 mod query;
 mod schema;
+mod union;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -27,7 +28,7 @@ use tokio::sync::oneshot;
 
 use super::{DeadLetter, NewRecord, Page, Query, Record, StoreError, WriteSummary};
 use query::{from_micros, row_to_record, run_query};
-use schema::{COLUMNS, SCHEMA, writer_pragmas};
+use schema::{COLUMNS, DROP_OLD_TENANT_INDEX, MIGRATE_SOURCE_INDEX, SCHEMA, writer_pragmas};
 use writer::{Also, Job, writer_loop};
 
 /// How many jobs may wait for the writer before callers wait to enqueue.
@@ -82,7 +83,15 @@ impl SqliteStore {
             Durability::Normal => "NORMAL",
         };
         conn.execute_batch(&writer_pragmas(sync)).map_err(unavailable)?;
+        if has_index(&conn, "audit_events_tenant_at").map_err(unavailable)? {
+            tracing::info!(
+                file = %path.display(),
+                "store: building the tenant index by (tenant, action) in place of (tenant); \
+                 this reads every record once and can take minutes on a large store"
+            );
+        }
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        migrate(&conn).map_err(unavailable)?;
         let maintenance = Connection::open(path).map_err(unavailable)?;
         maintenance
             .busy_timeout(Duration::from_secs(10))
@@ -336,6 +345,23 @@ impl SqliteStore {
         // A stopped writer is as bad as an unreachable database.
         Ok(())
     }
+}
+
+fn has_index(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'index' AND name = ?1",
+        [name],
+        |r| r.get(0),
+    )
+}
+
+/// Brings a database made by an earlier version to the current schema.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    if has_index(conn, "audit_events_source_at")? {
+        tracing::info!("store: listing each source's actions and dropping the per-source index (once)");
+        conn.execute_batch(MIGRATE_SOURCE_INDEX)?;
+    }
+    conn.execute_batch(DROP_OLD_TENANT_INDEX)
 }
 
 /// How often the maintenance thread looks whether it should stop.

@@ -8,23 +8,33 @@
 //! index steps as it has matches to skip, never a sort of the whole match.
 //!
 //! Filters that are a union (the actor is an id, a name *or* an e-mail; an
-//! action prefix is several exact actions) run one ordered walk per branch
-//! and merge the newest.
+//! action prefix is several exact actions; a source is every action it has
+//! recorded) run one ordered walk per branch and merge the newest (see
+//! `union.rs`).
 
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, params_from_iter};
 
 use super::schema::E_COLUMNS;
+use super::union::walk_union;
 use super::{lookup, unavailable};
 use crate::store::{
     ActionFilter, NewRecord, Page, PageCursor, Query, Record, StoreError, micros,
 };
 
-/// One ordered index walk: `column = value`, forced onto `index`.
-struct Branch {
-    index: &'static str,
-    column: &'static str,
-    value: String,
+/// One ordered index walk: `column = value` for each of `eq` (the index's
+/// leading columns), forced onto `index`.
+pub(super) struct Branch {
+    pub(super) index: &'static str,
+    pub(super) eq: Vec<(&'static str, String)>,
+}
+
+impl Branch {
+    /// `e.<column> = ? AND …` for the SQL, and the values in order.
+    pub(super) fn equalities(&self) -> (String, impl Iterator<Item = Sql> + '_) {
+        let sql = self.eq.iter().map(|(c, _)| format!("e.{c} = ? AND ")).collect();
+        (sql, self.eq.iter().map(|(_, v)| Sql::Text(v.clone())))
+    }
 }
 
 pub(super) fn from_micros(us: i64) -> Result<chrono::DateTime<chrono::Utc>, rusqlite::Error> {
@@ -130,22 +140,32 @@ fn conditions(q: &Query) -> Result<(String, Vec<Sql>), StoreError> {
     Ok((sql, args))
 }
 
-/// The exact actions a prefix covers: one index seek per distinct action.
-fn actions_with_prefix(conn: &Connection, prefix: &str) -> Result<Vec<String>, StoreError> {
+/// The action index and the tenant index (by tenant, then action).
+const ACTION_INDEX: &str = "audit_events_action_at";
+const TENANT_INDEX: &str = "audit_events_tenant_action_at";
+
+/// The distinct actions starting with `prefix` (of one tenant, when given):
+/// one index seek per action, each starting right after the last one.
+fn distinct_actions(conn: &Connection, tenant: Option<&str>, prefix: &str) -> Result<Vec<String>, StoreError> {
     let upper = format!("{prefix}\u{10FFFF}");
+    let (index, tenant_clause) = match tenant {
+        Some(_) => (TENANT_INDEX, "tenant_slug = ?3 AND"),
+        None => (ACTION_INDEX, "?3 IS NULL AND"),
+    };
     let mut out: Vec<String> = Vec::new();
     loop {
-        // One lower bound only, so the seek starts right after the last action.
-        let (sql, lower) = match out.last() {
-            None => ("SELECT action FROM audit_events INDEXED BY audit_events_action_at \
-                      WHERE action >= ?1 AND action < ?2 ORDER BY action LIMIT 1", prefix),
-            Some(last) => ("SELECT action FROM audit_events INDEXED BY audit_events_action_at \
-                            WHERE action > ?1 AND action < ?2 ORDER BY action LIMIT 1", last.as_str()),
+        let (op, lower) = match out.last() {
+            None => (">=", prefix),
+            Some(last) => (">", last.as_str()),
         };
+        let sql = format!(
+            "SELECT action FROM audit_events INDEXED BY {index} WHERE {tenant_clause} \
+             action {op} ?1 AND action < ?2 ORDER BY action LIMIT 1"
+        );
         let next = conn
-            .prepare_cached(sql)
+            .prepare_cached(&sql)
             .map_err(unavailable)?
-            .query_row([lower, upper.as_str()], |r| r.get::<_, String>(0));
+            .query_row(rusqlite::params![lower, upper, tenant], |r| r.get::<_, String>(0));
         match next {
             Ok(action) => out.push(action),
             Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(out),
@@ -154,39 +174,57 @@ fn actions_with_prefix(conn: &Connection, prefix: &str) -> Result<Vec<String>, S
     }
 }
 
-/// Chooses the driving filter: the most selective one with an index.
+/// Every action a source has recorded.
+fn source_actions(conn: &Connection, source: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT action FROM source_actions WHERE source = ?1")
+        .map_err(unavailable)?;
+    let actions = stmt
+        .query_map([source], |r| r.get::<_, String>(0))
+        .map_err(unavailable)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(unavailable)?;
+    Ok(actions)
+}
+
+/// Chooses the driving index ranges: one per candidate action (the exact
+/// action, those of a prefix, or those the source has recorded), on the
+/// tenant index when a tenant is asked for, so "this action for this
+/// tenant" is one range however rare the pair is among all records. `None`
+/// when no indexed filter is set (the time index drives).
 fn branches(conn: &Connection, q: &Query) -> Result<Option<Vec<Branch>>, StoreError> {
-    let one = |index, column, value: &String| {
-        Some(vec![Branch {
-            index,
-            column,
-            value: value.clone(),
-        }])
+    let tenant = q.tenant.as_deref();
+    let actions = match (&q.action, &q.source, tenant) {
+        (Some(ActionFilter::Exact(a)), _, _) => vec![a.clone()],
+        (Some(ActionFilter::Prefix(p)), _, _) => distinct_actions(conn, tenant, p)?,
+        (None, Some(s), _) => source_actions(conn, s)?,
+        (None, None, Some(t)) => distinct_actions(conn, Some(t), "")?,
+        (None, None, None) => return Ok(None),
     };
-    match &q.action {
-        Some(ActionFilter::Exact(a)) => return Ok(one("audit_events_action_at", "action", a)),
-        Some(ActionFilter::Prefix(p)) => {
-            let actions = actions_with_prefix(conn, p)?;
-            return Ok(Some(
-                actions
-                    .into_iter()
-                    .map(|value| Branch {
-                        index: "audit_events_action_at",
-                        column: "action",
-                        value,
-                    })
-                    .collect(),
-            ));
-        }
-        None => {}
+    Ok(Some(
+        actions
+            .into_iter()
+            .map(|action| match tenant {
+                Some(t) => Branch {
+                    index: TENANT_INDEX,
+                    eq: vec![("tenant_slug", t.to_string()), ("action", action)],
+                },
+                None => Branch { index: ACTION_INDEX, eq: vec![("action", action)] },
+            })
+            .collect(),
+    ))
+}
+
+/// The records with these ids, newest first.
+pub(super) fn fetch_ids(conn: &Connection, ids: &[i64]) -> Result<Vec<Record>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
     }
-    if let Some(t) = &q.tenant {
-        return Ok(one("audit_events_tenant_at", "tenant_slug", t));
-    }
-    if let Some(s) = &q.source {
-        return Ok(one("audit_events_source_at", "source", s));
-    }
-    Ok(None)
+    let marks = vec!["?"; ids.len()].join(", ");
+    let sql = format!("SELECT {E_COLUMNS} FROM audit_events AS e WHERE e.id IN ({marks})");
+    let mut found = fetch(conn, &sql, ids.iter().map(|id| Sql::Integer(*id)).collect(), ids.len())?;
+    newest_first(&mut found);
+    Ok(found)
 }
 
 /// Runs one SELECT of whole records and collects them.
@@ -202,18 +240,21 @@ fn fetch(conn: &Connection, sql: &str, args: Vec<Sql>, limit: usize) -> Result<V
     Ok(out)
 }
 
+/// The newest `limit` records matching `filters` along one index range
+/// (`driver`), or along the time index when there is none.
 fn walk(
     conn: &Connection,
-    index: &str,
-    driver: Option<(&str, &str)>,
+    driver: Option<&Branch>,
     filters: &(String, Vec<Sql>),
     limit: usize,
 ) -> Result<Vec<Record>, StoreError> {
     let mut args = Vec::new();
+    let index = driver.map_or("audit_events_at", |b| b.index);
     let mut sql = format!("SELECT {E_COLUMNS} FROM audit_events AS e INDEXED BY {index} WHERE ");
-    if let Some((column, value)) = driver {
-        sql.push_str(&format!("e.{column} = ? AND "));
-        args.push(Sql::Text(value.to_string()));
+    if let Some(branch) = driver {
+        let (clause, values) = branch.equalities();
+        sql.push_str(&clause);
+        args.extend(values);
     }
     sql.push_str(&filters.0);
     args.extend(filters.1.iter().cloned());
@@ -333,18 +374,9 @@ pub(super) fn run_query(conn: &Connection, q: &Query) -> Result<Page, StoreError
         found
     } else {
         match branches(conn, q)? {
-        None => walk(conn, "audit_events_at", None, &filters, want)?,
-        Some(branches) => {
-            let mut merged: Vec<Record> = Vec::new();
-            for b in &branches {
-                merged.extend(walk(conn, b.index, Some((b.column, &b.value)), &filters, want)?);
-            }
-            if branches.len() > 1 {
-                newest_first(&mut merged);
-            }
-            merged.truncate(want);
-            merged
-        }
+            None => walk(conn, None, &filters, want)?,
+            Some(branches) if branches.len() == 1 => walk(conn, Some(&branches[0]), &filters, want)?,
+            Some(branches) => walk_union(conn, &branches, &filters, want)?,
         }
     };
     Ok(page(records, q.limit))

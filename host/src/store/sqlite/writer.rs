@@ -1,6 +1,7 @@
 //! The single writer: group commits of record batches (with their cursors)
 //! and dead letters, in arrival order.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc;
 
 use chrono::Utc;
@@ -46,6 +47,31 @@ pub(super) enum Job {
 
 type WriteReply = oneshot::Sender<Result<WriteSummary, StoreError>>;
 
+/// The `(source, action)` pairs already in `source_actions`, so a row costs
+/// the writer a hash lookup and only a new pair a table write.
+#[derive(Default)]
+struct KnownActions(HashMap<String, HashSet<String>>);
+
+impl KnownActions {
+    fn load(conn: &Connection) -> rusqlite::Result<KnownActions> {
+        let mut known = KnownActions::default();
+        let mut stmt = conn.prepare("SELECT source, action FROM source_actions")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            known.add(row.get(0)?, row.get(1)?);
+        }
+        Ok(known)
+    }
+
+    fn contains(&self, source: &str, action: &str) -> bool {
+        self.0.get(source).is_some_and(|actions| actions.contains(action))
+    }
+
+    fn add(&mut self, source: String, action: String) {
+        self.0.entry(source).or_default().insert(action);
+    }
+}
+
 pub(super) fn writer_loop(
     mut conn: Connection,
     jobs: mpsc::Receiver<Job>,
@@ -57,6 +83,12 @@ pub(super) fn writer_loop(
     let _ = std::thread::Builder::new()
         .name("store-free".into())
         .spawn(move || while freed.recv().is_ok() {});
+    // Without the list every write would fail on a duplicate pair anyway;
+    // starting empty only costs one redundant `INSERT OR IGNORE` per pair.
+    let mut known = KnownActions::load(&conn).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "store: could not read source_actions; relisting pairs as they are written");
+        KnownActions::default()
+    });
     while let Ok(first) = jobs.recv() {
         let mut writes = Vec::new();
         let mut next = Some(first);
@@ -74,7 +106,7 @@ pub(super) fn writer_loop(
         if writes.is_empty() {
             continue;
         }
-        let outcome = write_group(&mut conn, &writes);
+        let outcome = write_group(&mut conn, &writes, &mut known);
         activity.wrote();
         for (i, (batch, _, reply)) in writes.into_iter().enumerate() {
             let answer = match &outcome {
@@ -125,12 +157,15 @@ fn insert_row(stmt: &mut rusqlite::CachedStatement<'_>, r: &NewRecord) -> rusqli
 }
 
 /// Writes every job of a group in one transaction; each job's counts.
+/// `known` learns the group's new `(source, action)` pairs once committed.
 fn write_group(
     conn: &mut Connection,
     group: &[(Vec<NewRecord>, (Option<(String, Value)>, Also), WriteReply)],
+    known: &mut KnownActions,
 ) -> rusqlite::Result<Vec<WriteSummary>> {
     let tx = conn.transaction()?;
     let mut summaries = Vec::with_capacity(group.len());
+    let mut new_pairs: Vec<(&str, &str)> = Vec::new();
     for (batch, (cursor, also), _) in group {
         if let Also::ReplaceRecord(id) = also {
             tx.prepare_cached("DELETE FROM audit_events WHERE id = ?1")?.execute([id])?;
@@ -139,6 +174,9 @@ fn write_group(
         let mut inserted = 0;
         for r in batch {
             inserted += usize::from(insert_row(&mut insert, r)?);
+            if !known.contains(&r.source, &r.action) && !new_pairs.contains(&(&r.source, &r.action)) {
+                new_pairs.push((&r.source, &r.action));
+            }
         }
         drop(insert);
         if let Some((source, cursor)) = cursor {
@@ -156,6 +194,13 @@ fn write_group(
             duplicates: (batch.len() - inserted) as u64,
         });
     }
+    for (source, action) in &new_pairs {
+        tx.prepare_cached("INSERT OR IGNORE INTO source_actions (source, action) VALUES (?1, ?2)")?
+            .execute([source, action])?;
+    }
     tx.commit()?;
+    for (source, action) in new_pairs {
+        known.add(source.to_string(), action.to_string());
+    }
     Ok(summaries)
 }
