@@ -65,10 +65,13 @@ pub fn find_events(value: &Value) -> Option<Vec<&Value>> {
 /// ```
 pub fn event_slices(body: &[u8]) -> Option<Vec<&RawValue>> {
     let text = std::str::from_utf8(body).ok()?;
-    let whole: &RawValue = serde_json::from_str(text).ok()?;
-    match first_byte(whole)? {
-        b'[' => serde_json::from_str(whole.get()).ok(),
-        b'{' => Some(list_under(whole, true).unwrap_or_else(|| vec![whole])),
+    // Each branch parses the whole body once (which also validates it).
+    match text.trim_start().as_bytes().first()? {
+        b'[' => serde_json::from_str(text).ok(),
+        b'{' => match list_under(text, true)? {
+            Some(list) => Some(list),
+            None => Some(vec![serde_json::from_str(text).ok()?]),
+        },
         _ => None,
     }
 }
@@ -77,22 +80,24 @@ fn first_byte(raw: &RawValue) -> Option<u8> {
     raw.get().trim_start().as_bytes().first().copied()
 }
 
-/// The list under one of [`LIST_KEYS`], looking one object deeper if `nested`.
-fn list_under(object: &RawValue, nested: bool) -> Option<Vec<&RawValue>> {
-    let map: BTreeMap<Cow<'_, str>, &RawValue> = serde_json::from_str(object.get()).ok()?;
+/// The list under one of [`LIST_KEYS`] in the JSON object `object`, looking
+/// one object deeper if `nested`: `None` if `object` is not a JSON object,
+/// `Some(None)` if it is one without such a list.
+fn list_under(object: &str, nested: bool) -> Option<Option<Vec<&RawValue>>> {
+    let map: BTreeMap<Cow<'_, str>, &RawValue> = serde_json::from_str(object).ok()?;
     for key in LIST_KEYS {
         let Some(inner) = map.get(key) else { continue };
         match first_byte(inner) {
-            Some(b'[') => return serde_json::from_str(inner.get()).ok(),
+            Some(b'[') => return Some(serde_json::from_str(inner.get()).ok()),
             Some(b'{') if nested => {
-                if let Some(found) = list_under(inner, false) {
-                    return Some(found);
+                if let Some(Some(found)) = list_under(inner.get(), false) {
+                    return Some(Some(found));
                 }
             }
             _ => {}
         }
     }
-    None
+    Some(None)
 }
 
 /// Reads a value that is sometimes a string and sometimes a number (or a bool)
@@ -201,6 +206,19 @@ pub fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
 /// assert!(!same_name("remote", "remoteIp"));
 /// ```
 pub fn same_name(a: &str, b: &str) -> bool {
+    let separator = |c: u8| matches!(c, b'_' | b'-' | b'.' | b' ');
+    if a.is_ascii() && b.is_ascii() {
+        // The common case, without Unicode case tables.
+        let mut a = a.bytes().filter(|c| !separator(*c)).map(|c| c.to_ascii_lowercase());
+        let mut b = b.bytes().filter(|c| !separator(*c)).map(|c| c.to_ascii_lowercase());
+        return loop {
+            match (a.next(), b.next()) {
+                (None, None) => break true,
+                (Some(x), Some(y)) if x == y => {}
+                _ => break false,
+            }
+        };
+    }
     let significant = |c: &char| !matches!(c, '_' | '-' | '.' | ' ');
     let mut a = a.chars().filter(significant).flat_map(char::to_lowercase);
     let mut b = b.chars().filter(significant).flat_map(char::to_lowercase);

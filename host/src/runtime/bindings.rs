@@ -58,11 +58,10 @@ pub(crate) fn params_from_wit(p: Vec<wit::QueryParam>) -> Vec<sdk::QueryParam> {
 fn event_from_wit(e: wit::AuditEvent) -> sdk::AuditEvent {
     // The original is JSON text from the guest, kept as text. If a guest hands
     // back text that is not JSON, keep it as a JSON string rather than lose it.
-    let is_json = serde_json::from_str::<&serde_json::value::RawValue>(&e.original).is_ok();
-    let original = if is_json {
-        sdk::RawJson::from_text(e.original).expect("checked to be JSON")
-    } else {
-        sdk::RawJson::from_value(&serde_json::Value::String(e.original))
+    // One parse: the checked slice is copied, not parsed a second time.
+    let original = match serde_json::from_str::<&serde_json::value::RawValue>(&e.original) {
+        Ok(raw) => sdk::RawJson::from_raw(raw),
+        Err(_) => sdk::RawJson::from_value(&serde_json::Value::String(e.original)),
     };
     sdk::AuditEvent {
         action: e.action,

@@ -56,6 +56,11 @@ fn base_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    // For profiling: `perf` names the mappers' compiled functions through
+    // /tmp/perf-<pid>.map (see BENCHMARKS.md, "Where the time goes").
+    if std::env::var_os("AUDIT_WASM_PERFMAP").is_some_and(|v| v == "1") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config
 }
 

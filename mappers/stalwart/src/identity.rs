@@ -17,6 +17,7 @@
 //! carries both again, produces the same two keys and nothing new.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use audit_guest_sdk::serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -24,7 +25,24 @@ use sha2::{Digest, Sha256};
 /// Counts identical contents within one delivery.
 #[derive(Default)]
 pub struct Occurrences {
-    seen: HashMap<[u8; 16], u32>,
+    seen: HashMap<[u8; 16], u32, BuildHasherDefault<DigestPrefix>>,
+}
+
+/// The map's keys are already SHA-256 digests: their first eight bytes are
+/// the hash (no second hash function over them).
+#[derive(Default)]
+struct DigestPrefix(u64);
+
+impl Hasher for DigestPrefix {
+    fn write(&mut self, bytes: &[u8]) {
+        for (i, b) in bytes.iter().take(8).enumerate() {
+            self.0 ^= u64::from(*b) << (8 * i);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl Occurrences {
@@ -40,20 +58,37 @@ impl Occurrences {
         let mut short = [0u8; 16];
         short.copy_from_slice(&digest[..16]);
         let n = self.seen.entry(short).or_insert(0);
-        let time: String = created_at
-            .unwrap_or("")
-            .chars()
-            .filter(char::is_ascii_digit)
-            .take(14)
-            .collect();
-        let key = format!("{time}-{}:{}", hex(&short), n);
+        // `<up to 14 digits of createdAt>-<32 hex digits>:<n>`, built
+        // without the formatting machinery (this runs for every event).
+        let mut key = String::with_capacity(14 + 1 + 32 + 1 + 10);
+        key.extend(created_at.unwrap_or("").chars().filter(char::is_ascii_digit).take(14));
+        key.push('-');
+        for b in short {
+            key.push(HEX[usize::from(b >> 4)] as char);
+            key.push(HEX[usize::from(b & 0xf)] as char);
+        }
+        key.push(':');
+        push_decimal(&mut key, u64::from(*n));
         *n += 1;
         key
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends the decimal digits of `n`, as `Display` would write them.
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|d| *d as char));
 }
 
 /// JSON with object keys sorted at every level, numbers as written, fed
@@ -85,7 +120,20 @@ fn write_canonical(value: &Value, out: &mut impl FnMut(&[u8])) {
             out(b"]");
         }
         Value::String(text) => write_string(text, out),
-        Value::Number(n) => out(n.to_string().as_bytes()),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            // Integers as `Display` writes them, without its machinery.
+            (Some(u), _) => {
+                let mut text = String::new();
+                push_decimal(&mut text, u);
+                out(text.as_bytes());
+            }
+            (None, Some(i)) => {
+                let mut text = String::from("-");
+                push_decimal(&mut text, i.unsigned_abs());
+                out(text.as_bytes());
+            }
+            _ => out(n.to_string().as_bytes()),
+        },
         Value::Bool(true) => out(b"true"),
         Value::Bool(false) => out(b"false"),
         Value::Null => out(b"null"),
@@ -136,6 +184,24 @@ mod tests {
         assert_eq!(text, r#"{"a":{"c":true,"d":null},"b":[1,"x\"y\\z\u000a"]}"#);
         let reparsed: Value = audit_guest_sdk::serde_json::from_str(&text).unwrap();
         assert_eq!(reparsed, value);
+    }
+
+    /// Keys must never change between versions of this mapper: a batch
+    /// Stalwart resends after an upgrade would otherwise be stored twice.
+    #[test]
+    fn keys_are_stable_across_versions() {
+        let mut o = Occurrences::default();
+        let data = json!({"accountName": "a@b", "spanId": 1432795268419584001u64, "remotePort": -7, "x": 1.5, "t": [true, null]});
+        let first = o.key(Some("2025-06-15T15:06:40Z"), "auth.failed", &data);
+        let second = o.key(Some("2025-06-15T15:06:40Z"), "auth.failed", &data);
+        assert_eq!(first, "20250615150640-7ab0f891f39f122852a260d3fdb9eb67:0");
+        assert_eq!(second, "20250615150640-7ab0f891f39f122852a260d3fdb9eb67:1");
+        let mut digits = String::new();
+        for n in [0, 9, 10, 1234567890, u64::MAX] {
+            digits.clear();
+            push_decimal(&mut digits, n);
+            assert_eq!(digits, n.to_string());
+        }
     }
 
     #[test]
