@@ -3,9 +3,14 @@
 //! real service (embedded store, built-in mapper) started in this process on
 //! 127.0.0.1. Generator and service share this machine's cores.
 //!
+//! Flat out, each batch size also gets its ceilings from the same run: the
+//! same generator against a bare handler (HTTP), and each stage alone on the
+//! same bodies (`audit_ingest_tests::ceilings`: signature, native and WASM
+//! mapping, store); a last table gives every figure as a share of each.
+//!
 //! `cargo bench -p audit-ingest-tests --bench webhook_load`
 //! Environment: `LOAD_SECS` (default 10), `LOAD_CONNECTIONS` (default 32),
-//! `LOAD_BATCHES` (default `1,50`), `LOAD_DURABILITY` (`full` or `normal`),
+//! `LOAD_BATCHES` (default `1,10,50,500`), `LOAD_DURABILITY` (`full` or `normal`),
 //! `LOAD_RATE` (requests/s in total, spread over the connections; default
 //! flat out), `LOAD_HOT_SWAPS` (install a new build of the Stalwart mapper
 //! this many times, evenly over the run; default 0), `LOAD_TARGET`
@@ -13,8 +18,9 @@
 //! `STALWART_WEBHOOK_SECRET=stalwart-test-secret`). With a rate, hot swaps or
 //! a target, the bare-handler ceiling run is skipped.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use audit_ingest::config::Config;
@@ -22,6 +28,7 @@ use audit_ingest::sources::webhook::signature::stalwart_signature;
 use audit_ingest::store::sqlite::Durability;
 use audit_ingest_tests::bench::{percentile, stalwart_batch};
 use audit_ingest_tests::STALWART_SECRET;
+use audit_ingest_tests::ceilings::{self, Ceilings};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -40,7 +47,7 @@ fn peak_rss_mib() -> f64 {
 fn main() {
     let secs: u64 = env_or("LOAD_SECS", 10);
     let connections: usize = env_or("LOAD_CONNECTIONS", 32);
-    let batches: String = env_or("LOAD_BATCHES", "1,50".to_string());
+    let batches: String = env_or("LOAD_BATCHES", "1,10,50,500".to_string());
     let durability = match std::env::var("LOAD_DURABILITY").as_deref() {
         Ok("normal") => Durability::Normal,
         _ => Durability::Full,
@@ -51,15 +58,56 @@ fn main() {
         println!("|---|---|---|---|---|---|---|---|---|---|");
         let rate: Option<f64> = std::env::var("LOAD_RATE").ok().and_then(|v| v.parse().ok());
         let swaps: u32 = env_or("LOAD_HOT_SWAPS", 0);
+        let flat_out = rate.is_none() && swaps == 0 && std::env::var("LOAD_TARGET").is_err();
+        let mut measured = Vec::new();
         for batch in batches.split(',').filter_map(|b| b.trim().parse::<usize>().ok()) {
             let plan = Plan { batch, connections, length: Duration::from_secs(secs), durability, rate, swaps };
-            run(&plan, false).await;
-            if rate.is_none() && swaps == 0 && std::env::var("LOAD_TARGET").is_err() {
-                run(&plan, true).await;
+            let service = run(&plan, false).await;
+            if flat_out {
+                let http = run(&plan, true).await;
+                measured.push((batch, service, http));
             }
         }
         println!("\npeak RSS of this process (service + generator): {:.1} MiB", peak_rss_mib());
+        if flat_out {
+            ratios(&measured, connections, durability).await;
+        }
     });
+}
+
+/// Each batch size's stage ceilings, then the service's figure as a share
+/// of each ceiling (all from this run).
+async fn ratios(measured: &[(usize, f64, f64)], connections: usize, durability: Durability) {
+    let budget = Duration::from_secs(env_or("LOAD_CEILING_SECS", 3));
+    println!("\nCeilings, events/s (each stage alone on the same bodies, every core):\n");
+    println!("| events/request | HTTP (bare handler) | signature check | mapping, native | mapping, WASM | WASM/native time | store insert |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut all: Vec<(usize, f64, f64, Ceilings)> = Vec::new();
+    for &(batch, service, http) in measured {
+        let c = ceilings::measure(batch, connections, durability, budget).await;
+        println!(
+            "| {batch} | {http:.0} | {:.0} | {:.0} | {:.0} | {:.2}× | {:.0} |",
+            c.signature,
+            c.native_mapping,
+            c.wasm_mapping,
+            c.native_mapping / c.wasm_mapping,
+            c.store
+        );
+        all.push((batch, service, http, c));
+    }
+    println!("\naudit-ingest end to end as a share of each ceiling:\n");
+    println!("| events/request | events/s | of HTTP | of signature | of WASM mapping | of store |");
+    println!("|---|---|---|---|---|---|");
+    for (batch, service, http, c) in all {
+        let pct = |ceiling: f64| 100.0 * service / ceiling;
+        println!(
+            "| {batch} | {service:.0} | {:.1} % | {:.1} % | {:.1} % | {:.1} % |",
+            pct(http),
+            pct(c.signature),
+            pct(c.wasm_mapping),
+            pct(c.store)
+        );
+    }
 }
 
 /// The HTTP ceiling: the same generator against a bare handler that reads
@@ -86,7 +134,8 @@ struct Plan {
     swaps: u32,
 }
 
-async fn run(plan: &Plan, bare: bool) {
+/// One load run; prints its row and returns its events/s.
+async fn run(plan: &Plan, bare: bool) -> f64 {
     let Plan { batch, connections, length, durability, rate, swaps } = *plan;
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret");
@@ -139,7 +188,8 @@ async fn run(plan: &Plan, bare: bool) {
     let url = format!("http://{addr}/ingest/stalwart/webhook");
     let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build().unwrap();
     let seed = Arc::new(AtomicU64::new(1));
-    let errors = Arc::new(AtomicU64::new(0));
+    // Failed requests by answer: a status code, or the transport error.
+    let errors: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let deadline = Instant::now() + length;
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -173,8 +223,10 @@ async fn run(plan: &Plan, bare: bool) {
                         let _ = r.bytes().await;
                         latencies.push(t.elapsed());
                     }
-                    _ => {
-                        errors.fetch_add(1, Ordering::Relaxed);
+                    Ok(r) => *errors.lock().unwrap().entry(r.status().as_u16().to_string()).or_default() += 1,
+                    Err(e) => {
+                        let kind = if e.is_timeout() { "timeout" } else { "connection error" };
+                        *errors.lock().unwrap().entry(kind.into()).or_default() += 1;
                     }
                 }
             }
@@ -203,7 +255,16 @@ async fn run(plan: &Plan, bare: bool) {
         ms(percentile(&all, 90.0)),
         ms(percentile(&all, 99.0)),
         ms(percentile(&all, 100.0)),
-        errors.load(Ordering::Relaxed)
+        non_2xx(&errors.lock().unwrap())
     );
     server.abort();
+    requests * batch as f64 / took
+}
+
+/// `0`, or each failure kind with its count (`503: 4, timeout: 1`).
+fn non_2xx(errors: &BTreeMap<String, u64>) -> String {
+    if errors.is_empty() {
+        return "0".into();
+    }
+    errors.iter().map(|(kind, n)| format!("{kind}: {n}")).collect::<Vec<_>>().join(", ")
 }

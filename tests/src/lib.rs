@@ -4,6 +4,7 @@
 
 pub mod authentik;
 pub mod bench;
+pub mod ceilings;
 pub mod ocis;
 
 use std::path::Path;
