@@ -71,10 +71,10 @@ pub fn parse_query(raw: Option<&str>) -> Result<Query, AppError> {
             _ => unreachable!("checked against PARAMETERS"),
         }
     }
-    if let (Some(since), Some(until)) = (query.since, query.until) {
-        if since >= until {
-            return Err(AppError::BadRequest("`since` must be before `until`".into()));
-        }
+    if let (Some(since), Some(until)) = (query.since, query.until)
+        && since >= until
+    {
+        return Err(AppError::BadRequest("`since` must be before `until`".into()));
     }
     Ok(query)
 }

@@ -75,10 +75,10 @@ impl TenantLookup {
         tenants: &Tenants,
     ) -> Option<String> {
         let ttl = Duration::from_secs(self.config.cache_ttl_secs);
-        if let Some((at, tenant)) = self.cache.get(id) {
-            if at.elapsed() < ttl {
-                return tenant.clone();
-            }
+        if let Some((at, tenant)) = self.cache.get(id)
+            && at.elapsed() < ttl
+        {
+            return tenant.clone();
         }
         let tenant = self.fetch(client, token, id, tenants).await;
         if self.cache.len() > 50_000 {

@@ -247,10 +247,10 @@ pub fn find_sibling(path: &Path, key: &FileKey, copy: bool) -> Option<PathBuf> {
             continue;
         }
         let Ok(mut file) = File::open(&candidate) else { continue };
-        if let Ok(Some(line)) = first_line(&mut file) {
-            if head_hash(&line) == key.head {
-                return Some(candidate);
-            }
+        if let Ok(Some(line)) = first_line(&mut file)
+            && head_hash(&line) == key.head
+        {
+            return Some(candidate);
         }
     }
     None
