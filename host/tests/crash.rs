@@ -71,10 +71,10 @@ async fn send_until_stopped(
             .body(body)
             .send()
             .await;
-        if let Ok(r) = sent {
-            if r.status().is_success() {
-                answered.lock().unwrap().insert(k);
-            }
+        if let Ok(r) = sent
+            && r.status().is_success()
+        {
+            answered.lock().unwrap().insert(k);
         }
     }
 }
@@ -82,10 +82,10 @@ async fn send_until_stopped(
 async fn wait_ready(client: &reqwest::Client, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/healthz")).send().await {
-            if r.status().is_success() {
-                return;
-            }
+        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/healthz")).send().await
+            && r.status().is_success()
+        {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

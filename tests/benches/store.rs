@@ -39,7 +39,7 @@ fn record(i: u64) -> NewRecord {
         target_id: Some(format!("{}", i % 5000)),
         target_name: Some(format!("user{}@example.org", i % 5000)),
         tenant_slug: Some(["acme", "globex", "initech"][(i % 3) as usize].into()),
-        outcome: if i % 2 == 0 { "success" } else { "failure" }.into(),
+        outcome: if i.is_multiple_of(2) { "success" } else { "failure" }.into(),
         external_id: Some(format!("{i:016x}:0")),
         metadata: RawJson::from_value(&json!({"original": {"id": format!("1750000000{i}"), "createdAt": "2025-06-15T15:06:40Z",
             "type": "auth.failed", "data": {"accountName": format!("user{}", i % 5000), "accountId": i % 5000,

@@ -140,9 +140,11 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret");
     std::fs::write(&secret, STALWART_SECRET).unwrap();
-    let mut config = Config::default();
-    config.data_dir = dir.path().join("data");
-    config.mappers_dir = dir.path().join("mappers.d");
+    let mut config = Config {
+        data_dir: dir.path().join("data"),
+        mappers_dir: dir.path().join("mappers.d"),
+        ..Config::default()
+    };
     config.store.durability = durability;
     config.store.mongodb_uri = Default::default();
     let mut hook = audit_ingest::sources::webhook::Config::stalwart();

@@ -73,7 +73,7 @@ fn the_compose_file_wires_the_shared_secret_and_the_ocis_audit_file() {
         for v in service["volumes"].as_sequence().into_iter().flatten().filter_map(|v| v.as_str()) {
             let volume = v.split(':').next().unwrap();
             if !volume.starts_with('.') && !volume.starts_with('/') {
-                assert!(declared.contains_key(&serde_yaml::Value::from(volume)), "{name:?}: volume {volume} is not declared");
+                assert!(declared.contains_key(serde_yaml::Value::from(volume)), "{name:?}: volume {volume} is not declared");
             }
         }
     }
@@ -85,7 +85,7 @@ fn the_dockerfile_builds_with_the_pinned_toolchain_and_ships_the_binary() {
     let toolchain = read("rust-toolchain.toml");
     let channel = toolchain.lines().find_map(|l| l.trim().strip_prefix("channel")).unwrap();
     let version = channel.trim_start_matches([' ', '=']).trim_matches('"');
-    let minor = version.rsplitn(2, '.').nth(1).unwrap(); // 1.95.0 → 1.95
+    let minor = version.rsplit_once('.').unwrap().0; // 1.95.0 → 1.95
     let stages: Vec<&str> = dockerfile.lines().filter(|l| l.starts_with("FROM ")).filter_map(|l| l.split(" AS ").nth(1)).collect();
     assert!(dockerfile.contains(&format!("FROM rust:{minor}")), "the build image uses Rust {minor}");
     assert!(dockerfile.contains("rustup toolchain install"), "the wasm32-wasip2 target comes from rust-toolchain.toml");

@@ -346,14 +346,14 @@ async fn receive(State(state): State<AppState>, endpoint: Arc<Endpoint>, request
         crate::metrics::source(&endpoint.source).rejected_signature.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return AppError::Unauthorized(refusal.to_string()).into_response();
     }
-    if let Some(ct) = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
-        if !ct.to_ascii_lowercase().contains("json") {
-            return (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                Json(json!({ "error": format!("content type `{ct}` is not JSON") })),
-            )
-                .into_response();
-        }
+    if let Some(ct) = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+        && !ct.to_ascii_lowercase().contains("json")
+    {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Json(json!({ "error": format!("content type `{ct}` is not JSON") })),
+        )
+            .into_response();
     }
     let received = Received {
         source: endpoint.source.clone(),

@@ -93,7 +93,7 @@ fn decode(encoding: Encoding, text: &str) -> Option<Vec<u8>> {
     match encoding {
         Encoding::Base64 => STANDARD.decode(text).ok(),
         Encoding::Hex => {
-            if text.len() % 2 != 0 || !text.is_ascii() {
+            if !text.len().is_multiple_of(2) || !text.is_ascii() {
                 return None;
             }
             (0..text.len())
@@ -154,10 +154,10 @@ impl Verifier {
                 // Several space-separated signatures may be sent during key rotation.
                 let mut ok = subtle::Choice::from(0);
                 for sig in sigs.split_whitespace() {
-                    if let Some(b64) = sig.strip_prefix("v1,") {
-                        if let Some(given) = decode(Encoding::Base64, b64) {
-                            ok |= given.as_slice().ct_eq(&expected);
-                        }
+                    if let Some(b64) = sig.strip_prefix("v1,")
+                        && let Some(given) = decode(Encoding::Base64, b64)
+                    {
+                        ok |= given.as_slice().ct_eq(&expected);
                     }
                 }
                 if bool::from(ok) {

@@ -224,10 +224,10 @@ fn pass(read: &Connection, write: &mut Connection) -> rusqlite::Result<i64> {
             let (id, at): (i64, i64) = (row.get(0)?, row.get(1)?);
             let mut actors: Vec<String> = Vec::with_capacity(3);
             for col in 2..=4 {
-                if let Some(v) = row.get::<_, Option<String>>(col)? {
-                    if !actors.contains(&v) {
-                        actors.push(v);
-                    }
+                if let Some(v) = row.get::<_, Option<String>>(col)?
+                    && !actors.contains(&v)
+                {
+                    actors.push(v);
                 }
             }
             keys.extend(actors.iter().map(|a| (actor_key(a), at, id)));

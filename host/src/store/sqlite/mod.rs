@@ -204,7 +204,8 @@ impl SqliteStore {
             }
         };
         let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || writer.send(job))
+        // The error carries the job back; it is dropped here, unread.
+        tokio::task::spawn_blocking(move || writer.send(job).map_err(|_| ()))
             .await
             .map_err(unavailable)?
             .map_err(|_| unavailable("the store writer has stopped"))

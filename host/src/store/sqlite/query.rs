@@ -353,14 +353,14 @@ fn walk_text(
 pub(super) fn run_query(conn: &Connection, q: &Query) -> Result<Page, StoreError> {
     let filters = conditions(q)?;
     let want = q.limit + 1;
-    if q.actor.is_none() && q.ip.is_none() {
-        if let Some(term) = &q.text {
-            if let Some(mut found) = walk_text(conn, term, &filters, want)? {
-                newest_first(&mut found);
-                found.truncate(want);
-                return Ok(page(found, q.limit));
-            }
-        }
+    if q.actor.is_none()
+        && q.ip.is_none()
+        && let Some(term) = &q.text
+        && let Some(mut found) = walk_text(conn, term, &filters, want)?
+    {
+        newest_first(&mut found);
+        found.truncate(want);
+        return Ok(page(found, q.limit));
     }
     let lookup_key = match (&q.actor, &q.ip) {
         (Some(a), _) => Some(lookup::actor_key(a)),

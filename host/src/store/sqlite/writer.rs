@@ -47,6 +47,9 @@ pub(super) enum Job {
 
 type WriteReply = oneshot::Sender<Result<WriteSummary, StoreError>>;
 
+/// One write job of a group: its records, what else it commits, its caller.
+type GroupedWrite = (Vec<NewRecord>, (Option<(String, Value)>, Also), WriteReply);
+
 /// The `(source, action)` pairs already in `source_actions`, so a row costs
 /// the writer a hash lookup and only a new pair a table write.
 #[derive(Default)]
@@ -160,7 +163,7 @@ fn insert_row(stmt: &mut rusqlite::CachedStatement<'_>, r: &NewRecord) -> rusqli
 /// `known` learns the group's new `(source, action)` pairs once committed.
 fn write_group(
     conn: &mut Connection,
-    group: &[(Vec<NewRecord>, (Option<(String, Value)>, Also), WriteReply)],
+    group: &[GroupedWrite],
     known: &mut KnownActions,
 ) -> rusqlite::Result<Vec<WriteSummary>> {
     let tx = conn.transaction()?;
