@@ -5,9 +5,12 @@
 //! `Message` (`user '<uuid>' …`). The line's deduplication key is derived by
 //! the host's file tailer, which knows the file and the offset.
 
-use audit_guest_sdk::json::{field, first_text, text};
-use audit_guest_sdk::serde_json::Value;
+use std::borrow::Cow;
+
+use audit_guest_sdk::serde_json::{self, error::Category};
 use audit_guest_sdk::{AuditEvent, Delivery, Mapped, Mapper, MapperInfo, MappingError, Outcome, RawJson};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 
 /// The oCIS mapper.
 pub struct Ocis;
@@ -35,15 +38,25 @@ impl Mapper for Ocis {
     }
 
     fn map(delivery: &Delivery) -> Result<Mapped, MappingError> {
-        let line: Value = serde_json_line(&delivery.body)?;
-        if !line.is_object() {
-            return Err(MappingError::UnsupportedShape(
-                "an audit line must be a JSON object".into(),
-            ));
+        let text = std::str::from_utf8(&delivery.body).map_err(|e| {
+            MappingError::Malformed(format!("line is not UTF-8 ({e}); set AUDIT_FORMAT=json"))
+        })?;
+        let not_json = |e: serde_json::Error| {
+            MappingError::Malformed(format!(
+                "line is not JSON ({e}); is oCIS writing the `minimal` format? set AUDIT_FORMAT=json"
+            ))
+        };
+        if !text.trim_start().starts_with('{') {
+            serde_json::from_str::<IgnoredAny>(text).map_err(not_json)?;
+            return Err(MappingError::UnsupportedShape("an audit line must be a JSON object".into()));
         }
+        let line: Line<'_> = serde_json::from_str(text).map_err(|e| match e.classify() {
+            Category::Data => MappingError::UnsupportedShape(format!("an audit line must be a JSON object ({e})")),
+            _ => not_json(e),
+        })?;
         let mut event = map_line(&line);
         // Keep the line byte for byte (and skip printing it again).
-        if let Some(raw) = std::str::from_utf8(&delivery.body).ok().and_then(|t| RawJson::from_text(t.trim_end().to_string()).ok()) {
+        if let Ok(raw) = RawJson::from_text(text.trim_end().to_string()) {
             event = event.original(raw);
         }
         Ok(vec![event].into())
@@ -52,36 +65,121 @@ impl Mapper for Ocis {
 
 audit_guest_sdk::export_mapper!(Ocis);
 
-fn serde_json_line(body: &[u8]) -> Result<Value, MappingError> {
-    audit_guest_sdk::serde_json::from_slice(body).map_err(|e| {
-        MappingError::Malformed(format!(
-            "line is not JSON ({e}); is oCIS writing the `minimal` format? set AUDIT_FORMAT=json"
-        ))
-    })
+/// The fields of an audit line this mapper reads (oCIS marshals Go structs:
+/// PascalCase keys; camelCase and snake_case spellings are accepted too).
+/// Read straight from the line's text, borrowing it: no tree of every field
+/// is built, and fields not listed here are skipped.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Line<'a> {
+    #[serde(rename = "Action", alias = "action", borrow)]
+    action: Text<'a>,
+    #[serde(rename = "Time", alias = "time", borrow)]
+    time: Text<'a>,
+    #[serde(rename = "User", alias = "user", borrow)]
+    user: Text<'a>,
+    #[serde(rename = "Message", alias = "message", borrow)]
+    message: Text<'a>,
+    #[serde(rename = "Success", alias = "success", borrow)]
+    success: Text<'a>,
+    #[serde(rename = "GroupID", alias = "groupId", alias = "group_id", borrow)]
+    group_id: Text<'a>,
+    #[serde(rename = "UserID", alias = "userId", alias = "user_id", borrow)]
+    user_id: Text<'a>,
+    #[serde(rename = "SpaceID", alias = "spaceId", alias = "space_id", borrow)]
+    space_id: Text<'a>,
+    #[serde(rename = "Name", alias = "name", borrow)]
+    name: Text<'a>,
+    #[serde(rename = "NewName", alias = "newName", alias = "new_name", borrow)]
+    new_name: Text<'a>,
+    #[serde(rename = "ShareType", alias = "shareType", alias = "share_type", borrow)]
+    share_type: Text<'a>,
+    #[serde(rename = "ShareWith", alias = "shareWith", alias = "share_with", borrow)]
+    share_with: Text<'a>,
+    #[serde(rename = "ShareToken", alias = "shareToken", alias = "share_token", borrow)]
+    share_token: Text<'a>,
+    #[serde(rename = "FileID", alias = "fileId", alias = "file_id", borrow)]
+    file_id: Text<'a>,
+    #[serde(rename = "Path", alias = "path", borrow)]
+    path: Text<'a>,
 }
 
-fn map_line(line: &Value) -> AuditEvent {
-    let action = first_text(line, &["Action"]).unwrap_or_default();
-    let known = ACTIONS.contains(&action.as_str());
-    let verb = if known { action.as_str() } else { "unknown" };
-    let mut event = AuditEvent::new(format!("ocis.{verb}")).outcome(outcome(&action, line));
+/// A field read as text whatever its JSON type (a string, or a number or
+/// bool written out; integers keep every digit); empty, null, objects and
+/// arrays read as nothing.
+#[derive(Default)]
+struct Text<'a>(Option<Cow<'a, str>>);
+
+impl Text<'_> {
+    fn get(&self) -> Option<String> {
+        self.0.as_deref().map(str::to_string)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text((!v.is_empty()).then_some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'a>, E> {
+                Ok(Text((!v.is_empty()).then(|| Cow::Owned(v.to_string()))))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Text<'a>, E> {
+                Ok(Text(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Text<'a>, E> {
+                Ok(Text(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Text<'a>, E> {
+                Ok(Text(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Text<'a>, E> {
+                Ok(Text(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_unit<E>(self) -> Result<Text<'a>, E> {
+                Ok(Text(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Text<'a>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Text(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Text<'a>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Text(None))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+fn map_line(line: &Line<'_>) -> AuditEvent {
+    let action = line.action.0.as_deref().unwrap_or_default();
+    let known = ACTIONS.contains(&action);
+    let verb = if known { action } else { "unknown" };
+    let mut event = AuditEvent::new(format!("ocis.{verb}")).outcome(outcome(action, line));
     if !known {
         event = event.unrecognised();
     }
-    if let Some(time) = first_text(line, &["Time"]).filter(|t| !is_zero_time(t)) {
+    if let Some(time) = line.time.get().filter(|t| !is_zero_time(t)) {
         event = event.occurred_at(time);
     }
     // `User` is often empty and not always the one who acted (for file
     // events it is the space owner); `Message` names the executant.
-    if let Some(user) = message_user(line).or_else(|| first_text(line, &["User"])) {
+    if let Some(user) = message_user(line).or_else(|| line.user.get()) {
         event = event.actor_id(user);
     }
-    target(event, &action, line)
+    target(event, action, line)
 }
 
-fn outcome(action: &str, line: &Value) -> Outcome {
-    match (action, field(line, "Success")) {
-        ("public_link_accessed", Some(Value::Bool(false))) => Outcome::Failure,
+fn outcome(action: &str, line: &Line<'_>) -> Outcome {
+    match (action, line.success.0.as_deref()) {
+        ("public_link_accessed", Some("false")) => Outcome::Failure,
         ("", _) => Outcome::Unknown,
         _ => Outcome::Success,
     }
@@ -93,43 +191,82 @@ fn is_zero_time(t: &str) -> bool {
 }
 
 /// The actor in `Message`: `user '<id>' …`.
-fn message_user(line: &Value) -> Option<String> {
-    let message = first_text(line, &["Message"])?;
+fn message_user(line: &Line<'_>) -> Option<String> {
+    let message = line.message.0.as_deref()?;
     let rest = message.strip_prefix("user '")?;
     let end = rest.find('\'')?;
     (end > 0).then(|| rest[..end].to_string())
 }
 
-fn target(event: AuditEvent, action: &str, line: &Value) -> AuditEvent {
-    let get = |k: &str| field(line, k).and_then(text);
+fn target(event: AuditEvent, action: &str, line: &Line<'_>) -> AuditEvent {
     if action.starts_with("group_member") {
-        return event.target("user", get("UserID"), get("GroupID"));
+        return event.target("user", line.user_id.get(), line.group_id.get());
     }
-    if let Some(group) = get("GroupID") {
+    if let Some(group) = line.group_id.get() {
         return event.target("group", Some(group), None);
     }
-    if let Some(user) = get("UserID") {
+    if let Some(user) = line.user_id.get() {
         return event.target("user", Some(user), None);
     }
     if action.starts_with("space_") {
-        return event.target("space", get("SpaceID"), get("Name").or_else(|| get("NewName")));
+        return event.target("space", line.space_id.get(), line.name.get().or_else(|| line.new_name.get()));
     }
     if action.contains("share") || action == "public_link_accessed" {
         // Public links and shares both log `file_shared`; ShareType tells them apart.
-        let kind = match get("ShareType").as_deref() {
+        let kind = match line.share_type.0.as_deref() {
             Some("link") => "public_link",
             Some("user") => "user_share",
             Some("group") => "group_share",
             _ if action == "public_link_accessed" => "public_link",
             _ => "share",
         };
-        let name = get("ShareWith").or_else(|| get("ShareToken"));
-        return event.target(kind, get("FileID"), name);
+        let name = line.share_with.get().or_else(|| line.share_token.get());
+        return event.target(kind, line.file_id.get(), name);
     }
-    match (get("FileID"), get("Path")) {
+    match (line.file_id.get(), line.path.get()) {
         (None, None) => event,
         (id, path) => event.target("file", id, path),
     }
 }
 
 audit_guest_sdk::golden_fixtures!(Ocis, "ocis");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(line: &str) -> Result<AuditEvent, MappingError> {
+        Ocis::map(&Delivery::from_body("ocis", line.as_bytes().to_vec())).map(|m| m.events[0].clone())
+    }
+
+    #[test]
+    fn a_line_that_is_json_but_not_an_object_is_refused_as_a_shape() {
+        assert!(matches!(map(r#"["file_read"]"#), Err(MappingError::UnsupportedShape(_))));
+    }
+
+    #[test]
+    fn a_minimal_format_line_says_how_to_fix_it() {
+        let err = map("2025-02-13T15:50:18Z user 'x' read file 'y' (file_read)").unwrap_err();
+        assert!(matches!(&err, MappingError::Malformed(m) if m.contains("AUDIT_FORMAT=json")), "{err:?}");
+    }
+
+    #[test]
+    fn fields_of_other_types_and_spellings_are_read_and_the_rest_skipped() {
+        let event = map(
+            r#"{"action":"group_member_added","GroupID":4711,"user_id":"u-1","Extra":{"nested":[1,{"x":null}]},"List":[true],"Time":"2025-02-13T15:50:18Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(event.action, "ocis.group_member_added");
+        let target = event.target.clone().unwrap();
+        assert_eq!((target.id.as_deref(), target.name.as_deref()), (Some("u-1"), Some("4711")));
+        assert_eq!(event.occurred_at.as_deref(), Some("2025-02-13T15:50:18Z"));
+        assert!(event.original.get().contains(r#""nested":[1,{"x":null}]"#), "the line is kept whole");
+    }
+
+    #[test]
+    fn escaped_text_is_unescaped() {
+        let event = map(r#"{"Action":"file_read","Message":"user 'a\u00e9b' read","FileID":"f\"1","Success":"yes"}"#).unwrap();
+        assert_eq!(event.actor.id.as_deref(), Some("aéb"));
+        assert_eq!(event.target.unwrap().id.as_deref(), Some("f\"1"));
+    }
+}

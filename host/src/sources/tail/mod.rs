@@ -27,23 +27,23 @@
 //! container overlays).
 
 mod file;
+mod map;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
-use audit_guest_sdk::{Delivery, Transport};
-use chrono::Utc;
 use notify::{RecursiveMode, Watcher};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::config::ConfigError;
-use crate::ingest::{self, Received, Tenants};
+use crate::ingest::Tenants;
 use crate::runtime::Runtime;
 use crate::store::{DeadLetter, NewRecord, Store, WriteSummary};
 pub use file::{FileKey, Position};
 use file::{Line, Reader};
+use map::LineMapper;
 
 /// Where to start in a file seen for the first time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -407,8 +407,6 @@ impl Tail {
         }
     }
 
-    /// Maps the lines, writes them with the position after the last one,
-    /// retrying until the store commits (or shutdown).
     /// Maps the lines and writes them with the position after the last one,
     /// retrying until the store commits (or shutdown). With `overlap`, the
     /// write runs while the caller maps the next batch; it is awaited before
@@ -420,7 +418,13 @@ impl Tail {
         };
         let identity = position.file.identity();
         let origin = reader.path.display().to_string();
-        let (records, letters) = self.map_lines(&lines, &identity, &origin);
+        let mapper = LineMapper {
+            source: &self.t.source,
+            mapper: &self.t.mapper,
+            runtime: &self.ctx.runtime,
+            tenants: &self.ctx.tenants,
+        };
+        let (records, letters) = mapper.map(&lines, &identity, &origin);
         self.flush()?;
         let write = write_batch(
             self.ctx.store.clone(),
@@ -450,49 +454,6 @@ impl Tail {
         }
         self.saved = Some(position);
         Ok(())
-    }
-
-    fn map_lines(&self, lines: &[Line], identity: &str, origin: &str) -> (Vec<NewRecord>, Vec<crate::store::DeadLetter>) {
-        let received = Received {
-            source: self.t.source.clone(),
-            at: Utc::now(),
-            sender: None,
-        };
-        let received_at = received.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let mut records = Vec::with_capacity(lines.len());
-        let mut letters = Vec::new();
-        for line in lines.iter().filter(|l| !l.bytes.iter().all(u8::is_ascii_whitespace)) {
-            let delivery = Delivery {
-                source: self.t.source.clone(),
-                transport: Transport::File,
-                received_at: received_at.clone(),
-                headers: Vec::new(),
-                origin: Some(origin.to_string()),
-                body: line.bytes.clone(),
-            };
-            match self.ctx.runtime.map_blocking(&self.t.mapper, &delivery) {
-                Ok(output) => {
-                    let id = format!("{identity}:{}", line.offset);
-                    for (n, mut record) in ingest::records(&received, &output, &self.ctx.tenants).into_iter().enumerate() {
-                        // A mapper that finds its own id keeps it; otherwise the
-                        // line's place in the file is its id.
-                        if record.external_id.is_none() {
-                            record.external_id = Some(if n == 0 { id.clone() } else { format!("{id}.{n}") });
-                        }
-                        records.push(record);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        source = %self.t.source, file = %origin, offset = line.offset, error = %e,
-                        "line kept as a dead letter for re-mapping"
-                    );
-                    letters.push(ingest::dead_letter(&received, line.bytes.clone(), &e));
-                    crate::metrics::source(&self.t.source).dead_lettered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-        }
-        (records, letters)
     }
 
     /// Runs a store call, retrying with backoff while the store is down.
