@@ -143,7 +143,33 @@ impl Delivery {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// The lines of a file delivery that carries several: `None` for a
+    /// delivery of one line (or of another transport).
+    ///
+    /// The host sends several lines in one delivery (marked with the
+    /// [`LINES_HEADER`] header) to save a call per line. A mapper that reads
+    /// them must answer with exactly one event per line, in order, or fail;
+    /// the host then maps the lines one per call (and remembers a mapper
+    /// that only ever manages one), so a mapper that ignores this still
+    /// gets every line.
+    ///
+    /// ```
+    /// use audit_guest_sdk::{Delivery, LINES_HEADER};
+    /// let mut d = Delivery::from_body("ocis", b"{\"a\":1}\n{\"a\":2}".to_vec());
+    /// assert!(d.lines().is_none());
+    /// d.headers.push((LINES_HEADER.into(), "2".into()));
+    /// assert_eq!(d.lines().unwrap().count(), 2);
+    /// ```
+    pub fn lines(&self) -> Option<impl Iterator<Item = &[u8]>> {
+        self.header(LINES_HEADER)?;
+        Some(self.body.split(|b| *b == b'\n'))
+    }
 }
+
+/// The header of a file delivery whose body holds several lines (its value
+/// is how many); see [`Delivery::lines`].
+pub const LINES_HEADER: &str = "audit-lines";
 
 /// Whether the audited action succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -48,7 +48,7 @@ pub mod __bindings;
 
 pub use event::{
     Actor, AuditEvent, Delivery, Mapped, MapperInfo, MappingError, Outcome, PageRequest, PollPage,
-    QueryParam, RawJson, Target, Transport,
+    QueryParam, RawJson, Target, Transport, LINES_HEADER,
 };
 pub use serde_json;
 

@@ -30,8 +30,13 @@ impl Running {
 }
 
 fn start(data: &Path, path: &Path, start_at: StartAt) -> Running {
+    start_with_mapper(data, path, start_at, None)
+}
+
+fn start_with_mapper(data: &Path, path: &Path, start_at: StartAt, mapper: Option<&str>) -> Running {
     let mut config = tail::Config::ocis(path);
     config.start_at = start_at;
+    config.mapper = mapper.map(str::to_string);
     config.max_batch_lines = 500;
     let (stop, stopped) = watch::channel(false);
     let store = embedded_store(data);
@@ -302,6 +307,33 @@ async fn a_minimal_format_line_is_kept_and_reported_and_the_rest_flows() {
     assert_eq!(letters.len(), 2, "both lines of the minimal record are kept");
     assert!(letters.iter().all(|(_, l)| l.error.contains("AUDIT_FORMAT=json")), "{letters:?}");
     assert!(letters.iter().map(|(_, l)| l.body.clone()).collect::<Vec<_>>().contains(&b"file_delete)".to_vec()));
+    tail.stop().await;
+}
+
+/// The tail sends a mapper several lines per call; a mapper that only reads
+/// one (here the Stalwart mapper, on a file of Stalwart events) still gets
+/// every line once, one per call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapper_that_reads_one_line_per_call_still_gets_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = audit_file(dir.path());
+    let text: String = (0..300)
+        .map(|n| {
+            format!(
+                r#"{{"id":"{n}","createdAt":"2025-06-15T15:06:40Z","type":"auth.failed","data":{{"accountName":"user{n}","remoteIp":"192.0.2.7","spanId":{}}}}}"#,
+                1432795268419584001u64 + n
+            ) + "\n"
+        })
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    let tail = start_with_mapper(dir.path(), &path, StartAt::Beginning, Some("stalwart"));
+    wait_for_records(&tail.store, 300, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let records = all_records(&tail.store, "ocis").await;
+    let actors: std::collections::HashSet<_> = records.iter().filter_map(|r| r.record.actor_name.clone()).collect();
+    assert_eq!((records.len(), actors.len()), (300, 300), "each line once");
+    assert!(records.iter().all(|r| r.record.action == "stalwart.auth_failed"));
+    assert!(tail.store.dead_letters(10).await.unwrap().is_empty(), "no line was refused");
     tail.stop().await;
 }
 

@@ -138,6 +138,16 @@ pub enum MapError {
     },
 }
 
+impl MapError {
+    /// The mapper that answered, if one did.
+    pub fn mapper(&self) -> Option<&MapperId> {
+        match self {
+            MapError::NoMapper(_) => None,
+            MapError::Rejected { mapper, .. } | MapError::Failed { mapper, .. } => Some(mapper),
+        }
+    }
+}
+
 /// A successful mapping and the mapper version that produced it.
 #[derive(Debug, Clone)]
 pub struct MapOutput {

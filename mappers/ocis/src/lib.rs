@@ -38,29 +38,39 @@ impl Mapper for Ocis {
     }
 
     fn map(delivery: &Delivery) -> Result<Mapped, MappingError> {
-        let text = std::str::from_utf8(&delivery.body).map_err(|e| {
-            MappingError::Malformed(format!("line is not UTF-8 ({e}); set AUDIT_FORMAT=json"))
-        })?;
-        let not_json = |e: serde_json::Error| {
-            MappingError::Malformed(format!(
-                "line is not JSON ({e}); is oCIS writing the `minimal` format? set AUDIT_FORMAT=json"
-            ))
-        };
-        if !text.trim_start().starts_with('{') {
-            serde_json::from_str::<IgnoredAny>(text).map_err(not_json)?;
-            return Err(MappingError::UnsupportedShape("an audit line must be a JSON object".into()));
+        // Several lines in one delivery: one event each, in order, or fail
+        // (the host then maps them one by one and keeps the bad ones).
+        match delivery.lines() {
+            Some(lines) => Ok(lines.map(map_text_line).collect::<Result<Vec<_>, _>>()?.into()),
+            None => Ok(vec![map_text_line(&delivery.body)?].into()),
         }
-        let line: Line<'_> = serde_json::from_str(text).map_err(|e| match e.classify() {
-            Category::Data => MappingError::UnsupportedShape(format!("an audit line must be a JSON object ({e})")),
-            _ => not_json(e),
-        })?;
-        let mut event = map_line(&line);
-        // Keep the line byte for byte (and skip printing it again).
-        if let Ok(raw) = RawJson::from_text(text.trim_end().to_string()) {
-            event = event.original(raw);
-        }
-        Ok(vec![event].into())
     }
+}
+
+/// One line of the audit file.
+fn map_text_line(bytes: &[u8]) -> Result<AuditEvent, MappingError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        MappingError::Malformed(format!("line is not UTF-8 ({e}); set AUDIT_FORMAT=json"))
+    })?;
+    let not_json = |e: serde_json::Error| {
+        MappingError::Malformed(format!(
+            "line is not JSON ({e}); is oCIS writing the `minimal` format? set AUDIT_FORMAT=json"
+        ))
+    };
+    if !text.trim_start().starts_with('{') {
+        serde_json::from_str::<IgnoredAny>(text).map_err(not_json)?;
+        return Err(MappingError::UnsupportedShape("an audit line must be a JSON object".into()));
+    }
+    let line: Line<'_> = serde_json::from_str(text).map_err(|e| match e.classify() {
+        Category::Data => MappingError::UnsupportedShape(format!("an audit line must be a JSON object ({e})")),
+        _ => not_json(e),
+    })?;
+    let mut event = map_line(&line);
+    // Keep the line byte for byte (and skip printing it again).
+    if let Ok(raw) = RawJson::from_text(text.trim_end().to_string()) {
+        event = event.original(raw);
+    }
+    Ok(event)
 }
 
 audit_guest_sdk::export_mapper!(Ocis);
@@ -261,6 +271,20 @@ mod tests {
         assert_eq!((target.id.as_deref(), target.name.as_deref()), (Some("u-1"), Some("4711")));
         assert_eq!(event.occurred_at.as_deref(), Some("2025-02-13T15:50:18Z"));
         assert!(event.original.get().contains(r#""nested":[1,{"x":null}]"#), "the line is kept whole");
+    }
+
+    #[test]
+    fn several_lines_map_to_one_event_each_in_order_or_fail() {
+        let mut delivery = Delivery::from_body(
+            "ocis",
+            b"{\"Action\":\"file_read\",\"FileID\":\"a\"}\n{\"Action\":\"file_delete\",\"FileID\":\"b\"}".to_vec(),
+        );
+        delivery.headers.push((audit_guest_sdk::LINES_HEADER.into(), "2".into()));
+        let mapped = Ocis::map(&delivery).unwrap();
+        let actions: Vec<_> = mapped.events.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["ocis.file_read", "ocis.file_delete"]);
+        delivery.body.extend_from_slice(b"\nnot json");
+        assert!(Ocis::map(&delivery).is_err(), "one bad line fails the delivery");
     }
 
     #[test]

@@ -177,6 +177,8 @@ struct Tail {
     pending: Option<(tokio::task::JoinHandle<anyhow::Result<WriteSummary>>, Position)>,
     /// A failed watch was reported (once).
     watch_warned: bool,
+    /// Mappers that map one line per call (see `map.rs`).
+    single_line: std::sync::Mutex<std::collections::HashSet<String>>,
     loaded: bool,
 }
 
@@ -190,6 +192,7 @@ impl Tail {
             saved: None,
             pending: None,
             watch_warned: false,
+            single_line: Default::default(),
             loaded: false,
         }
     }
@@ -423,6 +426,7 @@ impl Tail {
             mapper: &self.t.mapper,
             runtime: &self.ctx.runtime,
             tenants: &self.ctx.tenants,
+            single_line: &self.single_line,
         };
         let (records, letters) = mapper.map(&lines, &identity, &origin);
         self.flush()?;
