@@ -30,7 +30,7 @@ use crate::store::{DeadLetter, NewRecord};
 /// Fewer lines than this are mapped on the calling thread alone.
 const LINES_PER_RUN: usize = 128;
 /// Lines per mapper call at most (a failed call re-maps them one by one).
-const LINES_PER_CALL: usize = 64;
+const LINES_PER_CALL: usize = 256;
 
 /// What mapping a line needs.
 pub(super) struct LineMapper<'a> {
