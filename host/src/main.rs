@@ -97,6 +97,16 @@ fn init_logs(format: LogFormat) {
     }
 }
 
+/// jemalloc instead of glibc's malloc: glibc gives each of the service's
+/// threads (async workers, the blocking pool that runs mapper calls, the
+/// store's threads) an arena of its own and keeps what they free, so at a
+/// steady 10,000 events/s the service held 78 MiB with glibc and holds
+/// 53 MiB with jemalloc, at no measurable cost in throughput (BENCHMARKS.md,
+/// "Memory of the service alone").
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
