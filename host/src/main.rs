@@ -99,10 +99,11 @@ fn init_logs(format: LogFormat) {
 
 /// jemalloc instead of glibc's malloc: glibc gives each of the service's
 /// threads (async workers, the blocking pool that runs mapper calls, the
-/// store's threads) an arena of its own and keeps what they free, so at a
-/// steady 10,000 events/s the service held 78 MiB with glibc and holds
-/// 53 MiB with jemalloc, at no measurable cost in throughput (BENCHMARKS.md,
-/// "Memory of the service alone").
+/// store's threads) an arena of its own and keeps what they free. At a
+/// steady 10,000 events/s the service's resident memory settled near 78 MiB
+/// with glibc (47 MiB with its arenas limited to two by `MALLOC_ARENA_MAX`)
+/// and near 51 MiB with jemalloc, with no change in throughput beyond this
+/// machine's run-to-run noise (BENCHMARKS.md, "Memory of the service alone").
 #[cfg(target_os = "linux")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
