@@ -195,12 +195,17 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
     let deadline = Instant::now() + length;
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..connections {
+    for connection in 0..connections {
         let (client, url, seed, errors) = (client.clone(), url.clone(), seed.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            // A fixed rate means evenly spaced requests: each connection's
+            // ticks are offset by its share of the period, so the connections
+            // do not all send at the same instant.
             let mut pace = rate.map(|r| {
-                let mut i = tokio::time::interval(Duration::from_secs_f64(connections as f64 / r));
+                let period = Duration::from_secs_f64(connections as f64 / r);
+                let offset = period.mul_f64(connection as f64 / connections as f64);
+                let mut i = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
                 i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 i
             });
