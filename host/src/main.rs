@@ -100,9 +100,9 @@ fn init_logs(format: LogFormat) {
 /// jemalloc instead of glibc's malloc: glibc gives each of the service's
 /// threads (async workers, the blocking pool that runs mapper calls, the
 /// store's threads) an arena of its own and keeps what they free. At a
-/// steady 10,000 events/s the service's resident memory settled near 78 MiB
-/// with glibc (47 MiB with its arenas limited to two by `MALLOC_ARENA_MAX`)
-/// and near 51 MiB with jemalloc, with no change in throughput beyond this
+/// steady 10,000 events/s the service's resident memory peaked at 76 MiB
+/// with glibc (46 MiB with its arenas limited to two by `MALLOC_ARENA_MAX`)
+/// and stays near 50 MiB with jemalloc, with no change in throughput beyond this
 /// machine's run-to-run noise (BENCHMARKS.md, "Memory of the service alone").
 #[cfg(target_os = "linux")]
 #[global_allocator]

@@ -25,7 +25,7 @@ use super::schema::LOOKUP_SCHEMA;
 /// How many events one pass adds at most. A pass holds its keys in memory
 /// and FTS5 its pending trigrams, so this bounds the builder's memory: at
 /// 10,000 events a pass the service's peak RSS at 10,000 events/s rose from
-/// ~51 to 80–91 MiB once the builder ran; at 5,000 (with 2 MiB of page cache)
+/// ~50 to 79–89 MiB once the builder ran; at 5,000 (with 2 MiB of page cache)
 /// to 60 MiB, and a 1,000,000-event backlog still indexes in ~25 s.
 const PASS: i64 = 5_000;
 /// Above this many events behind, the builder stops yielding to ingest.
