@@ -24,7 +24,9 @@
 //!
 //! `notify` wakes the tailer as soon as the file changes; a periodic check
 //! covers filesystems where notify misses events (network mounts, some
-//! container overlays).
+//! container overlays). `file.rs` reads lines and knows file identities;
+//! `map.rs` turns lines into records, on every core and several lines per
+//! mapper call.
 
 mod file;
 mod map;

@@ -8,7 +8,9 @@
 //! maintenance thread keeps the planner's statistics fresh on its own
 //! connection. Reads use a small
 //! pool of read-only connections on the blocking pool, with plans chosen in
-//! `query`.
+//! `query` (and `union` for filters that span several index ranges); `schema`
+//! holds the tables, indexes and migrations, `lookup` the actor/IP/text index
+//! built in the background.
 
 mod lookup;
 mod query;
