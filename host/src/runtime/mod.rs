@@ -250,6 +250,14 @@ impl Runtime {
         self.registry.get(source).map(|m| m.info.clone())
     }
 
+    /// Which mapper version serves `source` now (without its type list).
+    pub fn mapper_id(&self, source: &str) -> Option<MapperId> {
+        self.registry.get(source).map(|m| MapperId {
+            name: m.info.name.clone(),
+            version: m.info.version.clone(),
+        })
+    }
+
     /// Every serving mapper.
     pub fn status(&self) -> Vec<MapperStatus> {
         self.registry.status()

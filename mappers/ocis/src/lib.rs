@@ -124,6 +124,11 @@ impl Text<'_> {
     fn get(&self) -> Option<String> {
         self.0.as_deref().map(str::to_string)
     }
+
+    /// A number or bool, written out.
+    fn written(v: impl ToString) -> Self {
+        Text(Some(Cow::Owned(v.to_string())))
+    }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
@@ -141,16 +146,16 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
                 Ok(Text((!v.is_empty()).then(|| Cow::Owned(v.to_string()))))
             }
             fn visit_u64<E>(self, v: u64) -> Result<Text<'a>, E> {
-                Ok(Text(Some(Cow::Owned(v.to_string()))))
+                Ok(Text::written(v))
             }
             fn visit_i64<E>(self, v: i64) -> Result<Text<'a>, E> {
-                Ok(Text(Some(Cow::Owned(v.to_string()))))
+                Ok(Text::written(v))
             }
             fn visit_f64<E>(self, v: f64) -> Result<Text<'a>, E> {
-                Ok(Text(Some(Cow::Owned(v.to_string()))))
+                Ok(Text::written(v))
             }
             fn visit_bool<E>(self, v: bool) -> Result<Text<'a>, E> {
-                Ok(Text(Some(Cow::Owned(v.to_string()))))
+                Ok(Text::written(v))
             }
             fn visit_unit<E>(self) -> Result<Text<'a>, E> {
                 Ok(Text(None))

@@ -42,6 +42,25 @@ pub(super) struct LineMapper<'a> {
     pub single_line: &'a Mutex<HashSet<String>>,
 }
 
+/// What every line of one batch shares: its file and when it was read.
+struct Batch<'a> {
+    identity: &'a str,
+    origin: &'a str,
+    received: Received,
+    received_at: String,
+}
+
+impl Batch<'_> {
+    /// The external id of the `n`-th record a line yields, unless the mapper
+    /// gave one: the line's place in the file (`.n` after the first).
+    fn set_line_id(&self, record: &mut NewRecord, line: &Line, n: usize) {
+        if record.external_id.is_none() {
+            let id = format!("{}:{}", self.identity, line.offset);
+            record.external_id = Some(if n == 0 { id } else { format!("{id}.{n}") });
+        }
+    }
+}
+
 impl LineMapper<'_> {
     /// Maps `lines` of the file `origin` (whose identity is `identity`):
     /// records in file order, and the lines no mapper could map as dead
@@ -52,19 +71,23 @@ impl LineMapper<'_> {
             at: Utc::now(),
             sender: None,
         };
+        let batch = Batch {
+            identity,
+            origin,
+            received_at: received.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            received,
+        };
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let runs = cores.min(lines.len().div_ceil(LINES_PER_RUN)).max(1);
         if runs == 1 {
-            return self.map_run(lines, identity, origin, &received);
+            return self.map_run(lines, &batch);
         }
         let per_run = lines.len().div_ceil(runs);
         let mut chunks = lines.chunks(per_run);
         let first = chunks.next().unwrap_or_default();
         std::thread::scope(|scope| {
-            let others: Vec<_> = chunks
-                .map(|run| scope.spawn(|| self.map_run(run, identity, origin, &received)))
-                .collect();
-            let (mut records, mut letters) = self.map_run(first, identity, origin, &received);
+            let others: Vec<_> = chunks.map(|run| scope.spawn(|| self.map_run(run, &batch))).collect();
+            let (mut records, mut letters) = self.map_run(first, &batch);
             for other in others {
                 let (r, l) = other.join().expect("a mapping thread panicked");
                 records.extend(r);
@@ -74,65 +97,49 @@ impl LineMapper<'_> {
         })
     }
 
-    fn map_run(&self, lines: &[Line], identity: &str, origin: &str, received: &Received) -> (Vec<NewRecord>, Vec<DeadLetter>) {
+    fn map_run(&self, lines: &[Line], batch: &Batch<'_>) -> (Vec<NewRecord>, Vec<DeadLetter>) {
         let mut out = (Vec::with_capacity(lines.len()), Vec::new());
         let lines: Vec<&Line> = lines.iter().filter(|l| !l.bytes.iter().all(u8::is_ascii_whitespace)).collect();
         for call in lines.chunks(LINES_PER_CALL) {
-            if call.len() > 1 && !self.maps_single_lines() {
-                match self.map_several(call, identity, origin, received) {
-                    Ok(records) => {
-                        out.0.extend(records);
-                        continue;
-                    }
-                    Err(mapper) => {
-                        let letters_before = out.1.len();
-                        for line in call {
-                            self.map_one(line, identity, origin, received, &mut out);
-                        }
-                        if out.1.len() == letters_before {
-                            // Every line maps alone: this mapper does not read several.
-                            tracing::info!(source = %self.source, mapper = %mapper, "the mapper maps one line per call; sending it single lines");
-                            self.single_line.lock().expect("single-line mappers").insert(mapper);
-                        }
-                        continue;
+            let several = (call.len() > 1 && !self.maps_single_lines()).then(|| self.map_several(call, batch));
+            match several {
+                Some(Ok(records)) => out.0.extend(records),
+                Some(Err(mapper)) => {
+                    if self.map_each(call, batch, &mut out) {
+                        // Every line maps alone: this mapper does not read several.
+                        tracing::info!(source = %self.source, mapper = %mapper, "the mapper maps one line per call; sending it single lines");
+                        self.single_line.lock().expect("single-line mappers").insert(mapper);
                     }
                 }
-            }
-            for line in call {
-                self.map_one(line, identity, origin, received, &mut out);
+                None => {
+                    self.map_each(call, batch, &mut out);
+                }
             }
         }
         out
     }
 
     fn maps_single_lines(&self) -> bool {
-        let Some(info) = self.runtime.describe(self.mapper) else { return true };
-        let id = format!("{}@{}", info.name, info.version);
-        self.single_line.lock().expect("single-line mappers").contains(&id)
+        let Some(id) = self.runtime.mapper_id(self.mapper) else { return true };
+        self.single_line.lock().expect("single-line mappers").contains(&id.to_string())
     }
 
-    fn delivery(&self, body: Vec<u8>, origin: &str, received: &Received, lines: Option<usize>) -> Delivery {
+    fn delivery(&self, body: Vec<u8>, batch: &Batch<'_>, lines: Option<usize>) -> Delivery {
         Delivery {
             source: self.source.to_string(),
             transport: Transport::File,
-            received_at: received.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            received_at: batch.received_at.clone(),
             headers: lines.map(|n| vec![(LINES_HEADER.to_string(), n.to_string())]).unwrap_or_default(),
-            origin: Some(origin.to_string()),
+            origin: Some(batch.origin.to_string()),
             body,
         }
     }
 
     /// Several lines in one call: their records, or the mapper (`name@version`)
     /// that did not answer with one event per line.
-    fn map_several(&self, lines: &[&Line], identity: &str, origin: &str, received: &Received) -> Result<Vec<NewRecord>, String> {
-        let mut body = Vec::with_capacity(lines.iter().map(|l| l.bytes.len() + 1).sum());
-        for (i, line) in lines.iter().enumerate() {
-            if i > 0 {
-                body.push(b'\n');
-            }
-            body.extend_from_slice(&line.bytes);
-        }
-        let delivery = self.delivery(body, origin, received, Some(lines.len()));
+    fn map_several(&self, lines: &[&Line], batch: &Batch<'_>) -> Result<Vec<NewRecord>, String> {
+        let body = lines.iter().map(|l| l.bytes.as_slice()).collect::<Vec<_>>().join(&b'\n');
+        let delivery = self.delivery(body, batch, Some(lines.len()));
         let output = match self.runtime.map_blocking(self.mapper, &delivery) {
             Ok(output) => output,
             Err(e) => return Err(e.mapper().map(ToString::to_string).unwrap_or_default()),
@@ -140,40 +147,38 @@ impl LineMapper<'_> {
         if output.mapped.events.len() != lines.len() {
             return Err(output.mapper.to_string());
         }
-        let records = ingest::records(received, &output, self.tenants);
-        Ok(records
-            .into_iter()
-            .zip(lines)
-            .map(|(mut record, line)| {
-                if record.external_id.is_none() {
-                    record.external_id = Some(format!("{identity}:{}", line.offset));
-                }
-                record
-            })
-            .collect())
+        let mut records = ingest::records(&batch.received, &output, self.tenants);
+        for (record, line) in records.iter_mut().zip(lines) {
+            batch.set_line_id(record, line, 0);
+        }
+        Ok(records)
+    }
+
+    /// Each line in a call of its own; whether every one of them mapped.
+    fn map_each(&self, lines: &[&Line], batch: &Batch<'_>, out: &mut (Vec<NewRecord>, Vec<DeadLetter>)) -> bool {
+        let letters_before = out.1.len();
+        for line in lines {
+            self.map_one(line, batch, out);
+        }
+        out.1.len() == letters_before
     }
 
     /// One line in one call; its records, or a dead letter.
-    fn map_one(&self, line: &Line, identity: &str, origin: &str, received: &Received, out: &mut (Vec<NewRecord>, Vec<DeadLetter>)) {
-        let delivery = self.delivery(line.bytes.clone(), origin, received, None);
+    fn map_one(&self, line: &Line, batch: &Batch<'_>, out: &mut (Vec<NewRecord>, Vec<DeadLetter>)) {
+        let delivery = self.delivery(line.bytes.clone(), batch, None);
         match self.runtime.map_blocking(self.mapper, &delivery) {
             Ok(output) => {
-                let id = format!("{identity}:{}", line.offset);
-                for (n, mut record) in ingest::records(received, &output, self.tenants).into_iter().enumerate() {
-                    // A mapper that finds its own id keeps it; otherwise the
-                    // line's place in the file is its id.
-                    if record.external_id.is_none() {
-                        record.external_id = Some(if n == 0 { id.clone() } else { format!("{id}.{n}") });
-                    }
+                for (n, mut record) in ingest::records(&batch.received, &output, self.tenants).into_iter().enumerate() {
+                    batch.set_line_id(&mut record, line, n);
                     out.0.push(record);
                 }
             }
             Err(e) => {
                 tracing::warn!(
-                    source = %self.source, file = %origin, offset = line.offset, error = %e,
+                    source = %self.source, file = %batch.origin, offset = line.offset, error = %e,
                     "line kept as a dead letter for re-mapping"
                 );
-                out.1.push(ingest::dead_letter(received, line.bytes.clone(), &e));
+                out.1.push(ingest::dead_letter(&batch.received, line.bytes.clone(), &e));
                 crate::metrics::source(self.source).dead_lettered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }

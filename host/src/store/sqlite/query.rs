@@ -152,18 +152,22 @@ fn distinct_actions(conn: &Connection, tenant: Option<&str>, prefix: &str) -> Re
         Some(_) => (TENANT_INDEX, "tenant_slug = ?3 AND"),
         None => (ACTION_INDEX, "?3 IS NULL AND"),
     };
-    let mut out: Vec<String> = Vec::new();
-    loop {
-        let (op, lower) = match out.last() {
-            None => (">=", prefix),
-            Some(last) => (">", last.as_str()),
-        };
-        let sql = format!(
+    let seek = |op: &str| {
+        format!(
             "SELECT action FROM audit_events INDEXED BY {index} WHERE {tenant_clause} \
              action {op} ?1 AND action < ?2 ORDER BY action LIMIT 1"
-        );
+        )
+    };
+    // The first seek includes the prefix itself; each next one starts right after the last action.
+    let (from_prefix, after_last) = (seek(">="), seek(">"));
+    let mut out: Vec<String> = Vec::new();
+    loop {
+        let (sql, lower) = match out.last() {
+            None => (&from_prefix, prefix),
+            Some(last) => (&after_last, last.as_str()),
+        };
         let next = conn
-            .prepare_cached(&sql)
+            .prepare_cached(sql)
             .map_err(unavailable)?
             .query_row(rusqlite::params![lower, upper, tenant], |r| r.get::<_, String>(0));
         match next {
