@@ -84,12 +84,12 @@ impl Tenants {
 }
 
 /// Converts every mapped event of one delivery into a record.
-pub fn records(received: &Received, output: &MapOutput, tenants: &Tenants) -> Vec<NewRecord> {
+pub fn records(received: &Received, output: MapOutput, tenants: &Tenants) -> Vec<NewRecord> {
     let mapper = output.mapper.to_string();
     output
         .mapped
         .events
-        .iter()
+        .into_iter()
         .map(|e| record(received, e, &mapper, tenants))
         .collect()
 }
@@ -111,7 +111,7 @@ struct Metadata<'a> {
     tenant_hint: Option<&'a str>,
 }
 
-fn record(received: &Received, e: &AuditEvent, mapper: &str, tenants: &Tenants) -> NewRecord {
+fn record(received: &Received, e: AuditEvent, mapper: &str, tenants: &Tenants) -> NewRecord {
     let parsed = e
         .occurred_at
         .as_deref()
@@ -128,16 +128,16 @@ fn record(received: &Received, e: &AuditEvent, mapper: &str, tenants: &Tenants) 
         tenant_hint: e.tenant_hint.as_deref(),
     };
     let metadata = RawJson::from_serialize(&metadata);
-    let target = e.target.clone().unwrap_or_default();
+    let target = e.target.unwrap_or_default();
     NewRecord {
         source: received.source.clone(),
-        action: e.action.clone(),
+        action: e.action,
         at,
         received_at: received.at,
-        actor_id: e.actor.id.clone(),
-        actor_name: e.actor.name.clone(),
-        actor_email: e.actor.email.clone(),
-        ip: e.ip.clone(),
+        actor_id: e.actor.id,
+        actor_name: e.actor.name,
+        actor_email: e.actor.email,
+        ip: e.ip,
         target_type: target.kind,
         target_id: target.id,
         target_name: target.name,
@@ -148,7 +148,7 @@ fn record(received: &Received, e: &AuditEvent, mapper: &str, tenants: &Tenants) 
             Outcome::Unknown => "unknown",
         }
         .to_string(),
-        external_id: e.external_id.clone(),
+        external_id: e.external_id,
         metadata,
         mapper: Some(mapper.to_string()),
     }

@@ -92,7 +92,7 @@ pub async fn replay(
             };
             match runtime.map(&letter.source, delivery).await {
                 Ok(output) => {
-                    let mut records = ingest::records(&received, &output, tenants);
+                    let mut records = ingest::records(&received, output, tenants);
                     for (n, r) in records.iter_mut().enumerate() {
                         if r.external_id.is_none() {
                             r.external_id = Some(format!("dead-letter-{id}-{n}"));
@@ -159,7 +159,7 @@ async fn remap_catch_all(
             if output.mapped.events.is_empty() || output.mapped.events.iter().any(|e| e.unrecognised) {
                 continue; // the current mapper does not know it either
             }
-            let mut records = ingest::records(&received, &output, tenants);
+            let mut records = ingest::records(&received, output, tenants);
             for (n, new) in records.iter_mut().enumerate() {
                 new.external_id = match (&r.external_id, n) {
                     (Some(id), 0) => Some(id.clone()),

@@ -107,7 +107,7 @@ async fn store_ceiling(
     let received = Received { source: "stalwart".into(), at: chrono::Utc::now(), sender: None };
     let mapped: Vec<Vec<NewRecord>> = deliveries
         .iter()
-        .map(|d| records(&received, &rt.map_blocking("stalwart", d).expect("maps"), &tenants))
+        .map(|d| records(&received, rt.map_blocking("stalwart", d).expect("maps"), &tenants))
         .collect();
     let mapped = Arc::new(mapped);
     let dir = tempfile::tempdir().expect("a temporary directory");

@@ -365,7 +365,7 @@ impl Poller {
             let (keep, ended) = walk::select(&mut walk, &keys, info.last);
             walk.advance(page, info.total, served_size);
             page = walk.next_page(served_size);
-            let mut records: Vec<_> = ingest::records(&received, &output, &ctx.tenants)
+            let mut records: Vec<_> = ingest::records(&received, output, &ctx.tenants)
                 .into_iter()
                 .zip(keep)
                 .filter_map(|(r, keep)| keep.then_some(r))

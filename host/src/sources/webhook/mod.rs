@@ -375,7 +375,7 @@ async fn receive(State(state): State<AppState>, endpoint: Arc<Endpoint>, request
     };
     match state.runtime.map(&endpoint.mapper, delivery).await {
         Ok(output) => {
-            let records = ingest::records(&received, &output, &state.tenants);
+            let records = ingest::records(&received, output, &state.tenants);
             let count = records.len();
             match state.store.insert(records, None).await {
                 Ok(summary) => {
