@@ -86,7 +86,7 @@ fn the_example_configuration_is_valid() {
 fn the_commented_examples_are_valid_when_uncommented() {
     let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../audit-ingest.example.toml")).unwrap();
     for table in ["# [[pollers]]", "# [[tails]]"] {
-        let Some(start) = example.find(table) else { continue };
+        let start = example.find(table).unwrap_or_else(|| panic!("the example file shows a {table} block"));
         let block: String = example[start..]
             .lines()
             .take_while(|l| l.starts_with("# "))

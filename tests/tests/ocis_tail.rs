@@ -30,16 +30,20 @@ impl Running {
 }
 
 fn start(data: &Path, path: &Path, start_at: StartAt) -> Running {
-    start_with_mapper(data, path, start_at, None)
+    start_with(data, path, |config| config.start_at = start_at)
 }
 
-fn start_with_mapper(data: &Path, path: &Path, start_at: StartAt, mapper: Option<&str>) -> Running {
+/// A tail with 500-line batches and whatever `adjust` changes.
+fn start_with(data: &Path, path: &Path, adjust: impl FnOnce(&mut tail::Config)) -> Running {
+    start_on(embedded_store(data), path, adjust)
+}
+
+/// A tail into `store`.
+fn start_on(store: Store, path: &Path, adjust: impl FnOnce(&mut tail::Config)) -> Running {
     let mut config = tail::Config::ocis(path);
-    config.start_at = start_at;
-    config.mapper = mapper.map(str::to_string);
     config.max_batch_lines = 500;
+    adjust(&mut config);
     let (stop, stopped) = watch::channel(false);
-    let store = embedded_store(data);
     let ctx = Context {
         store: store.clone(),
         runtime: runtime(None, InstanceMode::Reuse, Limits::default()),
@@ -326,7 +330,7 @@ async fn a_mapper_that_reads_one_line_per_call_still_gets_every_line() {
         })
         .collect();
     std::fs::write(&path, text).unwrap();
-    let tail = start_with_mapper(dir.path(), &path, StartAt::Beginning, Some("stalwart"));
+    let tail = start_with(dir.path(), &path, |config| config.mapper = Some("stalwart".into()));
     wait_for_records(&tail.store, 300, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let records = all_records(&tail.store, "ocis").await;
@@ -334,6 +338,55 @@ async fn a_mapper_that_reads_one_line_per_call_still_gets_every_line() {
     assert_eq!((records.len(), actors.len()), (300, 300), "each line once");
     assert!(records.iter().all(|r| r.record.action == "stalwart.auth_failed"));
     assert!(tail.store.dead_letters(10).await.unwrap().is_empty(), "no line was refused");
+    tail.stop().await;
+}
+
+/// Several mapping threads (more than this machine may have cores) split a
+/// batch between them; the records still land once each, in file order,
+/// and a bad line among them is still kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_mapped_on_several_threads_land_once_each_in_file_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = audit_file(dir.path());
+    append_range(&path, 0, 1500);
+    append(&path, "file_delete)");
+    append_range(&path, 1500, 3000);
+    let tail = start_with(dir.path(), &path, |config| {
+        config.mapping_threads = Some(3);
+        config.max_batch_lines = 2000;
+    });
+    expect_each_once(&tail.store, 3000).await;
+    let oldest_first: Vec<u64> = all_records(&tail.store, "ocis")
+        .await
+        .iter()
+        .rev()
+        .map(|r| line_number(r.record.target_id.as_deref().expect("a target")))
+        .collect();
+    assert_eq!(oldest_first, (0..3000).collect::<Vec<_>>(), "the timeline keeps the file's order");
+    let letters = tail.store.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1, "the minimal-format line is kept: {letters:?}");
+    tail.stop().await;
+}
+
+/// The store refuses every write for a while: the tail waits, then every
+/// line written meanwhile lands once and the bad line is kept once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outage_holds_the_tail_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = audit_file(dir.path());
+    let (store, fault) = embedded_store(dir.path()).with_fault_switch();
+    append_range(&path, 0, 1000);
+    let tail = start_on(store, &path, |_| {});
+    wait_for_records(&tail.store, 1000, Duration::from_secs(30)).await;
+    fault.set(true);
+    append_range(&path, 1000, 2000);
+    append(&path, "file_delete)");
+    append_range(&path, 2000, 3000);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    fault.set(false);
+    expect_each_once(&tail.store, 3000).await;
+    let letters = tail.store.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1, "the minimal-format line is kept once: {letters:?}");
     tail.stop().await;
 }
 

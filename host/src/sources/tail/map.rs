@@ -1,23 +1,26 @@
 //! Lines to records: each line is one delivery to the mapper, with the line's
 //! place in the file as its external id.
 //!
-//! A batch is split into runs of consecutive lines mapped side by side, one
-//! per core (the mapper runtime serves concurrent calls from its warm
-//! instances), and the runs' records are joined in file order. Mapping is the
-//! tail's own cost per line (the store's is on its writer thread), so a
-//! backlog catches up about as many times faster as there are idle cores.
+//! A batch is split into runs of up to [`LINES_PER_CALL`] consecutive
+//! lines, mapped side by side by `mapping_threads` workers (the mapper
+//! runtime serves concurrent calls from its warm instances), and the runs'
+//! records are joined in file order. By default there is one worker per core
+//! but one: the core left over is the store's, whose writer commits the
+//! previous batch meanwhile and is the slower of the two per line, so a
+//! worker that took its core would only hold it up (on two cores, two
+//! workers caught up ~220k lines/s, one ~240k; BENCHMARKS.md).
 //!
-//! Within a run, up to [`LINES_PER_CALL`] lines go to the mapper in one
-//! delivery (marked with the `audit-lines` header, see
-//! `audit_guest_sdk::Delivery::lines`), which saves the call's own cost per
-//! line. A mapper must answer such a delivery with exactly one event per
-//! line; when it fails or answers otherwise, those lines are mapped one per
-//! call instead (so a bad line is kept on its own as a dead letter), and a
-//! mapper that only ever manages single lines is remembered and sent single
-//! lines from then on.
+//! A run goes to the mapper in one delivery (marked with the `audit-lines`
+//! header, see `audit_guest_sdk::Delivery::lines`), which saves the call's
+//! own cost per line. A mapper must answer such a delivery with exactly one
+//! event per line; when it fails or answers otherwise, those lines are mapped
+//! one per call instead (so a bad line is kept on its own as a dead letter),
+//! and a mapper that only ever manages single lines is remembered and sent
+//! single lines from then on.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use audit_guest_sdk::{Delivery, LINES_HEADER, Transport};
 use chrono::Utc;
@@ -27,9 +30,8 @@ use crate::ingest::{self, Received, Tenants};
 use crate::runtime::Runtime;
 use crate::store::{DeadLetter, NewRecord};
 
-/// Fewer lines than this are mapped on the calling thread alone.
-const LINES_PER_RUN: usize = 128;
-/// Lines per mapper call at most (a failed call re-maps them one by one).
+/// Lines per mapper call at most (a failed call re-maps them one by one),
+/// and what one worker maps at a time.
 const LINES_PER_CALL: usize = 256;
 
 /// What mapping a line needs.
@@ -40,6 +42,11 @@ pub(super) struct LineMapper<'a> {
     pub tenants: &'a Tenants,
     /// Mappers (`name@version`) that have shown they map one line per call.
     pub single_line: &'a Mutex<HashSet<String>>,
+    /// Threads that map a batch side by side.
+    pub threads: usize,
+    /// Lines no mapper maps become dead letters (logged and counted);
+    /// otherwise they are left out (their letters were kept before).
+    pub keep_letters: bool,
 }
 
 /// What every line of one batch shares: its file and when it was read.
@@ -77,24 +84,38 @@ impl LineMapper<'_> {
             received_at: received.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             received,
         };
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let runs = cores.min(lines.len().div_ceil(LINES_PER_RUN)).max(1);
-        if runs == 1 {
+        let runs: Vec<&[Line]> = lines.chunks(LINES_PER_CALL).collect();
+        let workers = self.threads.min(runs.len()).max(1);
+        if workers == 1 {
             return self.map_run(lines, &batch);
         }
-        let per_run = lines.len().div_ceil(runs);
-        let mut chunks = lines.chunks(per_run);
-        let first = chunks.next().unwrap_or_default();
-        std::thread::scope(|scope| {
-            let others: Vec<_> = chunks.map(|run| scope.spawn(|| self.map_run(run, &batch))).collect();
-            let (mut records, mut letters) = self.map_run(first, &batch);
-            for other in others {
-                let (r, l) = other.join().expect("a mapping thread panicked");
-                records.extend(r);
-                letters.extend(l);
+        // Runs are taken in turn by whichever worker is free, so a worker
+        // that is descheduled does fewer of them instead of holding up the
+        // batch.
+        let next = AtomicUsize::new(0);
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(run) = runs.get(i) else { return done };
+                done.push((i, self.map_run(run, &batch)));
             }
-            (records, letters)
-        })
+        };
+        let mut done = std::thread::scope(|scope| {
+            let others: Vec<_> = (1..workers).map(|_| scope.spawn(work)).collect();
+            let mut done = work();
+            for other in others {
+                done.extend(other.join().expect("a mapping thread panicked"));
+            }
+            done
+        });
+        done.sort_unstable_by_key(|(i, _)| *i);
+        let mut out = (Vec::with_capacity(lines.len()), Vec::new());
+        for (_, (records, letters)) in done {
+            out.0.extend(records);
+            out.1.extend(letters);
+        }
+        out
     }
 
     fn map_run(&self, lines: &[Line], batch: &Batch<'_>) -> (Vec<NewRecord>, Vec<DeadLetter>) {
@@ -147,7 +168,7 @@ impl LineMapper<'_> {
         if output.mapped.events.len() != lines.len() {
             return Err(output.mapper.to_string());
         }
-        let mut records = ingest::records(&batch.received, &output, self.tenants);
+        let mut records = ingest::records(&batch.received, output, self.tenants);
         for (record, line) in records.iter_mut().zip(lines) {
             batch.set_line_id(record, line, 0);
         }
@@ -168,11 +189,12 @@ impl LineMapper<'_> {
         let delivery = self.delivery(line.bytes.clone(), batch, None);
         match self.runtime.map_blocking(self.mapper, &delivery) {
             Ok(output) => {
-                for (n, mut record) in ingest::records(&batch.received, &output, self.tenants).into_iter().enumerate() {
+                for (n, mut record) in ingest::records(&batch.received, output, self.tenants).into_iter().enumerate() {
                     batch.set_line_id(&mut record, line, n);
                     out.0.push(record);
                 }
             }
+            Err(_) if !self.keep_letters => {}
             Err(e) => {
                 tracing::warn!(
                     source = %self.source, file = %batch.origin, offset = line.offset, error = %e,

@@ -42,7 +42,7 @@ use tokio::sync::watch;
 use crate::config::ConfigError;
 use crate::ingest::Tenants;
 use crate::runtime::Runtime;
-use crate::store::{DeadLetter, NewRecord, Store, WriteSummary};
+use crate::store::{DeadLetter, NewRecord, Store, StoreError, WriteSummary};
 pub use file::{FileKey, Position};
 use file::{Line, Reader};
 use map::LineMapper;
@@ -81,6 +81,10 @@ pub struct Config {
     /// Lines per commit at most.
     #[serde(default = "default_batch")]
     pub max_batch_lines: usize,
+    /// Threads that map a batch's lines (default: one per core but one, at
+    /// least one; the core left over is the store writer's, see `map.rs`).
+    #[serde(default)]
+    pub mapping_threads: Option<usize>,
 }
 
 fn yes() -> bool {
@@ -104,6 +108,7 @@ impl Config {
             start_at: StartAt::Beginning,
             check_interval_ms: default_check(),
             max_batch_lines: default_batch(),
+            mapping_threads: None,
         }
     }
 
@@ -120,6 +125,10 @@ impl Config {
         if !(1..=100_000).contains(&self.max_batch_lines) {
             return Err(ConfigError(format!("{key}.max_batch_lines: expected 1 to 100000")));
         }
+        if self.mapping_threads.is_some_and(|n| !(1..=256).contains(&n)) {
+            return Err(ConfigError(format!("{key}.mapping_threads: expected 1 to 256")));
+        }
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Ok(Tailer {
             source: self.source.clone(),
             mapper: self.mapper.clone().unwrap_or_else(|| self.source.clone()),
@@ -127,6 +136,7 @@ impl Config {
             start_at: self.start_at,
             check_every: Duration::from_millis(self.check_interval_ms),
             max_batch: self.max_batch_lines,
+            mapping_threads: self.mapping_threads.unwrap_or(cores.saturating_sub(1).max(1)),
         })
     }
 }
@@ -142,6 +152,7 @@ pub struct Tailer {
     start_at: StartAt,
     check_every: Duration,
     max_batch: usize,
+    mapping_threads: usize,
 }
 
 /// What a tail needs from the rest of the service.
@@ -168,6 +179,17 @@ pub async fn run(tailer: Tailer, ctx: Context) {
     }
 }
 
+/// A batch being written: the write, the position it moves to, and the
+/// lines themselves, mapped again if the write fails (the records went to
+/// the store; keeping a copy of every batch for a rare retry would cost
+/// each line an allocation and a copy).
+struct Pending {
+    write: tokio::task::JoinHandle<anyhow::Result<Result<WriteSummary, StoreError>>>,
+    position: Position,
+    lines: Vec<Line>,
+    origin: String,
+}
+
 struct Tail {
     t: Tailer,
     ctx: Context,
@@ -175,8 +197,8 @@ struct Tail {
     reader: Option<Reader>,
     /// The stored position, once loaded.
     saved: Option<Position>,
-    /// A batch being written, and the position it moves to.
-    pending: Option<(tokio::task::JoinHandle<anyhow::Result<WriteSummary>>, Position)>,
+    /// A batch being written.
+    pending: Option<Pending>,
     /// A failed watch was reported (once).
     watch_warned: bool,
     /// Mappers that map one line per call (see `map.rs`).
@@ -421,16 +443,8 @@ impl Tail {
         let Some(position) = reader.position_after(lines.last()) else {
             return Ok(()); // no complete first line yet: nothing to commit
         };
-        let identity = position.file.identity();
         let origin = reader.path.display().to_string();
-        let mapper = LineMapper {
-            source: &self.t.source,
-            mapper: &self.t.mapper,
-            runtime: &self.ctx.runtime,
-            tenants: &self.ctx.tenants,
-            single_line: &self.single_line,
-        };
-        let (records, letters) = mapper.map(&lines, &identity, &origin);
+        let (records, letters) = self.line_mapper(true).map(&lines, &position.file.identity(), &origin);
         self.flush()?;
         let write = write_batch(
             self.ctx.store.clone(),
@@ -440,19 +454,52 @@ impl Tail {
             serde_json::to_value(&position)?,
             self.ctx.shutdown.clone(),
         );
-        self.pending = Some((self.handle.spawn(write), position));
+        self.pending = Some(Pending { write: self.handle.spawn(write), position, lines, origin });
         if !overlap {
             self.flush()?;
         }
         Ok(())
     }
 
-    /// Waits for the write in flight, then moves the position to it.
+    /// What mapping lines needs; with `keep_letters`, lines no mapper maps
+    /// become dead letters (logged and counted), otherwise they are dropped
+    /// (a batch mapped again after a failed write: its letters were kept).
+    fn line_mapper(&self, keep_letters: bool) -> LineMapper<'_> {
+        LineMapper {
+            source: &self.t.source,
+            mapper: &self.t.mapper,
+            runtime: &self.ctx.runtime,
+            tenants: &self.ctx.tenants,
+            single_line: &self.single_line,
+            threads: self.t.mapping_threads,
+            keep_letters,
+        }
+    }
+
+    /// Waits for the write in flight, then moves the position to it. A write
+    /// the store refused is retried with backoff, its lines mapped again.
     fn flush(&mut self) -> anyhow::Result<()> {
-        let Some((task, position)) = self.pending.take() else {
+        let Some(Pending { write, position, lines, origin }) = self.pending.take() else {
             return Ok(());
         };
-        let written = self.handle.block_on(task)??;
+        let mut attempt = self.handle.block_on(write)??;
+        let mut wait = Duration::from_millis(200);
+        let written = loop {
+            match attempt {
+                Ok(written) => break written,
+                Err(e) => {
+                    if self.stopping() {
+                        anyhow::bail!("shutting down while the store is unavailable: {e}");
+                    }
+                    tracing::warn!(source = %self.t.source, error = %e, retry_in_ms = wait.as_millis() as u64, "store unavailable; the tail waits");
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                    let (records, _) = self.line_mapper(false).map(&lines, &position.file.identity(), &origin);
+                    let cursor = Some((self.t.source.clone(), serde_json::to_value(&position)?));
+                    attempt = self.handle.block_on(self.ctx.store.insert(records, cursor));
+                }
+            }
+        };
         crate::metrics::wrote(&self.t.source, (written.inserted + written.duplicates) as usize, &written);
         tracing::debug!(source = %self.t.source, offset = position.offset, inserted = written.inserted, duplicates = written.duplicates, "tail batch committed");
         if let Some(reader) = self.reader.as_mut().filter(|r| r.key.as_ref() == Some(&position.file)) {
@@ -466,7 +513,7 @@ impl Tail {
     fn block_on_retry<T, F, Fut>(&self, call: F) -> anyhow::Result<T>
     where
         F: Fn(Store, String) -> Fut,
-        Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
     {
         let mut wait = Duration::from_millis(200);
         loop {
@@ -485,8 +532,9 @@ impl Tail {
     }
 }
 
-/// Writes one batch (dead letters first, then the records with the
-/// position), retrying with backoff while the store is unavailable.
+/// Writes one batch: its dead letters first (retrying with backoff while the
+/// store is unavailable), then its records with the position, once; the
+/// caller retries a refused write (see [`Tail::flush`]).
 async fn write_batch(
     store: Store,
     source: String,
@@ -494,28 +542,17 @@ async fn write_batch(
     letters: Vec<DeadLetter>,
     position: serde_json::Value,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<WriteSummary> {
+) -> anyhow::Result<Result<WriteSummary, StoreError>> {
     let mut wait = Duration::from_millis(200);
-    let mut letters = letters.into_iter().peekable();
-    loop {
-        let result = match letters.peek() {
-            Some(letter) => store.dead_letter(letter.clone()).await.map(|_| {
-                letters.next();
-                None
-            }),
-            None => store.insert(records.clone(), Some((source.clone(), position.clone()))).await.map(Some),
-        };
-        match result {
-            Ok(Some(written)) => return Ok(written),
-            Ok(None) => continue,
-            Err(e) => {
-                if *shutdown.borrow() || shutdown.has_changed().is_err() {
-                    anyhow::bail!("shutting down while the store is unavailable: {e}");
-                }
-                tracing::warn!(source = %source, error = %e, retry_in_ms = wait.as_millis() as u64, "store unavailable; the tail waits");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(10));
+    for letter in letters {
+        while let Err(e) = store.dead_letter(letter.clone()).await {
+            if *shutdown.borrow() || shutdown.has_changed().is_err() {
+                anyhow::bail!("shutting down while the store is unavailable: {e}");
             }
+            tracing::warn!(source = %source, error = %e, retry_in_ms = wait.as_millis() as u64, "store unavailable; the tail waits");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(10));
         }
     }
+    Ok(store.insert(records, Some((source, position))).await)
 }
