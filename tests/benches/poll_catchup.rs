@@ -8,8 +8,9 @@ use std::time::Instant;
 use audit_ingest::ingest::Tenants;
 use audit_ingest::runtime::{InstanceMode, Limits};
 use audit_ingest::sources::poll::{self, Context};
+use audit_ingest::store::sqlite::Durability;
 use audit_ingest_tests::authentik::{AK_TOKEN, StandIn};
-use audit_ingest_tests::{embedded_store, runtime, secret_file};
+use audit_ingest_tests::{embedded_store_with, runtime, secret_file};
 
 fn main() {
     let backlog: usize = std::env::var("BACKLOG").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
@@ -20,7 +21,8 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let (_, stopped) = tokio::sync::watch::channel(false);
         let ctx = Context {
-            store: embedded_store(dir.path()),
+            // The service's default durability.
+            store: embedded_store_with(dir.path(), Durability::Full),
             runtime: runtime(None, InstanceMode::Auto, Limits::default()),
             tenants: Tenants::default(),
             shutdown: stopped,

@@ -3,6 +3,11 @@
 //! the delay from a line appended to its record being queryable, for
 //! SAMPLES (default 500) lines appended one at a time, 5 ms apart.
 //!
+//! The store runs with the service's default `durability = "full"`
+//! (`DURABILITY=normal` measures the other setting) and the tail's default
+//! mapping threads (`MAPPING_THREADS=n` sets them), and the benchmark with
+//! the service binary's allocator.
+//!
 //! `cargo bench -p audit-ingest-tests --bench tail_catchup`
 
 use std::time::{Duration, Instant};
@@ -11,9 +16,16 @@ use audit_ingest::ingest::Tenants;
 use audit_ingest::runtime::{InstanceMode, Limits};
 use audit_ingest::sources::tail::{self, Context};
 use audit_ingest::store::Query;
+use audit_ingest::store::sqlite::Durability;
 use audit_ingest_tests::bench::percentile;
 use audit_ingest_tests::ocis::{append, append_range, line};
-use audit_ingest_tests::{embedded_store, runtime};
+use audit_ingest_tests::{embedded_store_with, runtime};
+
+/// The service binary's allocator (`host/src/main.rs`), so the tail in this
+/// process allocates as it does in the service.
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -22,6 +34,10 @@ fn env(name: &str, default: u64) -> u64 {
 fn main() {
     let lines = env("LINES", 200_000);
     let samples = env("SAMPLES", 500);
+    let durability = match std::env::var("DURABILITY").as_deref() {
+        Ok("normal") => Durability::Normal,
+        _ => Durability::Full,
+    };
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     tokio.block_on(async {
         let dir = tempfile::tempdir().unwrap();
@@ -30,7 +46,7 @@ fn main() {
         let size = std::fs::metadata(&path).unwrap().len();
         // The store lives apart from the watched log directory, as in production.
         let data = tempfile::tempdir().unwrap();
-        let store = embedded_store(data.path());
+        let store = embedded_store_with(data.path(), durability);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let ctx = Context {
             store: store.clone(),
@@ -40,6 +56,7 @@ fn main() {
         };
         let mut config = tail::Config::ocis(&path);
         config.check_interval_ms = 1000;
+        config.mapping_threads = std::env::var("MAPPING_THREADS").ok().and_then(|v| v.parse().ok());
         let start = Instant::now();
         let task = tokio::spawn(tail::run(config.resolve().unwrap(), ctx));
         loop {
@@ -50,7 +67,7 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let secs = start.elapsed().as_secs_f64();
-        println!("oCIS backlog catch-up, {lines} lines ({:.0} MiB): {secs:.2} s, {:.0} lines/s", size as f64 / 1048576.0, lines as f64 / secs);
+        println!("oCIS backlog catch-up, durability {durability:?}, {lines} lines ({:.0} MiB): {secs:.2} s, {:.0} lines/s", size as f64 / 1048576.0, lines as f64 / secs);
 
         let mut delays = Vec::new();
         for n in 0..samples {

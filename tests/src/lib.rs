@@ -47,11 +47,16 @@ pub fn runtime(dir: Option<&Path>, mode: InstanceMode, limits: Limits) -> Runtim
     .expect("the runtime loads the built-in mappers")
 }
 
-/// An embedded store in `dir`.
+/// An embedded store in `dir`, with `durability = "normal"` (what a commit
+/// guarantees does not change what the tests check, and it spares the
+/// disk); benchmarks use [`embedded_store_with`] and the service's default.
 pub fn embedded_store(dir: &Path) -> Store {
-    Store::Sqlite(Arc::new(
-        SqliteStore::open(&dir.join("audit.sqlite3"), Durability::Normal).expect("open the store"),
-    ))
+    embedded_store_with(dir, Durability::Normal)
+}
+
+/// An embedded store in `dir` with the given durability.
+pub fn embedded_store_with(dir: &Path, durability: Durability) -> Store {
+    Store::Sqlite(Arc::new(SqliteStore::open(&dir.join("audit.sqlite3"), durability).expect("open the store")))
 }
 
 /// The Stalwart webhook secret the test apps use.

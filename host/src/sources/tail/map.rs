@@ -8,7 +8,7 @@
 //! but one: the core left over is the store's, whose writer commits the
 //! previous batch meanwhile and is the slower of the two per line, so a
 //! worker that took its core would only hold it up (on two cores, two
-//! workers caught up ~220k lines/s, one ~240k; BENCHMARKS.md).
+//! workers caught up ~206k lines/s, one ~231k; BENCHMARKS.md).
 //!
 //! A run goes to the mapper in one delivery (marked with the `audit-lines`
 //! header, see `audit_guest_sdk::Delivery::lines`), which saves the call's
