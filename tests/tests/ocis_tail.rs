@@ -341,6 +341,21 @@ async fn a_mapper_that_reads_one_line_per_call_still_gets_every_line() {
     tail.stop().await;
 }
 
+/// Appends lines `from..middle`, one line in oCIS's `minimal` format (not
+/// JSON), then lines `middle..to`.
+fn append_around_a_bad_line(path: &Path, from: u64, middle: u64, to: u64) {
+    append_range(path, from, middle);
+    append(path, "file_delete)");
+    append_range(path, middle, to);
+}
+
+/// The `minimal`-format line was kept, once.
+async fn expect_one_dead_letter(store: &Store) {
+    let letters = store.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1, "the minimal-format line is kept once: {letters:?}");
+    assert_eq!(letters[0].1.body, b"file_delete)".to_vec());
+}
+
 /// Several mapping threads (more than this machine may have cores) split a
 /// batch between them; the records still land once each, in file order,
 /// and a bad line among them is still kept.
@@ -348,9 +363,7 @@ async fn a_mapper_that_reads_one_line_per_call_still_gets_every_line() {
 async fn lines_mapped_on_several_threads_land_once_each_in_file_order() {
     let dir = tempfile::tempdir().unwrap();
     let path = audit_file(dir.path());
-    append_range(&path, 0, 1500);
-    append(&path, "file_delete)");
-    append_range(&path, 1500, 3000);
+    append_around_a_bad_line(&path, 0, 1500, 3000);
     let tail = start_with(dir.path(), &path, |config| {
         config.mapping_threads = Some(3);
         config.max_batch_lines = 2000;
@@ -363,8 +376,7 @@ async fn lines_mapped_on_several_threads_land_once_each_in_file_order() {
         .map(|r| line_number(r.record.target_id.as_deref().expect("a target")))
         .collect();
     assert_eq!(oldest_first, (0..3000).collect::<Vec<_>>(), "the timeline keeps the file's order");
-    let letters = tail.store.dead_letters(10).await.unwrap();
-    assert_eq!(letters.len(), 1, "the minimal-format line is kept: {letters:?}");
+    expect_one_dead_letter(&tail.store).await;
     tail.stop().await;
 }
 
@@ -379,14 +391,11 @@ async fn a_store_outage_holds_the_tail_and_loses_nothing() {
     let tail = start_on(store, &path, |_| {});
     wait_for_records(&tail.store, 1000, Duration::from_secs(30)).await;
     fault.set(true);
-    append_range(&path, 1000, 2000);
-    append(&path, "file_delete)");
-    append_range(&path, 2000, 3000);
+    append_around_a_bad_line(&path, 1000, 2000, 3000);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     fault.set(false);
     expect_each_once(&tail.store, 3000).await;
-    let letters = tail.store.dead_letters(10).await.unwrap();
-    assert_eq!(letters.len(), 1, "the minimal-format line is kept once: {letters:?}");
+    expect_one_dead_letter(&tail.store).await;
     tail.stop().await;
 }
 

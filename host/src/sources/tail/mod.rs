@@ -482,22 +482,16 @@ impl Tail {
         let Some(Pending { write, position, lines, origin }) = self.pending.take() else {
             return Ok(());
         };
-        let mut attempt = self.handle.block_on(write)??;
-        let mut wait = Duration::from_millis(200);
-        let written = loop {
-            match attempt {
-                Ok(written) => break written,
-                Err(e) => {
-                    if self.stopping() {
-                        anyhow::bail!("shutting down while the store is unavailable: {e}");
-                    }
-                    tracing::warn!(source = %self.t.source, error = %e, retry_in_ms = wait.as_millis() as u64, "store unavailable; the tail waits");
-                    std::thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_secs(10));
+        let written = match self.handle.block_on(write)?? {
+            Ok(written) => written,
+            Err(e) => {
+                tracing::warn!(source = %self.t.source, error = %e, "store unavailable; the tail waits");
+                let cursor = serde_json::to_value(&position)?;
+                self.block_on_retry(|store, source| {
                     let (records, _) = self.line_mapper(false).map(&lines, &position.file.identity(), &origin);
-                    let cursor = Some((self.t.source.clone(), serde_json::to_value(&position)?));
-                    attempt = self.handle.block_on(self.ctx.store.insert(records, cursor));
-                }
+                    let cursor = Some((source, cursor.clone()));
+                    async move { store.insert(records, cursor).await }
+                })?
             }
         };
         crate::metrics::wrote(&self.t.source, (written.inserted + written.duplicates) as usize, &written);
