@@ -1,19 +1,39 @@
 //! audit-ingest: collects the audit trail of a self-hosted platform into one
 //! deduplicated timeline.
 //!
-//! Data flows one way: a source (`sources/`) turns the outside world into
-//! deliveries; the runtime (`runtime/`, the only module that names wasmtime)
-//! maps them with the WebAssembly mapper for that source; the store
-//! (`store/`) writes the events, deduplicated on `(source, externalId)`; the
-//! API (`api/`) serves ingest endpoints and the `/audit` timeline.
+//! # Layout
+//!
+//! How a delivery flows, and where each step lives:
+//!
+//! 1. `sources/` turns the outside world into deliveries and checkpoints:
+//!    `webhook` (pushed HTTP requests, signatures checked first), `poll` (an
+//!    HTTP list walked from a stored cursor), `tail` (a file followed from a
+//!    stored position). Each has a documented `Config` and a `run`, and gets
+//!    an [`ingest::SourceContext`].
+//! 2. `ingest/` is the pipeline every source and replay calls: map with the
+//!    source's mapper, normalise, write with the checkpoint that covers the
+//!    records, count, and keep what cannot be mapped as a dead letter.
+//! 3. `runtime/` (the only module that names wasmtime) runs the WebAssembly
+//!    mappers under their limits and hot-reloads them from a directory.
+//! 4. `store/` is the [`store::AuditStore`] contract and its backends
+//!    (embedded SQLite, MongoDB); a write is durable when it returns, and a
+//!    checkpoint moves only in or after the commit of what it covers.
+//! 5. `api/` serves the HTTP side: the ingest routes, the `/audit`
+//!    timeline, health and metrics, with one `AppError` for every answer.
+//!
+//! Around them: `config` (the one place settings are parsed and checked),
+//! `serve` (assembling and stopping the service), `replay` (re-mapping dead
+//! letters), `telemetry` (metrics) and `health` (progress of background
+//! sources), `builtin` (the mappers shipped in the binary).
 
 pub mod api;
 pub mod builtin;
 pub mod config;
+pub mod health;
 pub mod ingest;
-pub mod metrics;
 pub mod replay;
 pub mod runtime;
 pub mod serve;
 pub mod sources;
 pub mod store;
+pub mod telemetry;

@@ -182,18 +182,8 @@ async fn replay(
 ) -> anyhow::Result<audit_ingest::replay::ReplayReport> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-    let store = audit_ingest::serve::open_store(&config).await?;
-    let runtime_config = audit_ingest::runtime::RuntimeConfig {
-        dir: Some(config.mappers_dir.clone()),
-        limits: config.limits(),
-        mode: config.mapper.instance_mode,
-    };
-    let runtime = tokio::task::spawn_blocking(move || {
-        audit_ingest::runtime::Runtime::new(&audit_ingest::builtin::MAPPERS, runtime_config)
-    })
-    .await??;
-    let tenants = audit_ingest::ingest::Tenants::new(config.tenant_slugs.clone());
-    tenants.set_learned(store.tenant_slugs().await.unwrap_or_default());
+    let pipeline = audit_ingest::serve::pipeline_for(&config, audit_ingest::telemetry::Telemetry::new()).await?;
+    pipeline.tenants().set_learned(pipeline.store().tenant_slugs().await.unwrap_or_default());
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     tokio::spawn(async move {
@@ -209,9 +199,7 @@ async fn replay(
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let report = audit_ingest::replay::replay(
-        &store,
-        &runtime,
-        &tenants,
+        &pipeline,
         &scope,
         |r| {
             bar.set_position(r.letters);

@@ -15,12 +15,12 @@
 //! its external id (the event is the same event), its arrival time and its
 //! tenant unless the new mapping names one. Records still unrecognised stay.
 
-use audit_guest_sdk::{Delivery, Transport};
+use audit_guest_sdk::Transport;
 use serde::Serialize;
+use serde_json::value::RawValue;
 
-use crate::ingest::{self, Received, Tenants};
-use crate::runtime::Runtime;
-use crate::store::{Store, StoreError};
+use crate::ingest::{Pipeline, Received};
+use crate::store::{Commit, StoreError};
 
 /// What a replay did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -56,9 +56,7 @@ pub struct ReplayScope {
 /// Replays dead letters oldest first; `progress(done)` is called after each.
 /// `stop()` is checked between letters.
 pub async fn replay(
-    store: &Store,
-    runtime: &Runtime,
-    tenants: &Tenants,
+    pipeline: &Pipeline,
     scope: &ReplayScope,
     mut progress: impl FnMut(&ReplayReport),
     stop: impl Fn() -> bool,
@@ -66,7 +64,7 @@ pub async fn replay(
     let mut report = ReplayReport::default();
     let mut after: Option<String> = None;
     loop {
-        let page = store.dead_letters_after(after.as_deref(), 100).await?;
+        let page = pipeline.store().dead_letters_after(after.as_deref(), 100).await?;
         let Some((last, _)) = page.last() else { break };
         after = Some(last.clone());
         for (id, letter) in page {
@@ -82,28 +80,23 @@ pub async fn replay(
                 at: letter.received_at,
                 sender: letter.sender.clone(),
             };
-            let delivery = Delivery {
-                source: letter.source.clone(),
-                transport: Transport::Webhook,
-                received_at: letter.received_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                headers: Vec::new(),
-                origin: letter.sender.clone(),
-                body: letter.body,
-            };
-            match runtime.map(&letter.source, delivery).await {
-                Ok(output) => {
-                    let mut records = ingest::records(&received, output, tenants);
+            // The delivery as the mapper first saw it: same transport,
+            // headers and origin (a poll page, a batch of file lines).
+            let delivery = received.delivery(letter.transport, letter.headers, letter.origin, letter.body);
+            match pipeline.map(&letter.source, &received, delivery).await {
+                (_, Ok(mapped)) => {
+                    let mut records = mapped.records;
                     for (n, r) in records.iter_mut().enumerate() {
                         if r.external_id.is_none() {
                             r.external_id = Some(format!("dead-letter-{id}-{n}"));
                         }
                     }
-                    let written = store.resolve_dead_letter(&id, records).await?;
+                    let written = pipeline.write(&letter.source, records, Commit::ResolveDeadLetter(id)).await?;
                     report.resolved += 1;
                     report.inserted += written.inserted;
                     report.duplicates += written.duplicates;
                 }
-                Err(e) => {
+                (_, Err(e)) => {
                     tracing::info!(letter = %id, source = %letter.source, error = %e, "dead letter still does not map; kept");
                     report.still_failing += 1;
                 }
@@ -112,15 +105,22 @@ pub async fn replay(
         }
     }
     if scope.catch_all {
-        remap_catch_all(store, runtime, tenants, scope, &mut report, &mut progress, &stop).await?;
+        remap_catch_all(pipeline, scope, &mut report, &mut progress, &stop).await?;
     }
     Ok(report)
 }
 
+/// The parts of a stored record's metadata a re-map needs, read without
+/// re-printing the original (it goes to the mapper byte for byte).
+#[derive(serde::Deserialize)]
+struct StoredOriginal<'a> {
+    #[serde(borrow)]
+    original: Option<&'a RawValue>,
+    sender: Option<String>,
+}
+
 async fn remap_catch_all(
-    store: &Store,
-    runtime: &Runtime,
-    tenants: &Tenants,
+    pipeline: &Pipeline,
     scope: &ReplayScope,
     report: &mut ReplayReport,
     progress: &mut impl FnMut(&ReplayReport),
@@ -128,7 +128,7 @@ async fn remap_catch_all(
 ) -> Result<(), StoreError> {
     let mut after: Option<String> = None;
     loop {
-        let page = store.unrecognised_records(after.as_deref(), 100).await?;
+        let page = pipeline.store().unrecognised_records(after.as_deref(), 100).await?;
         let Some(last) = page.last() else { return Ok(()) };
         after = Some(last.id.clone());
         for old in page {
@@ -140,26 +140,20 @@ async fn remap_catch_all(
                 continue;
             }
             report.catch_all += 1;
-            let metadata = r.metadata.parse();
-            let Some(original) = metadata.get("original").filter(|o| !o.is_null()) else { continue };
+            let Ok(stored) = serde_json::from_str::<StoredOriginal<'_>>(r.metadata.get()) else { continue };
+            let Some(original) = stored.original.filter(|o| o.get() != "null") else { continue };
             let received = Received {
                 source: r.source.clone(),
                 at: r.received_at,
-                sender: metadata.get("sender").and_then(|s| s.as_str()).map(str::to_string),
+                sender: stored.sender,
             };
-            let delivery = Delivery {
-                source: r.source.clone(),
-                transport: Transport::Webhook,
-                received_at: r.received_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                headers: Vec::new(),
-                origin: received.sender.clone(),
-                body: serde_json::to_vec(original).unwrap_or_default(),
-            };
-            let Ok(output) = runtime.map(&r.source, delivery).await else { continue };
-            if output.mapped.events.is_empty() || output.mapped.events.iter().any(|e| e.unrecognised) {
+            let body = original.get().as_bytes().to_vec();
+            let delivery = received.delivery(Transport::Webhook, Vec::new(), received.sender.clone(), body);
+            let (_, Ok(mapped)) = pipeline.map(&r.source, &received, delivery).await else { continue };
+            if mapped.records.is_empty() || mapped.records.iter().any(is_unrecognised) {
                 continue; // the current mapper does not know it either
             }
-            let mut records = ingest::records(&received, output, tenants);
+            let mut records = mapped.records;
             for (n, new) in records.iter_mut().enumerate() {
                 new.external_id = match (&r.external_id, n) {
                     (Some(id), 0) => Some(id.clone()),
@@ -170,11 +164,21 @@ async fn remap_catch_all(
                     new.tenant_slug = r.tenant_slug.clone();
                 }
             }
-            let written = store.replace_record(&old.id, records).await?;
+            let written = pipeline.write(&r.source, records, Commit::ReplaceRecord(old.id.clone())).await?;
             report.remapped += 1;
             report.inserted += written.inserted;
             report.duplicates += written.duplicates;
             progress(report);
         }
     }
+}
+
+/// Whether a record landed on a catch-all verb (its metadata says so).
+fn is_unrecognised(record: &crate::store::NewRecord) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Flag {
+        #[serde(default)]
+        unrecognised: bool,
+    }
+    serde_json::from_str::<Flag>(record.metadata.get()).is_ok_and(|f| f.unrecognised)
 }

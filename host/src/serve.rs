@@ -5,14 +5,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::ingest::Tenants;
+use crate::health::Health;
+use crate::ingest::{Pipeline, ShutdownSignal, SourceContext, Tenants};
 use crate::runtime::{Runtime, RuntimeConfig, WatchHandle};
 use crate::sources::webhook::signature::Verifier;
 use crate::store::{Store, mongo::MongoStore, sqlite::SqliteStore};
+use crate::telemetry::Telemetry;
 
 /// A running service's parts, for `serve` and for tests.
 pub struct App {
@@ -21,7 +22,7 @@ pub struct App {
     /// Keeps the mapper directory watched while alive.
     pub watch: WatchHandle,
     /// Tells pollers and tails to stop.
-    shutdown: watch::Sender<bool>,
+    shutdown: ShutdownSignal,
     /// The running pollers and tails.
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Helpers with nothing to commit (tenant list refresh), aborted on stop.
@@ -32,7 +33,7 @@ impl App {
     /// Stops pollers and tails: each finishes the page or lines in flight,
     /// commits, and saves its cursor or offset. Waits at most `bound`.
     pub async fn stop(self, bound: std::time::Duration) {
-        let _ = self.shutdown.send(true);
+        self.shutdown.trigger();
         self.background.iter().for_each(|t| t.abort());
         let all = futures_util::future::join_all(self.tasks);
         if tokio::time::timeout(bound, all).await.is_err() {
@@ -49,33 +50,52 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
                 .await
                 .context("connect to MongoDB")?;
             tracing::info!(database = %config.store.database, collection = %config.store.collection, "using the MongoDB store");
-            Ok(Store::Mongo(Arc::new(store)))
+            Ok(Arc::new(store))
         }
         None => {
             let path = config.data_dir.join("audit.sqlite3");
-            let store = SqliteStore::open(&path, config.store.durability)
+            let durability = config.store.durability;
+            // Opening may migrate an old file (minutes on a large one): off the async workers.
+            let opening = path.clone();
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&opening, durability))
+                .await
+                .context("open the embedded store")?
                 .with_context(|| format!("open the embedded store at {}", path.display()))?;
             tracing::info!(path = %path.display(), "using the embedded store");
-            Ok(Store::Sqlite(Arc::new(store)))
+            Ok(Arc::new(store))
         }
     }
 }
 
-/// Builds the service from its configuration.
-pub async fn build(config: &Config) -> anyhow::Result<App> {
-    let store = open_store(config).await?;
-    std::fs::create_dir_all(&config.mappers_dir)
-        .with_context(|| format!("create the mapper directory {}", config.mappers_dir.display()))?;
+/// Loads the built-in mappers and the mapper directory's, as configured:
+/// the same for `serve` and `replay`.
+pub async fn runtime_for(config: &Config) -> anyhow::Result<Runtime> {
+    let dir = config.mappers_dir.clone();
     let runtime_config = RuntimeConfig {
-        dir: Some(config.mappers_dir.clone()),
+        dir: Some(dir.clone()),
         limits: config.limits(),
         mode: config.mapper.instance_mode,
     };
-    let runtime = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir).with_context(|| format!("create the mapper directory {}", dir.display()))?;
         Runtime::new(&crate::builtin::MAPPERS, runtime_config)
     })
     .await
-    .context("load mappers")??;
+    .context("load mappers")?
+}
+
+/// The store, mappers and tenants of a configuration, as one pipeline.
+pub async fn pipeline_for(config: &Config, telemetry: Telemetry) -> anyhow::Result<Pipeline> {
+    let store = open_store(config).await?;
+    let runtime = runtime_for(config).await?;
+    let tenants = Tenants::new(config.tenant_slugs.clone());
+    Ok(Pipeline::new(store, runtime, tenants, telemetry))
+}
+
+/// Builds the service from its configuration.
+pub async fn build(config: &Config) -> anyhow::Result<App> {
+    let pipeline = pipeline_for(config, Telemetry::new()).await?;
+    let runtime = pipeline.runtime().clone();
     for m in runtime.status() {
         tracing::info!(mapper = %m.name, version = %m.version, file = ?m.file, "mapper serving");
     }
@@ -99,18 +119,18 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         }
     }
     let state = AppState {
-        store,
-        runtime,
+        pipeline,
+        health: Health::new(),
         api_token,
-        tenants: Tenants::new(config.tenant_slugs.clone()),
         webhooks: Arc::new(webhooks),
         ingest_slots: api::ingest_slots(config.max_in_flight_requests),
     };
-    let (shutdown, stopped) = watch::channel(false);
-    let tasks = start_sources(config, &state, stopped)?;
+    let shutdown = ShutdownSignal::new();
+    let tasks = start_sources(config, &state, &shutdown)?;
     let mut background = Vec::new();
-    if matches!(state.store, Store::Mongo(_)) {
-        let follow = state.tenants.clone().follow(state.store.clone(), std::time::Duration::from_secs(300));
+    let store = state.pipeline.store().clone();
+    if store.kind() == "mongodb" {
+        let follow = state.pipeline.tenants().clone().follow(store, std::time::Duration::from_secs(300));
         background.push(tokio::spawn(follow));
     }
     Ok(App { state, watch, shutdown, tasks, background })
@@ -120,8 +140,13 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
 fn start_sources(
     config: &Config,
     state: &AppState,
-    stopped: watch::Receiver<bool>,
+    shutdown: &ShutdownSignal,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let ctx = || SourceContext {
+        pipeline: state.pipeline.clone(),
+        shutdown: shutdown.subscribe(),
+        health: state.health.clone(),
+    };
     let mut tasks = Vec::new();
     if !config.ingest_enabled {
         if !config.pollers.is_empty() || !config.tails.is_empty() {
@@ -135,22 +160,10 @@ fn start_sources(
             tracing::warn!(source = %p.source, "poller not started: no token; {}", poller.token_hint());
             continue;
         }
-        let ctx = crate::sources::poll::Context {
-            store: state.store.clone(),
-            runtime: state.runtime.clone(),
-            tenants: state.tenants.clone(),
-            shutdown: stopped.clone(),
-        };
-        tasks.push(tokio::spawn(crate::sources::poll::run(poller, ctx)));
+        tasks.push(tokio::spawn(crate::sources::poll::run(poller, ctx())));
     }
     for t in config.tails.iter().filter(|t| t.enabled) {
-        let ctx = crate::sources::tail::Context {
-            store: state.store.clone(),
-            runtime: state.runtime.clone(),
-            tenants: state.tenants.clone(),
-            shutdown: stopped.clone(),
-        };
-        tasks.push(tokio::spawn(crate::sources::tail::run(t.resolve()?, ctx)));
+        tasks.push(tokio::spawn(crate::sources::tail::run(t.resolve()?, ctx())));
     }
     Ok(tasks)
 }

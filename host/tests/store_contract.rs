@@ -5,13 +5,18 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use audit_ingest::store::{ActionFilter, NewRecord, Query, Store};
+use audit_ingest::store::{ActionFilter, AuditStore, Checkpoint, Commit, NewRecord, Query, Store};
 use audit_guest_sdk::RawJson;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
 fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_750_000_000 + secs, 0).unwrap()
+}
+
+/// A checkpoint envelope stored as given (the store keeps it opaque).
+fn checkpoint(source: &str, envelope: &serde_json::Value) -> Checkpoint {
+    Checkpoint { source: source.into(), envelope: envelope.clone() }
 }
 
 fn record(source: &str, action: &str, secs: i64, external_id: Option<&str>) -> NewRecord {
@@ -68,18 +73,18 @@ async fn dedup(store: Store) {
 }
 
 async fn cursors(store: Store) {
-    assert_eq!(store.load_cursor("authentik").await.unwrap(), None);
+    assert_eq!(store.load_checkpoint("authentik").await.unwrap(), None);
     let c1 = json!({ "created": "2026-01-01T00:00:00.123456Z", "pk": "a", "big": 18446744073709551615u64 });
-    store.save_cursor("authentik", &c1).await.unwrap();
-    assert_eq!(store.load_cursor("authentik").await.unwrap(), Some(c1));
+    store.save_checkpoint(checkpoint("authentik", &c1)).await.unwrap();
+    assert_eq!(store.load_checkpoint("authentik").await.unwrap(), Some(c1));
     let c2 = json!({ "offset": 42 });
     let s = store
-        .insert(vec![record("ocis", "ocis.file_read", 3, Some("f:1"))], Some(("ocis".into(), c2.clone())))
+        .insert(vec![record("ocis", "ocis.file_read", 3, Some("f:1"))], Some(checkpoint("ocis", &c2)))
         .await
         .unwrap();
     assert_eq!(s.inserted, 1);
-    assert_eq!(store.load_cursor("ocis").await.unwrap(), Some(c2), "saved with the batch");
-    assert!(store.load_cursor("authentik").await.unwrap().is_some(), "cursors are per source");
+    assert_eq!(store.load_checkpoint("ocis").await.unwrap(), Some(c2), "saved with the batch");
+    assert!(store.load_checkpoint("authentik").await.unwrap().is_some(), "cursors are per source");
 }
 
 async fn filters(store: Store) {
@@ -272,6 +277,9 @@ async fn dead_letters_and_remapping(store: Store) {
         source: "stalwart".into(),
         received_at: at(1),
         sender: None,
+        transport: audit_guest_sdk::Transport::Poll,
+        headers: vec![("content-type".into(), "application/json".into())],
+        origin: Some(format!("https://auth.example.com/api/v3/events/events/?page={n}")),
         mapper: Some("stalwart@1".into()),
         error: "rejected".into(),
         body: vec![n],
@@ -280,7 +288,9 @@ async fn dead_letters_and_remapping(store: Store) {
     let second = store.dead_letter(letter(2)).await.unwrap();
     let page = store.dead_letters_after(Some(&first), 10).await.unwrap();
     assert_eq!(page.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), vec![second.clone()]);
-    let written = store.resolve_dead_letter(&first, vec![record("stalwart", "stalwart.auth_success", 1, Some("dl-1"))]).await.unwrap();
+    assert_eq!(page[0].1, letter(2), "a letter keeps how it arrived: transport, headers, origin");
+    let resolved = vec![record("stalwart", "stalwart.auth_success", 1, Some("dl-1"))];
+    let written = store.write(resolved, Commit::ResolveDeadLetter(first)).await.unwrap();
     assert_eq!(written.inserted, 1);
     let left: Vec<String> = store.dead_letters(10).await.unwrap().into_iter().map(|(id, _)| id).collect();
     assert_eq!(left, vec![second]);
@@ -292,7 +302,7 @@ async fn dead_letters_and_remapping(store: Store) {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].record.external_id.as_deref(), Some("k-2"));
     let replacement = record("stalwart", "stalwart.quantum_entanglement", 2, Some("k-2"));
-    store.replace_record(&found[0].id, vec![replacement]).await.unwrap();
+    store.write(vec![replacement], Commit::ReplaceRecord(found[0].id.clone())).await.unwrap();
     assert!(store.unrecognised_records(None, 10).await.unwrap().is_empty());
     let all = all_pages(&store, Query { source: Some("stalwart".into()), ..q() }).await;
     assert_eq!(all.len(), 3, "replaced, not added: {all:?}");
@@ -304,12 +314,12 @@ async fn dead_letters_and_remapping(store: Store) {
 async fn durable_across_reopen(make: impl Fn() -> Store) {
     let store = make();
     store.insert(vec![record("s", "s.a", 1, Some("d1"))], None).await.unwrap();
-    store.save_cursor("s", &json!({"n": 1})).await.unwrap();
+    store.save_checkpoint(checkpoint("s", &json!({"n": 1}))).await.unwrap();
     drop(store);
     tokio::time::sleep(Duration::from_millis(50)).await;
     let store = make();
     assert_eq!(all_pages(&store, q()).await.len(), 1);
-    assert_eq!(store.load_cursor("s").await.unwrap(), Some(json!({"n": 1})));
+    assert_eq!(store.load_checkpoint("s").await.unwrap(), Some(json!({"n": 1})));
 }
 
 mod embedded {
@@ -318,7 +328,44 @@ mod embedded {
     use std::sync::Arc;
 
     fn open(dir: &std::path::Path) -> Store {
-        Store::Sqlite(Arc::new(SqliteStore::open(&dir.join("a.sqlite3"), Durability::Full).unwrap()))
+        open_embedded(dir)
+    }
+
+    fn open_embedded(dir: &std::path::Path) -> Arc<SqliteStore> {
+        Arc::new(SqliteStore::open(&dir.join("a.sqlite3"), Durability::Full).unwrap())
+    }
+
+    /// Waits until the background lookup has indexed every record.
+    async fn lookup_caught_up(store: &SqliteStore) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while store.lookup_lag().unwrap() > 0 {
+            assert!(std::time::Instant::now() < deadline, "the lookup never caught up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Replacing the newest record must not hand its row id to the
+    /// replacement: the lookup, already past that id, would never index the
+    /// new record's actor and IP, and they would not be found.
+    #[tokio::test]
+    async fn a_replaced_newest_record_is_found_by_its_new_actor() {
+        let d = tempfile::tempdir().unwrap();
+        let sqlite = open_embedded(d.path());
+        let store: Store = sqlite.clone();
+        let mut newest = record("stalwart", "stalwart.quantum_event", 9, Some("k-9"));
+        newest.metadata = RawJson::from_value(&json!({ "original": { "n": 9 }, "unrecognised": true }));
+        store.insert(vec![record("stalwart", "stalwart.auth_failed", 1, Some("k-1")), newest], None).await.unwrap();
+        lookup_caught_up(&sqlite).await;
+        let old = store.unrecognised_records(None, 10).await.unwrap();
+        let mut replacement = record("stalwart", "stalwart.quantum_entanglement", 9, Some("k-9"));
+        replacement.actor_name = Some("carol".into());
+        store.write(vec![replacement], Commit::ReplaceRecord(old[0].id.clone())).await.unwrap();
+        lookup_caught_up(&sqlite).await;
+        let page = store.query(&Query { actor: Some("carol".into()), ..q() }).await.unwrap();
+        assert_eq!(page.records.len(), 1, "the replacement is found by its actor");
+        assert_eq!(page.records[0].record.action, "stalwart.quantum_entanglement");
+        let stale = store.query(&Query { actor: Some("Alice@Example.org".into()), ..q() }).await.unwrap();
+        assert!(stale.records.iter().all(|r| r.record.external_id.as_deref() != Some("k-9")), "{stale:?}");
     }
 
     #[tokio::test]
@@ -398,17 +445,11 @@ mod embedded {
     #[tokio::test]
     async fn a_lookup_left_from_other_events_is_rebuilt() {
         let d = tempfile::tempdir().unwrap();
-        let store = open(d.path());
+        let sqlite = open_embedded(d.path());
         let old: Vec<_> = (0..30).map(|i| record("s", "s.a", i, Some(&format!("o{i}")))).collect();
-        store.insert(old, None).await.unwrap();
-        if let Store::Sqlite(s) = &store {
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while s.lookup_lag().unwrap() > 0 {
-                assert!(std::time::Instant::now() < deadline, "the lookup never caught up");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        drop(store);
+        sqlite.write(old, Commit::Records).await.unwrap();
+        lookup_caught_up(&sqlite).await;
+        drop(sqlite);
         // The events file is replaced (say, restored from an older backup)
         // while the lookup file stays.
         for suffix in ["", "-wal", "-shm"] {
@@ -437,7 +478,7 @@ mod mongodb {
         let uri = std::env::var("AUDIT_TEST_MONGODB_URI")
             .expect("set AUDIT_TEST_MONGODB_URI to run the store contract against MongoDB");
         let db = format!("audit_ingest_test_{name}_{}", std::process::id());
-        Store::Mongo(Arc::new(MongoStore::connect(&uri, &db, "audit_events").await.unwrap()))
+        Arc::new(MongoStore::connect(&uri, &db, "audit_events").await.unwrap())
     }
 
     #[tokio::test]
@@ -487,10 +528,10 @@ mod mongodb {
     async fn data_survives_reconnecting() {
         let db = format!("reopen_{}", std::process::id());
         let uri = std::env::var("AUDIT_TEST_MONGODB_URI").unwrap();
-        let store = Store::Mongo(Arc::new(MongoStore::connect(&uri, &db, "audit_events").await.unwrap()));
+        let store: Store = Arc::new(MongoStore::connect(&uri, &db, "audit_events").await.unwrap());
         store.insert(vec![record("s", "s.a", 1, Some("d1"))], None).await.unwrap();
         drop(store);
-        let store = Store::Mongo(Arc::new(MongoStore::connect(&uri, &db, "audit_events").await.unwrap()));
+        let store: Store = Arc::new(MongoStore::connect(&uri, &db, "audit_events").await.unwrap());
         assert_eq!(all_pages(&store, q()).await.len(), 1);
     }
 }

@@ -7,10 +7,11 @@ use std::time::Instant;
 
 use audit_ingest::ingest::Tenants;
 use audit_ingest::runtime::{InstanceMode, Limits};
-use audit_ingest::sources::poll::{self, Context};
+use audit_ingest::ingest::Shutdown;
+use audit_ingest::sources::poll;
 use audit_ingest::store::sqlite::Durability;
 use audit_ingest_tests::authentik::{AK_TOKEN, StandIn};
-use audit_ingest_tests::{embedded_store_with, runtime, secret_file};
+use audit_ingest_tests::{embedded_store_with, pipeline, runtime, secret_file, source_context};
 
 fn main() {
     let backlog: usize = std::env::var("BACKLOG").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
@@ -19,14 +20,10 @@ fn main() {
         let ak = StandIn::start().await;
         ak.add_events(backlog);
         let dir = tempfile::tempdir().unwrap();
-        let (_, stopped) = tokio::sync::watch::channel(false);
-        let ctx = Context {
-            // The service's default durability.
-            store: embedded_store_with(dir.path(), Durability::Full),
-            runtime: runtime(None, InstanceMode::Auto, Limits::default()),
-            tenants: Tenants::default(),
-            shutdown: stopped,
-        };
+        // The service's default durability.
+        let store = embedded_store_with(dir.path(), Durability::Full);
+        let rt = runtime(None, InstanceMode::Auto, Limits::default());
+        let ctx = source_context(pipeline(store, rt, Tenants::default()), Shutdown::never());
         let mut config = poll::Config::authentik(&ak.base_url);
         config.token = secret_file(AK_TOKEN);
         config.max_pages_per_tick = 0;

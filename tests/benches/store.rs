@@ -54,9 +54,7 @@ fn main() {
     tokio.block_on(async {
         for durability in [Durability::Full, Durability::Normal] {
             let dir = tempfile::tempdir().unwrap();
-            let store = Store::Sqlite(std::sync::Arc::new(
-                SqliteStore::open(&dir.path().join("a.sqlite3"), durability).unwrap(),
-            ));
+            let store: Store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("a.sqlite3"), durability).unwrap());
             let total = 300_000u64;
             let batches: Vec<Vec<NewRecord>> = (0..total / 1000)
                 .map(|b| (b * 1000..(b + 1) * 1000).map(record).collect())
@@ -79,7 +77,7 @@ fn main() {
         let sqlite = std::sync::Arc::new(
             SqliteStore::open(&dir.path().join("a.sqlite3"), Durability::Normal).unwrap(),
         );
-        let store = Store::Sqlite(sqlite.clone());
+        let store: Store = sqlite.clone();
         let mut handles = Vec::new();
         for b in 0..1000u64 {
             let batch: Vec<NewRecord> = (b * 1000..(b + 1) * 1000).map(record).collect();

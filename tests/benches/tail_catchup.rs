@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use audit_ingest::ingest::Tenants;
 use audit_ingest::runtime::{InstanceMode, Limits};
-use audit_ingest::sources::tail::{self, Context};
+use audit_ingest::ingest::ShutdownSignal;
+use audit_ingest::sources::tail;
 use audit_ingest::store::Query;
 use audit_ingest::store::sqlite::Durability;
 use audit_ingest_tests::bench::percentile;
@@ -47,20 +48,16 @@ fn main() {
         // The store lives apart from the watched log directory, as in production.
         let data = tempfile::tempdir().unwrap();
         let store = embedded_store_with(data.path(), durability);
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let ctx = Context {
-            store: store.clone(),
-            runtime: runtime(None, InstanceMode::Auto, Limits::default()),
-            tenants: Tenants::default(),
-            shutdown: stopped,
-        };
+        let stop = ShutdownSignal::new();
+        let rt = runtime(None, InstanceMode::Auto, Limits::default());
+        let ctx = audit_ingest_tests::source_context(audit_ingest_tests::pipeline(store.clone(), rt, Tenants::default()), stop.subscribe());
         let mut config = tail::Config::ocis(&path);
         config.check_interval_ms = 1000;
         config.mapping_threads = std::env::var("MAPPING_THREADS").ok().and_then(|v| v.parse().ok());
         let start = Instant::now();
         let task = tokio::spawn(tail::run(config.resolve().unwrap(), ctx));
         loop {
-            let offset = store.load_cursor("ocis").await.unwrap().and_then(|p| p["offset"].as_u64()).unwrap_or(0);
+            let offset = store.load_checkpoint("ocis").await.unwrap().and_then(|p| p["state"]["offset"].as_u64()).unwrap_or(0);
             if offset >= size {
                 break;
             }
@@ -95,7 +92,7 @@ fn main() {
             percentile(&delays, 99.0).as_secs_f64() * 1e3,
             percentile(&delays, 100.0).as_secs_f64() * 1e3
         );
-        stop.send(true).unwrap();
+        stop.trigger();
         let _ = task.await;
     });
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use audit_guest_sdk::{Delivery, Mapper};
 use audit_ingest::config::Secret;
-use audit_ingest::ingest::{Received, Tenants, records};
+use audit_ingest::ingest::{Received, Tenants};
 use audit_ingest::runtime::{InstanceMode, Limits};
 use audit_ingest::sources::webhook::signature::{Encoding, Verifier, stalwart_signature};
 use audit_ingest::store::sqlite::{Durability, SqliteStore};
@@ -103,17 +103,16 @@ async fn store_ceiling(
     durability: Durability,
     budget: Duration,
 ) -> f64 {
-    let tenants = Tenants::default();
-    let received = Received { source: "stalwart".into(), at: chrono::Utc::now(), sender: None };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store: Store =
+        Arc::new(SqliteStore::open(&dir.path().join("ceiling.sqlite3"), durability).expect("open the store"));
+    let pipeline = crate::pipeline(store.clone(), rt.clone(), Tenants::default());
+    let received = Received::now("stalwart", None);
     let mapped: Vec<Vec<NewRecord>> = deliveries
         .iter()
-        .map(|d| records(&received, rt.map_blocking("stalwart", d).expect("maps"), &tenants))
+        .map(|d| pipeline.map_blocking("stalwart", &received, d).expect("maps").records)
         .collect();
     let mapped = Arc::new(mapped);
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let store = Store::Sqlite(Arc::new(
-        SqliteStore::open(&dir.path().join("ceiling.sqlite3"), durability).expect("open the store"),
-    ));
     let next = Arc::new(AtomicU64::new(0));
     let inserted = Arc::new(AtomicU64::new(0));
     let start = Instant::now();

@@ -5,6 +5,7 @@
 pub mod authentik;
 pub mod bench;
 pub mod ceilings;
+pub mod faulty;
 pub mod ocis;
 
 use std::path::Path;
@@ -13,10 +14,12 @@ use std::time::{Duration, Instant};
 
 use audit_ingest::api::{self, AppState};
 use audit_ingest::config::{Secret, SecretSource};
-use audit_ingest::sources::webhook::{self, Endpoint};
-use audit_ingest::ingest::Tenants;
+use audit_ingest::health::Health;
+use audit_ingest::ingest::{Pipeline, Shutdown, SourceContext, Tenants};
 use audit_ingest::runtime::{InstanceMode, Limits, Runtime, RuntimeConfig};
+use audit_ingest::sources::webhook::{self, Endpoint};
 use audit_ingest::store::Store;
+use audit_ingest::telemetry::Telemetry;
 use audit_ingest::store::sqlite::{Durability, SqliteStore};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -56,7 +59,21 @@ pub fn embedded_store(dir: &Path) -> Store {
 
 /// An embedded store in `dir` with the given durability.
 pub fn embedded_store_with(dir: &Path, durability: Durability) -> Store {
-    Store::Sqlite(Arc::new(SqliteStore::open(&dir.join("audit.sqlite3"), durability).expect("open the store")))
+    Arc::new(SqliteStore::open(&dir.join("audit.sqlite3"), durability).expect("open the store"))
+}
+
+/// A pipeline over `store` and `runtime` with its own metrics.
+pub fn pipeline(store: Store, runtime: Runtime, tenants: Tenants) -> Pipeline {
+    Pipeline::new(store, runtime, tenants, Telemetry::new())
+}
+
+/// What a poller or tail gets, stopping when `shutdown` says.
+pub fn source_context(pipeline: Pipeline, shutdown: Shutdown) -> SourceContext {
+    SourceContext {
+        pipeline,
+        shutdown,
+        health: Health::new(),
+    }
 }
 
 /// The Stalwart webhook secret the test apps use.
@@ -103,11 +120,11 @@ pub fn app(store: Store, runtime: Runtime) -> axum::Router {
 
 /// The app router with the given webhook endpoints.
 pub fn app_with(store: Store, runtime: Runtime, webhooks: Vec<Endpoint>) -> axum::Router {
+    let tenants = Tenants::new(["acme".to_string(), "example.org".to_string()]);
     api::router(AppState {
-        store,
-        runtime,
+        pipeline: pipeline(store, runtime, tenants),
+        health: Health::new(),
         api_token: Some(Secret::new(TOKEN)),
-        tenants: Tenants::new(["acme".to_string(), "example.org".to_string()]),
         webhooks: Arc::new(webhooks),
         ingest_slots: api::ingest_slots(api::DEFAULT_INGEST_SLOTS),
     })

@@ -58,10 +58,13 @@ async fn the_timeline_needs_the_bearer_token() {
 async fn without_a_configured_token_every_read_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let router = api::router(AppState {
-        store: embedded_store(dir.path()),
-        runtime: runtime(None, InstanceMode::Fresh, Limits::default()),
+        pipeline: audit_ingest_tests::pipeline(
+            embedded_store(dir.path()),
+            runtime(None, InstanceMode::Fresh, Limits::default()),
+            Tenants::default(),
+        ),
+        health: Default::default(),
         api_token: None,
-        tenants: Tenants::default(),
         webhooks: Default::default(),
         ingest_slots: audit_ingest::api::ingest_slots(1),
     });

@@ -7,12 +7,13 @@ use std::path::Path;
 
 use audit_ingest::ingest::Tenants;
 use audit_ingest::runtime::{InstanceMode, Limits};
-use audit_ingest::sources::poll::{self, Context, FirstRun, Poller, TickError};
+use audit_ingest::ingest::{ShutdownSignal, Shutdown, SourceContext};
+use audit_ingest::sources::poll::{self, FirstRun, Poller, TickError};
 use audit_ingest::sources::poll::fetch::Failure;
 use audit_ingest::store::Store;
 use audit_ingest_tests::authentik::{AK_TOKEN, StandIn};
-use audit_ingest_tests::{all_records, embedded_store, runtime, secret_file};
-use tokio::sync::watch;
+use audit_ingest_tests::faulty::with_fault_switch;
+use audit_ingest_tests::{all_records, embedded_store, pipeline, runtime, secret_file, source_context};
 
 fn poller(stand_in: &StandIn, cap: u32, token: &str) -> Poller {
     let mut config = poll::Config::authentik(&stand_in.base_url);
@@ -21,14 +22,14 @@ fn poller(stand_in: &StandIn, cap: u32, token: &str) -> Poller {
     config.resolve().expect("a valid poller")
 }
 
-fn context(store: Store) -> Context {
-    let (_, stopped) = watch::channel(false);
-    Context {
-        store,
-        runtime: runtime(None, InstanceMode::Reuse, Limits::default()),
-        tenants: Tenants::new(["acme".to_string(), "globex".to_string()]),
-        shutdown: stopped,
-    }
+fn context(store: Store) -> SourceContext {
+    context_until(store, Shutdown::never())
+}
+
+fn context_until(store: Store, shutdown: Shutdown) -> SourceContext {
+    let rt = runtime(None, InstanceMode::Reuse, Limits::default());
+    let tenants = Tenants::new(["acme".to_string(), "globex".to_string()]);
+    source_context(pipeline(store, rt, tenants), shutdown)
 }
 
 /// Stored external ids; fails the test on any duplicate.
@@ -48,7 +49,7 @@ async fn assert_all_stored(ak: &StandIn, store: &Store) {
     assert_eq!(missing, 0, "{missing} of {} events were never stored", present.len());
 }
 
-async fn tick_until_caught_up(p: &mut Poller, ctx: &Context, max_ticks: usize) -> usize {
+async fn tick_until_caught_up(p: &mut Poller, ctx: &SourceContext, max_ticks: usize) -> usize {
     for n in 1..=max_ticks {
         let s = p.tick(ctx).await.expect("a tick");
         if !s.capped {
@@ -58,7 +59,7 @@ async fn tick_until_caught_up(p: &mut Poller, ctx: &Context, max_ticks: usize) -
     panic!("not caught up after {max_ticks} ticks");
 }
 
-fn reopen(dir: &Path) -> Context {
+fn reopen(dir: &Path) -> SourceContext {
     context(embedded_store(dir))
 }
 
@@ -78,8 +79,8 @@ async fn a_5000_event_backlog_lands_once_across_restarts() {
     let ctx = reopen(dir.path());
     let mut p = poller(&ak, 10, AK_TOKEN);
     tick_until_caught_up(&mut p, &ctx, 10).await;
-    assert_eq!(stored_once(&ctx.store).await.len(), 5060);
-    assert_all_stored(&ak, &ctx.store).await;
+    assert_eq!(stored_once(&ctx.pipeline.store()).await.len(), 5060);
+    assert_all_stored(&ak, &ctx.pipeline.store()).await;
     // Once caught up, a tick re-reads only the 5-minute overlap window (about
     // 300 events here) and writes nothing new.
     let s = p.tick(&ctx).await.unwrap();
@@ -109,7 +110,7 @@ async fn events_arriving_during_a_walk_are_neither_lost_nor_doubled() {
     let s = p.tick(&ctx).await.expect("a tick");
     ak.state.lock().unwrap().on_request = None;
     p.tick(&ctx).await.expect("a second tick picks up what arrived during the first");
-    assert_all_stored(&ak, &ctx.store).await;
+    assert_all_stored(&ak, &ctx.pipeline.store()).await;
     // Each page re-reads the ~37 events that slid onto it (deduplicated);
     // pages that slid entirely are jumped over, not fetched and stored again.
     assert!(s.duplicates < 2000, "{s:?}");
@@ -135,7 +136,7 @@ async fn events_deleted_during_a_walk_do_not_make_it_skip_any() {
     let mut p = poller(&ak, 0, AK_TOKEN);
     p.tick(&ctx).await.expect("a tick");
     ak.state.lock().unwrap().on_request = None;
-    assert_all_stored(&ak, &ctx.store).await;
+    assert_all_stored(&ak, &ctx.pipeline.store()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,14 +154,14 @@ async fn a_capped_walk_finishes_its_gap_before_moving_on() {
     let newest_50: HashSet<String> = ak.pks().into_iter().rev().take(50).collect();
     let s = p.tick(&ctx).await.unwrap();
     assert!(s.capped);
-    let stored = stored_once(&ctx.store).await;
+    let stored = stored_once(&ctx.pipeline.store()).await;
     assert!(first_newest.is_subset(&stored));
     assert!(stored.is_disjoint(&newest_50), "the gap comes first: nothing newer yet");
     // 50 arrivals shifted the gap by half a page: page 2 now starts with 50
     // events already read (deduplicated) and 50 of the gap.
     assert_eq!(stored.len(), 150, "one more page of the gap");
     tick_until_caught_up(&mut p, &ctx, 20).await;
-    assert_all_stored(&ak, &ctx.store).await;
+    assert_all_stored(&ak, &ctx.pipeline.store()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,11 +175,11 @@ async fn a_refused_token_stores_nothing_and_the_next_good_tick_catches_up() {
         Err(TickError::Fetch(Failure::Unauthorized(401))) => {}
         other => panic!("expected a 401, got {other:?}"),
     }
-    assert!(stored_once(&ctx.store).await.is_empty());
-    assert_eq!(ctx.store.load_cursor("authentik").await.unwrap(), None);
+    assert!(stored_once(&ctx.pipeline.store()).await.is_empty());
+    assert_eq!(ctx.pipeline.store().load_checkpoint("authentik").await.unwrap(), None);
     let mut good = poller(&ak, 10, AK_TOKEN);
     good.tick(&ctx).await.unwrap();
-    assert_eq!(stored_once(&ctx.store).await.len(), 30);
+    assert_eq!(stored_once(&ctx.pipeline.store()).await.len(), 30);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,16 +202,16 @@ async fn server_errors_and_rate_limits_end_the_tick_without_moving_the_cursor() 
         other => panic!("expected a transient failure, got {other:?}"),
     }
     ak.state.lock().unwrap().on_request = None;
-    assert_eq!(stored_once(&ctx.store).await.len(), 100, "the page before the failure is committed");
-    let cursor = ctx.store.load_cursor("authentik").await.unwrap().expect("a cursor");
-    assert_eq!(cursor["walk"]["offset"], 100, "the walk resumes after the committed page");
+    assert_eq!(stored_once(&ctx.pipeline.store()).await.len(), 100, "the page before the failure is committed");
+    let cursor = ctx.pipeline.store().load_checkpoint("authentik").await.unwrap().expect("a cursor");
+    assert_eq!(cursor["state"]["walk"]["offset"], 100, "the walk resumes after the committed page");
     ak.state.lock().unwrap().fail_next = vec![429];
     match p.tick(&ctx).await {
         Err(TickError::Fetch(Failure::RateLimited(Some(wait)))) => assert_eq!(wait.as_secs(), 7),
         other => panic!("expected a rate limit with Retry-After, got {other:?}"),
     }
     p.tick(&ctx).await.expect("the API is back");
-    assert_eq!(stored_once(&ctx.store).await.len(), 250);
+    assert_eq!(stored_once(&ctx.pipeline.store()).await.len(), 250);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,7 +219,7 @@ async fn a_store_outage_mid_walk_resumes_without_loss_or_duplicates() {
     let ak = StandIn::start().await;
     ak.add_events(600);
     let dir = tempfile::tempdir().unwrap();
-    let (store, fault) = embedded_store(dir.path()).with_fault_switch();
+    let (store, fault) = with_fault_switch(embedded_store(dir.path()));
     let ctx = context(store);
     let mut p = poller(&ak, 3, AK_TOKEN);
     p.tick(&ctx).await.unwrap();
@@ -226,7 +227,7 @@ async fn a_store_outage_mid_walk_resumes_without_loss_or_duplicates() {
     assert!(matches!(p.tick(&ctx).await, Err(TickError::Store(_))));
     fault.set(false);
     tick_until_caught_up(&mut p, &ctx, 10).await;
-    assert_all_stored(&ak, &ctx.store).await;
+    assert_all_stored(&ak, &ctx.pipeline.store()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,7 +246,7 @@ async fn tenants_come_from_the_users_groups_with_one_lookup_per_user() {
     let ctx = reopen(dir.path());
     let mut p = poller(&ak, 0, AK_TOKEN);
     p.tick(&ctx).await.unwrap();
-    let records = all_records(&ctx.store, "authentik").await;
+    let records = all_records(&ctx.pipeline.store(), "authentik").await;
     let tenant_of = |user: &str| -> HashSet<Option<String>> {
         records
             .iter()
@@ -277,7 +278,7 @@ async fn first_run_now_skips_history_but_not_what_follows() {
     // The stand-in's history is two days old; new events are created "now".
     let mut p = config.resolve().unwrap();
     p.tick(&ctx).await.unwrap();
-    assert!(stored_once(&ctx.store).await.is_empty());
+    assert!(stored_once(&ctx.pipeline.store()).await.is_empty());
     {
         let mut s = ak.state.lock().unwrap();
         let now = chrono::Utc::now() + chrono::Duration::seconds(1);
@@ -290,7 +291,7 @@ async fn first_run_now_skips_history_but_not_what_follows() {
         }
     }
     p.tick(&ctx).await.unwrap();
-    let stored = stored_once(&ctx.store).await;
+    let stored = stored_once(&ctx.pipeline.store()).await;
     assert_eq!(stored.len(), 3);
     assert!(stored.iter().all(|id| id.starts_with("fresh-")));
 }
@@ -303,15 +304,15 @@ async fn the_poller_keeps_running_through_a_refused_token_and_stops_on_shutdown(
     let mut config = poll::Config::authentik(&ak.base_url);
     config.token = secret_file("wrong-token");
     config.interval_secs = 1;
-    let (stop, stopped) = watch::channel(false);
-    let ctx = Context { shutdown: stopped, ..reopen(dir.path()) };
+    let stop = ShutdownSignal::new();
+    let ctx = context_until(embedded_store(dir.path()), stop.subscribe());
     let task = tokio::spawn(poll::run(config.resolve().unwrap(), ctx.clone()));
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let requests = ak.state.lock().unwrap().event_requests;
     assert!(requests >= 2, "retried every interval after a 401 ({requests} requests)");
     assert!(!task.is_finished(), "a refused token does not stop the poller");
-    assert!(stored_once(&ctx.store).await.is_empty());
-    stop.send(true).unwrap();
+    assert!(stored_once(&ctx.pipeline.store()).await.is_empty());
+    stop.trigger();
     tokio::time::timeout(std::time::Duration::from_secs(5), task)
         .await
         .expect("the poller stops promptly on shutdown")

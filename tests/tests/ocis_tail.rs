@@ -6,24 +6,24 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use audit_ingest::ingest::Tenants;
+use audit_ingest::ingest::{ShutdownSignal, Tenants};
 use audit_ingest::runtime::{InstanceMode, Limits};
-use audit_ingest::sources::tail::{self, Context, StartAt};
+use audit_ingest::sources::tail::{self, Position, StartAt};
 use audit_ingest::store::Store;
+use audit_ingest_tests::faulty::with_fault_switch;
 use audit_ingest_tests::ocis::{append, append_range, line};
-use audit_ingest_tests::{all_records, embedded_store, runtime};
-use tokio::sync::watch;
+use audit_ingest_tests::{all_records, embedded_store, pipeline, runtime, source_context};
 
 /// A running tail of `path` over the store in `data`; stop it with `stop`.
 struct Running {
-    stop: watch::Sender<bool>,
+    stop: ShutdownSignal,
     task: tokio::task::JoinHandle<()>,
     store: Store,
 }
 
 impl Running {
     async fn stop(self) -> Store {
-        self.stop.send(true).unwrap();
+        self.stop.trigger();
         tokio::time::timeout(Duration::from_secs(20), self.task).await.expect("the tail stops").unwrap();
         self.store
     }
@@ -43,13 +43,9 @@ fn start_on(store: Store, path: &Path, adjust: impl FnOnce(&mut tail::Config)) -
     let mut config = tail::Config::ocis(path);
     config.max_batch_lines = 500;
     adjust(&mut config);
-    let (stop, stopped) = watch::channel(false);
-    let ctx = Context {
-        store: store.clone(),
-        runtime: runtime(None, InstanceMode::Reuse, Limits::default()),
-        tenants: Tenants::default(),
-        shutdown: stopped,
-    };
+    let stop = ShutdownSignal::new();
+    let rt = runtime(None, InstanceMode::Reuse, Limits::default());
+    let ctx = source_context(pipeline(store.clone(), rt, Tenants::default()), stop.subscribe());
     let task = tokio::spawn(tail::run(config.resolve().unwrap(), ctx));
     Running { stop, task, store }
 }
@@ -290,10 +286,10 @@ async fn identical_lines_are_two_events_and_a_reread_is_none() {
 /// had never seen this one.
 async fn embedded_store_cursor_reset(data: &Path) -> (Store, ()) {
     let store = embedded_store(data);
-    store
-        .save_cursor("ocis", &serde_json::json!({"file": {"dev": 0, "ino": 0, "head": "0000000000000000"}, "offset": 0}))
-        .await
-        .unwrap();
+    // A position as an earlier version stored it (the bare state, no envelope).
+    let old = serde_json::json!({"file": {"dev": 0, "ino": 0, "head": "0000000000000000"}, "offset": 0});
+    let position: Position = audit_ingest::store::Checkpoint::read("ocis", old).unwrap();
+    store.save_checkpoint(audit_ingest::store::Checkpoint::new("ocis", &position)).await.unwrap();
     (store, ())
 }
 
@@ -386,7 +382,7 @@ async fn lines_mapped_on_several_threads_land_once_each_in_file_order() {
 async fn a_store_outage_holds_the_tail_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = audit_file(dir.path());
-    let (store, fault) = embedded_store(dir.path()).with_fault_switch();
+    let (store, fault) = with_fault_switch(embedded_store(dir.path()));
     append_range(&path, 0, 1000);
     let tail = start_on(store, &path, |_| {});
     wait_for_records(&tail.store, 1000, Duration::from_secs(30)).await;
@@ -407,8 +403,9 @@ async fn a_100000_line_backlog_written_while_down_is_caught_up() {
     let tail = start(dir.path(), &path, StartAt::Beginning);
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let position = tail.store.load_cursor("ocis").await.unwrap();
-        let offset = position.as_ref().and_then(|p| p["offset"].as_u64()).unwrap_or(0);
+        let stored = tail.store.load_checkpoint("ocis").await.unwrap();
+        let position = stored.map(|s| audit_ingest::store::Checkpoint::read::<Position>("ocis", s).unwrap());
+        let offset = position.map_or(0, |p| p.offset);
         if offset == std::fs::metadata(&path).unwrap().len() || Instant::now() > deadline {
             break;
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use audit_ingest::replay::{ReplayScope, replay};
 use audit_ingest::runtime::{InstanceMode, Limits, Runtime};
-use audit_ingest_tests::{PROBE_AS_STALWART, TOKEN, all_records, app, call, embedded_store, install, runtime, wait_until};
+use audit_ingest_tests::{PROBE_AS_STALWART, TOKEN, all_records, app, call, embedded_store, install, pipeline, runtime, wait_until};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
@@ -63,8 +63,8 @@ async fn trapping_looping_and_hoarding_mappers_dead_letter_then_replay_lands_onc
     // The fix: the drop-in is removed and the built-in mapper serves again.
     std::fs::remove_file(mappers.join("stalwart.wasm")).unwrap();
     wait_until(Duration::from_secs(10), || serving(&rt) == "0.1.0").expect("the built-in serves again");
-    let tenants = audit_ingest::ingest::Tenants::default();
-    let report = replay(&store, &rt, &tenants, &ReplayScope::default(), |_| {}, || false).await.unwrap();
+    let pipeline = pipeline(store.clone(), rt.clone(), audit_ingest::ingest::Tenants::default());
+    let report = replay(&pipeline, &ReplayScope::default(), |_| {}, || false).await.unwrap();
     assert_eq!((report.letters, report.resolved, report.still_failing), (4, 3, 1), "{report:?}");
     // The three batches are the same events: one copy lands.
     let records = mapped(&store).await;
@@ -75,7 +75,7 @@ async fn trapping_looping_and_hoarding_mappers_dead_letter_then_replay_lands_onc
     assert_eq!(letters[0].1.body, b"not json at all");
 
     // Replaying again writes nothing and keeps the letter.
-    let again = replay(&store, &rt, &tenants, &ReplayScope::default(), |_| {}, || false).await.unwrap();
+    let again = replay(&pipeline, &ReplayScope::default(), |_| {}, || false).await.unwrap();
     assert_eq!((again.resolved, again.inserted, again.still_failing), (0, 0, 1));
     assert_eq!(mapped(&store).await.len(), expected / 3);
 }
@@ -120,17 +120,17 @@ async fn catch_all_records_are_remapped_in_place_by_a_newer_mapper() {
     let before = all_records(&store, "stalwart").await;
     let unknown: Vec<_> = before.iter().filter(|r| r.record.metadata.parse()["unrecognised"] == true).collect();
     assert!(!unknown.is_empty(), "the fixture has catch-all events");
-    let tenants = audit_ingest::ingest::Tenants::default();
+    let pipeline = pipeline(store.clone(), rt.clone(), audit_ingest::ingest::Tenants::default());
     let scope = ReplayScope { catch_all: true, ..ReplayScope::default() };
 
     // The built-in mapper still does not know them: nothing changes.
-    let report = replay(&store, &rt, &tenants, &scope, |_| {}, || false).await.unwrap();
+    let report = replay(&pipeline, &scope, |_| {}, || false).await.unwrap();
     assert_eq!((report.catch_all as usize, report.remapped), (unknown.len(), 0));
 
     // A newer mapper that recognises everything (the probe, as "stalwart").
     install(&mappers.join("stalwart.wasm"), PROBE_AS_STALWART);
     wait_until(Duration::from_secs(10), || serving(&rt) == "2.0.0").expect("the drop-in serves");
-    let report = replay(&store, &rt, &tenants, &scope, |_| {}, || false).await.unwrap();
+    let report = replay(&pipeline, &scope, |_| {}, || false).await.unwrap();
     assert_eq!(report.remapped as usize, unknown.len(), "{report:?}");
     let after = all_records(&store, "stalwart").await;
     assert_eq!(after.len(), before.len(), "replaced, not added");
@@ -142,6 +142,6 @@ async fn catch_all_records_are_remapped_in_place_by_a_newer_mapper() {
         assert_ne!(new.record.metadata.parse()["unrecognised"], true);
     }
     // Nothing left to re-map.
-    let again = replay(&store, &rt, &tenants, &scope, |_| {}, || false).await.unwrap();
+    let again = replay(&pipeline, &scope, |_| {}, || false).await.unwrap();
     assert_eq!(again.catch_all, 0);
 }

@@ -207,7 +207,7 @@ async fn unknown_and_legacy_types_land_under_their_own_verbs() {
 #[tokio::test]
 async fn the_store_being_down_gets_503_with_retry_after_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, faults) = embedded_store(dir.path()).with_fault_switch();
+    let (store, faults) = audit_ingest_tests::faulty::with_fault_switch(embedded_store(dir.path()));
     let router = app(store.clone(), runtime(None, InstanceMode::Fresh, Limits::default()));
     faults.set(true);
     let response = tower::ServiceExt::oneshot(router.clone(), signed(&batch())).await.unwrap();
@@ -238,10 +238,13 @@ async fn with_every_ingest_slot_busy_senders_get_429_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let slots = api::ingest_slots(2);
     let router = api::router(AppState {
-        store: embedded_store(dir.path()),
-        runtime: runtime(None, InstanceMode::Auto, Limits::default()),
+        pipeline: audit_ingest_tests::pipeline(
+            embedded_store(dir.path()),
+            runtime(None, InstanceMode::Auto, Limits::default()),
+            Default::default(),
+        ),
+        health: Default::default(),
         api_token: None,
-        tenants: Default::default(),
         webhooks: std::sync::Arc::new(vec![audit_ingest_tests::stalwart_endpoint()]),
         ingest_slots: slots.clone(),
     });

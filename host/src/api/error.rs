@@ -9,9 +9,15 @@ use serde_json::json;
 
 use crate::store::StoreError;
 
-/// An error answer.
+/// An answer other than a plain 200.
 #[derive(Debug)]
 pub enum AppError {
+    /// 202: a signed delivery the mapper could not map; it is kept as a dead
+    /// letter (the sender must not retry it) and re-mapped later.
+    DeadLettered {
+        /// The dead letter's id.
+        id: String,
+    },
     /// 400: a parameter or body is wrong; the message says which and why.
     BadRequest(String),
     /// 401: missing or wrong credentials.
@@ -20,8 +26,17 @@ pub enum AppError {
     NotFound(String),
     /// 413: the body is over the limit.
     PayloadTooLarge(u64),
-    /// 503 with `Retry-After`: the store cannot take or serve data right now.
-    Unavailable,
+    /// 415: the body is not of a type this endpoint reads.
+    UnsupportedMediaType(String),
+    /// 429 with `Retry-After`: too much in flight; the sender retries later.
+    TooManyRequests {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+        /// What is busy.
+        message: String,
+    },
+    /// 503 with `Retry-After`, or 400 for input the store says cannot exist.
+    Store(StoreError),
 }
 
 /// Seconds a client is asked to wait when the store is unavailable.
@@ -29,31 +44,55 @@ pub const RETRY_AFTER_SECS: u64 = 5;
 
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store operation failed");
-        AppError::Unavailable
+        match e {
+            StoreError::InvalidInput(message) => AppError::BadRequest(message),
+            e => AppError::Store(e),
+        }
     }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let (status, message) = match self {
-            AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
-            AppError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
-            AppError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+        let mut retry_after = None;
+        let (status, body) = match self {
+            AppError::DeadLettered { id } => (
+                StatusCode::ACCEPTED,
+                json!({
+                    "received": 0,
+                    "inserted": 0,
+                    "duplicates": 0,
+                    "deadLetter": id,
+                    "error": "the payload could not be mapped; it is kept and will be re-mapped when a fixed mapper is installed",
+                }),
+            ),
+            AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, json!({ "error": m })),
+            AppError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, json!({ "error": m })),
+            AppError::NotFound(m) => (StatusCode::NOT_FOUND, json!({ "error": m })),
             AppError::PayloadTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is larger than the limit of {limit} bytes"),
+                json!({ "error": format!("the body is larger than the limit of {limit} bytes") }),
             ),
-            AppError::Unavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the audit store is unavailable; retry later".to_string(),
-            ),
+            AppError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({ "error": m })),
+            AppError::TooManyRequests { retry_after_secs, message } => {
+                retry_after = Some(retry_after_secs);
+                (StatusCode::TOO_MANY_REQUESTS, json!({ "error": message }))
+            }
+            AppError::Store(e) => {
+                // The client learns only that it should retry; the cause goes to the log.
+                match &e {
+                    StoreError::Corrupt { .. } => tracing::error!(error = %e, "store data could not be read"),
+                    _ => tracing::error!(error = %e, "store operation failed"),
+                }
+                retry_after = Some(RETRY_AFTER_SECS);
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({ "error": "the audit store is unavailable; retry later" }),
+                )
+            }
         };
-        let mut response = (status, Json(json!({ "error": message }))).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if status == StatusCode::UNAUTHORIZED {
             response

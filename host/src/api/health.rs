@@ -18,24 +18,22 @@ pub async fn live() -> Json<Value> {
 pub async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     (
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        crate::metrics::render(state.runtime.reload_counts()),
+        state.pipeline.telemetry().render(state.pipeline.runtime().reload_counts()),
     )
 }
 
 /// `GET /readyz`
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let store = match state.store.ping().await {
-        Ok(()) => json!({ "ok": true, "kind": state.store.kind() }),
+    let store = state.pipeline.store();
+    let store = match store.ping().await {
+        Ok(()) => json!({ "ok": true, "kind": store.kind() }),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: store unavailable");
-            json!({ "ok": false, "kind": state.store.kind(), "error": "unavailable" })
+            json!({ "ok": false, "kind": store.kind(), "error": "unavailable" })
         }
     };
-    let mappers = state.runtime.status();
-    let wedged: Vec<Value> = crate::metrics::wedged()
-        .into_iter()
-        .map(|(source, secs)| json!({ "source": source, "secondsWithoutSuccess": secs }))
-        .collect();
+    let mappers = state.pipeline.runtime().status();
+    let wedged = state.health.wedged();
     let ok = store["ok"] == json!(true) && !mappers.is_empty() && wedged.is_empty();
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (

@@ -17,22 +17,19 @@ use axum::routing::get;
 pub use error::AppError;
 
 use crate::config::Secret;
-use crate::ingest::Tenants;
-use crate::runtime::Runtime;
+use crate::health::Health;
+use crate::ingest::Pipeline;
 use crate::sources::webhook::{self, Endpoint};
-use crate::store::Store;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    /// Where records go.
-    pub store: Store,
-    /// The mappers.
-    pub runtime: Runtime,
+    /// Where deliveries go (and, through it, the store, mappers and metrics).
+    pub pipeline: Pipeline,
+    /// Progress of the background sources, for `/readyz`.
+    pub health: Health,
     /// The bearer token of the read API; none refuses every read.
     pub api_token: Option<Secret>,
-    /// Known tenant slugs.
-    pub tenants: Tenants,
     /// Webhook endpoints served under `/ingest/...`.
     pub webhooks: Arc<Vec<Endpoint>>,
     /// Webhook requests being processed at once at most; when all slots are

@@ -42,6 +42,6 @@ pub async fn run(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw
             other => return Err(AppError::BadRequest(format!("unknown parameter `{other}`; known: source, limit, catch_all"))),
         }
     }
-    let report = replay(&state.store, &state.runtime, &state.tenants, &scope, |_| {}, || false).await?;
+    let report = replay(&state.pipeline, &scope, |_| {}, || false).await?;
     Ok(Json(report))
 }

@@ -132,7 +132,7 @@ pub async fn list(
 ) -> Result<Json<Value>, AppError> {
     auth::require_token(&headers, state.api_token.as_ref())?;
     let query = parse_query(raw.as_deref())?;
-    let page = state.store.query(&query).await?;
+    let page = state.pipeline.store().query(&query).await?;
     let records: Vec<Value> = page.records.iter().map(|r| record_json(r, false)).collect();
     Ok(Json(json!({
         "records": records,
@@ -147,7 +147,7 @@ pub async fn one(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
     auth::require_token(&headers, state.api_token.as_ref())?;
-    match state.store.get(&id).await? {
+    match state.pipeline.store().get(&id).await? {
         Some(record) => Ok(Json(record_json(&record, true))),
         None => Err(AppError::NotFound(format!("no audit record with id `{id}`"))),
     }

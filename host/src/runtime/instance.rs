@@ -146,6 +146,14 @@ impl LoadedMapper {
         Ok(mapper)
     }
 
+    /// Which mapper this is.
+    pub(crate) fn id(&self) -> super::MapperId {
+        super::MapperId {
+            name: self.info.name.clone(),
+            version: self.info.version.clone(),
+        }
+    }
+
     /// Maps one delivery.
     pub(crate) fn map(
         &self,

@@ -191,58 +191,27 @@ impl Runtime {
         })
     }
 
-    /// Maps a delivery with the mapper serving `source`, on the calling thread.
+    /// Maps a delivery with the mapper serving `source`, on the calling
+    /// thread (which the call may hold for up to its deadline).
     pub fn map_blocking(&self, source: &str, delivery: &Delivery) -> Result<MapOutput, MapError> {
-        let active = self
-            .registry
-            .get(source)
-            .ok_or_else(|| MapError::NoMapper(source.to_string()))?;
-        let mapper = MapperId {
-            name: active.info.name.clone(),
-            version: active.info.version.clone(),
-        };
-        let started = std::time::Instant::now();
-        let result = active.map(delivery);
-        crate::metrics::source(source).mapper_seconds.observe(started.elapsed());
-        match result {
+        let active = self.registry.get(source).ok_or_else(|| MapError::NoMapper(source.to_string()))?;
+        let mapper = active.id();
+        match active.map(delivery) {
             Ok(Ok(mapped)) => Ok(MapOutput { mapped, mapper }),
             Ok(Err(error)) => Err(MapError::Rejected { mapper, error }),
             Err(failure) => Err(MapError::Failed { mapper, failure }),
         }
     }
 
-    /// Maps a delivery on the blocking pool, so a slow mapper never stalls the
-    /// async workers.
-    pub async fn map(&self, source: &str, delivery: Delivery) -> Result<MapOutput, MapError> {
-        let runtime = self.clone();
-        let source = source.to_string();
-        tokio::task::spawn_blocking(move || runtime.map_blocking(&source, &delivery))
-            .await
-            .unwrap_or_else(|e| {
-                Err(MapError::Failed {
-                    mapper: MapperId {
-                        name: "?".into(),
-                        version: "?".into(),
-                    },
-                    failure: CallFailure::Trapped(format!("mapper task panicked: {e}")),
-                })
-            })
-    }
-
-    /// The query that fetches one page of a poll source's list (a cheap call,
-    /// made on the caller's thread).
-    pub fn page_query(&self, source: &str, request: &PageRequest) -> Result<Vec<QueryParam>, MapError> {
-        let active = self
-            .registry
-            .get(source)
-            .ok_or_else(|| MapError::NoMapper(source.to_string()))?;
-        active.page_query(request).map_err(|failure| MapError::Failed {
-            mapper: MapperId {
-                name: active.info.name.clone(),
-                version: active.info.version.clone(),
-            },
-            failure,
-        })
+    /// The query that fetches one page of a poll source's list, asked of the
+    /// mapper on the blocking pool (a guest call never runs on an async worker).
+    pub async fn page_query(&self, source: &str, request: PageRequest) -> Result<Vec<QueryParam>, MapError> {
+        let active = self.registry.get(source).ok_or_else(|| MapError::NoMapper(source.to_string()))?;
+        let asked = tokio::task::spawn_blocking(move || active.page_query(&request).map_err(|failure| (active.id(), failure)));
+        match asked.await {
+            Ok(answer) => answer.map_err(|(mapper, failure)| MapError::Failed { mapper, failure }),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
     }
 
     /// What the mapper serving `source` says about itself.
@@ -252,10 +221,7 @@ impl Runtime {
 
     /// Which mapper version serves `source` now (without its type list).
     pub fn mapper_id(&self, source: &str) -> Option<MapperId> {
-        self.registry.get(source).map(|m| MapperId {
-            name: m.info.name.clone(),
-            version: m.info.version.clone(),
-        })
+        self.registry.get(source).map(|m| m.id())
     }
 
     /// Every serving mapper.

@@ -1,4 +1,5 @@
-//! Sources turn the outside world into deliveries and nothing more.
+//! Sources turn the outside world into deliveries and checkpoints and hand
+//! them to the [`crate::ingest::Pipeline`]; none writes to the store itself.
 //!
 //! - `webhook`: pushed HTTP requests, authenticated by configuration.
 //! - `poll`: an HTTP list fetched on an interval, resumed from a cursor.

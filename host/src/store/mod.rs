@@ -1,13 +1,16 @@
-//! The audit store: one contract, two backends.
+//! The audit store: one contract ([`AuditStore`]), two backends.
 //!
 //! - `sqlite`: the embedded default (no server), WAL, one writer thread that
 //!   commits batches in group transactions;
-//! - `mongo`: MongoDB in the platform's schema (`audit_events`, `ingest_cursors`).
+//! - `mongo`: MongoDB in the platform's schema (`audit_events`, `ingest_cursors`);
+//! - `checkpoint`: the typed, versioned cursors and positions sources resume from.
 //!
 //! Both deduplicate on `(source, externalId)` with a *partial* unique rule:
 //! records without an external id never collide. A write returns only once
 //! the batch is durable, so callers answer senders or move cursors after it.
+//! The same contract suite (`host/tests/store_contract.rs`) runs against each.
 
+pub mod checkpoint;
 pub mod mongo;
 pub mod sqlite;
 
@@ -16,9 +19,11 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use audit_guest_sdk::{RawJson, Transport};
 use serde::{Deserialize, Serialize};
-use audit_guest_sdk::RawJson;
 use serde_json::Value;
+
+pub use checkpoint::{Checkpoint, CheckpointError, CheckpointState};
 
 /// A record to write.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +92,12 @@ pub struct DeadLetter {
     pub received_at: DateTime<Utc>,
     /// Who sent it.
     pub sender: Option<String>,
+    /// How it arrived, so a replay hands the mapper the same delivery.
+    pub transport: Transport,
+    /// The delivery's headers as the mapper saw them (credentials removed).
+    pub headers: Vec<(String, String)>,
+    /// The delivery's origin as the mapper saw it (sender, polled URL, file).
+    pub origin: Option<String>,
     /// `name@version` of the mapper that failed, if one was called.
     pub mapper: Option<String>,
     /// What went wrong.
@@ -160,15 +171,50 @@ pub struct Page {
     pub next: Option<PageCursor>,
 }
 
+/// An error a backend carries as its cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The store cannot be reached or refused the operation; retry later.
+    /// The store cannot be reached or refused the operation; retry later (503).
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] BoxError),
     /// Stored data could not be read back.
-    #[error("store data is corrupt: {0}")]
-    Corrupt(String),
+    #[error("store data is corrupt: {what}")]
+    Corrupt {
+        /// What could not be read.
+        what: String,
+        /// Why, when a lower layer said.
+        #[source]
+        cause: Option<BoxError>,
+    },
+    /// The caller asked for something that cannot exist (a cursor or id this
+    /// store never handed out): the caller's mistake, answered 400.
+    #[error("{0}")]
+    InvalidInput(String),
+}
+
+impl StoreError {
+    /// The store could not do it now.
+    pub fn unavailable(cause: impl Into<BoxError>) -> StoreError {
+        StoreError::Unavailable(cause.into())
+    }
+
+    /// Stored data is not what this version wrote.
+    pub fn corrupt(what: impl Into<String>) -> StoreError {
+        StoreError::Corrupt { what: what.into(), cause: None }
+    }
+
+    /// Stored data is not what this version wrote, and a lower layer said why.
+    pub fn corrupt_because(what: impl Into<String>, cause: impl Into<BoxError>) -> StoreError {
+        StoreError::Corrupt { what: what.into(), cause: Some(cause.into()) }
+    }
+}
+
+/// Shorthand for the backends' `map_err(unavailable)`.
+pub(crate) fn unavailable(cause: impl Into<BoxError>) -> StoreError {
+    StoreError::unavailable(cause)
 }
 
 /// Microseconds since the epoch (the embedded store's time column).
@@ -176,146 +222,76 @@ pub fn micros(at: &DateTime<Utc>) -> i64 {
     at.timestamp_micros()
 }
 
-/// A switch that makes a store fail every operation while it is on: for
-/// fault drills and the tests that prove nothing answered is lost.
-#[derive(Debug, Default)]
-pub struct FaultSwitch(std::sync::atomic::AtomicBool);
-
-impl FaultSwitch {
-    /// Turns failures on or off.
-    pub fn set(&self, failing: bool) {
-        self.0.store(failing, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    fn check(&self) -> Result<(), StoreError> {
-        if self.0.load(std::sync::atomic::Ordering::SeqCst) {
-            Err(StoreError::Unavailable("fault injected".into()))
-        } else {
-            Ok(())
-        }
-    }
+/// What a write commits besides its records, atomically with them where the
+/// backend can.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Commit {
+    /// Only the records.
+    Records,
+    /// The source's checkpoint, which covers these records: in the same
+    /// transaction (embedded), or right after them (MongoDB, where a re-read
+    /// after a crash in between is deduplicated).
+    Checkpoint(Checkpoint),
+    /// Removes the dead letter (by id) the records were mapped from.
+    ResolveDeadLetter(String),
+    /// Replaces the record (by id) the records were re-mapped from; the
+    /// replacement may keep its external id.
+    ReplaceRecord(String),
 }
 
-/// Calls the same method on whichever backend this is; a faulty store
-/// checks its switch first.
-macro_rules! dispatch {
-    ($store:expr, $method:ident($($arg:expr),*)) => {
-        match $store {
-            Store::Sqlite(s) => s.$method($($arg),*).await,
-            Store::Mongo(s) => s.$method($($arg),*).await,
-            Store::Faulty(f, inner) => {
-                f.check()?;
-                Box::pin(inner.$method($($arg),*)).await
-            }
-        }
-    };
-}
+/// The contract every backend keeps. Writes are durable when they return.
+#[async_trait::async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Which backend this is, for logs and `/readyz`.
+    fn kind(&self) -> &'static str;
 
-/// The configured store.
-#[derive(Clone)]
-pub enum Store {
-    /// The embedded SQLite store.
-    Sqlite(Arc<sqlite::SqliteStore>),
-    /// MongoDB.
-    Mongo(Arc<mongo::MongoStore>),
-    /// Another store behind a fault switch.
-    Faulty(Arc<FaultSwitch>, Box<Store>),
-}
-
-impl Store {
-    /// Writes a batch; returns when it is durable. With `cursor`, the source's
-    /// cursor is saved in the same commit (embedded) or right after it (MongoDB,
-    /// where a re-read after a crash in between is deduplicated).
-    pub async fn insert(
-        &self,
-        batch: Vec<NewRecord>,
-        cursor: Option<(String, Value)>,
-    ) -> Result<WriteSummary, StoreError> {
-        let started = std::time::Instant::now();
-        let result = dispatch!(self, insert(batch, cursor));
-        crate::metrics::METRICS.store_write_seconds.observe(started.elapsed());
-        result
-    }
+    /// Writes a batch (deduplicated on `(source, externalId)`) and what
+    /// `commit` names; returns when it is durable.
+    async fn write(&self, batch: Vec<NewRecord>, commit: Commit) -> Result<WriteSummary, StoreError>;
 
     /// Keeps a delivery that could not be mapped; returns its id. Durable on return.
-    pub async fn dead_letter(&self, letter: DeadLetter) -> Result<String, StoreError> {
-        dispatch!(self, dead_letter(letter))
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<String, StoreError>;
+
+    /// Dead letters after the one with id `after` (oldest first), for paging.
+    async fn dead_letters_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError>;
+
+    /// One page of the timeline.
+    async fn query(&self, query: &Query) -> Result<Page, StoreError>;
+
+    /// One record by id.
+    async fn get(&self, id: &str) -> Result<Option<Record>, StoreError>;
+
+    /// The stored checkpoint envelope of a source (see [`Checkpoint::read`]).
+    async fn load_checkpoint(&self, source: &str) -> Result<Option<Value>, StoreError>;
+
+    /// Records a mapper filed under a catch-all verb (`metadata.unrecognised`),
+    /// oldest first, after the record with id `after`.
+    async fn unrecognised_records(&self, after: Option<&str>, limit: usize) -> Result<Vec<Record>, StoreError>;
+
+    /// Tenant slugs the store knows besides the configured ones (MongoDB:
+    /// the platform's `tenants` collection).
+    async fn tenant_slugs(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Whether the store answers and can write.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The configured store, shared.
+pub type Store = Arc<dyn AuditStore>;
+
+impl dyn AuditStore {
+    /// Writes a batch, with the checkpoint that covers it if any.
+    pub async fn insert(&self, batch: Vec<NewRecord>, checkpoint: Option<Checkpoint>) -> Result<WriteSummary, StoreError> {
+        self.write(batch, checkpoint.map_or(Commit::Records, Commit::Checkpoint)).await
+    }
+
+    /// Saves a source's checkpoint on its own (durable on return).
+    pub async fn save_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StoreError> {
+        self.write(Vec::new(), Commit::Checkpoint(checkpoint)).await.map(|_| ())
     }
 
     /// The oldest dead letters, up to `limit`, with their ids.
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
         self.dead_letters_after(None, limit).await
-    }
-
-    /// Dead letters after the one with id `after` (oldest first), for paging.
-    pub async fn dead_letters_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
-        dispatch!(self, dead_letters_after(after, limit))
-    }
-
-    /// Writes the records a dead letter now maps to and removes the letter:
-    /// in one commit (embedded), or letter removed right after the records
-    /// (MongoDB; a retry finds the records already there).
-    pub async fn resolve_dead_letter(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
-        dispatch!(self, resolve_dead_letter(id, batch))
-    }
-
-    /// One page of the timeline.
-    pub async fn query(&self, query: &Query) -> Result<Page, StoreError> {
-        dispatch!(self, query(query))
-    }
-
-    /// One record by id.
-    pub async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
-        dispatch!(self, get(id))
-    }
-
-    /// The stored cursor of a source.
-    pub async fn load_cursor(&self, source: &str) -> Result<Option<Value>, StoreError> {
-        dispatch!(self, load_cursor(source))
-    }
-
-    /// Saves a source's cursor on its own (durable on return).
-    pub async fn save_cursor(&self, source: &str, cursor: &Value) -> Result<(), StoreError> {
-        self.insert(Vec::new(), Some((source.to_string(), cursor.clone())))
-            .await
-            .map(|_| ())
-    }
-
-    /// Records a mapper filed under a catch-all verb (`metadata.unrecognised`),
-    /// oldest first, after the record with id `after`.
-    pub async fn unrecognised_records(&self, after: Option<&str>, limit: usize) -> Result<Vec<Record>, StoreError> {
-        dispatch!(self, unrecognised_records(after, limit))
-    }
-
-    /// Replaces record `id` with `batch` (what its original maps to now):
-    /// in one commit (embedded), or removal then insert (MongoDB).
-    pub async fn replace_record(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
-        dispatch!(self, replace_record(id, batch))
-    }
-
-    /// Tenant slugs the store knows besides the configured ones (MongoDB:
-    /// the platform's `tenants` collection).
-    pub async fn tenant_slugs(&self) -> Result<Vec<String>, StoreError> {
-        dispatch!(self, tenant_slugs())
-    }
-
-    /// Whether the store answers.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self, ping())
-    }
-
-    /// This store behind a new fault switch.
-    pub fn with_fault_switch(self) -> (Store, Arc<FaultSwitch>) {
-        let switch = Arc::new(FaultSwitch::default());
-        (Store::Faulty(switch.clone(), Box::new(self)), switch)
-    }
-
-    /// Which backend this is, for logs.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Store::Sqlite(_) => "embedded",
-            Store::Mongo(_) => "mongodb",
-            Store::Faulty(_, inner) => inner.kind(),
-        }
     }
 }

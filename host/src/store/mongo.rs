@@ -20,7 +20,10 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use audit_guest_sdk::RawJson;
 use serde_json::Value;
 
-use super::{ActionFilter, DeadLetter, NewRecord, Page, PageCursor, Query, Record, StoreError, WriteSummary};
+use super::{
+    ActionFilter, AuditStore, Checkpoint, Commit, DeadLetter, NewRecord, Page, PageCursor, Query, Record, StoreError,
+    WriteSummary, unavailable,
+};
 
 /// MongoDB's duplicate key error code.
 const DUPLICATE_KEY: i32 = 11000;
@@ -35,7 +38,7 @@ pub struct MongoStore {
 
 /// A store id given back to us, which must be one of ours.
 fn object_id(id: &str, what: &str) -> Result<ObjectId, StoreError> {
-    ObjectId::parse_str(id).map_err(|_| StoreError::Corrupt(format!("`{id}` is not a {what} id")))
+    ObjectId::parse_str(id).map_err(|_| StoreError::InvalidInput(format!("`{id}` is not a {what} id")))
 }
 
 /// Documents matching `filter` after the one with id `after`, oldest first.
@@ -62,10 +65,6 @@ async fn page_after(
     Ok(out)
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
-
 impl MongoStore {
     /// Connects and creates the indexes (idempotently).
     pub async fn connect(uri: &str, database: &str, collection: &str) -> Result<MongoStore, StoreError> {
@@ -77,7 +76,7 @@ impl MongoStore {
             dead_letters: db.collection("dead_letters"),
             db,
         };
-        store.ping().await?;
+        AuditStore::ping(&store).await?;
         store.create_indexes().await?;
         Ok(store)
     }
@@ -130,11 +129,7 @@ impl MongoStore {
         Ok(())
     }
 
-    pub(super) async fn insert(
-        &self,
-        batch: Vec<NewRecord>,
-        cursor: Option<(String, Value)>,
-    ) -> Result<WriteSummary, StoreError> {
+    async fn insert(&self, batch: Vec<NewRecord>, checkpoint: Option<Checkpoint>) -> Result<WriteSummary, StoreError> {
         let mut summary = WriteSummary::default();
         if !batch.is_empty() {
             let total = batch.len() as u64;
@@ -157,11 +152,11 @@ impl MongoStore {
                 },
             }
         }
-        if let Some((source, cursor)) = cursor {
+        if let Some(Checkpoint { source, envelope }) = checkpoint {
             self.cursors
                 .update_one(
                     doc! { "_id": &source },
-                    doc! { "$set": { "cursor": cursor.to_string(), "updatedAt": bson::DateTime::now() } },
+                    doc! { "$set": { "cursor": envelope.to_string(), "updatedAt": bson::DateTime::now() } },
                 )
                 .upsert(true)
                 .await
@@ -170,28 +165,8 @@ impl MongoStore {
         Ok(summary)
     }
 
-    pub(super) async fn dead_letter(&self, letter: DeadLetter) -> Result<String, StoreError> {
-        let doc = doc! {
-            "source": &letter.source,
-            "receivedAt": bson::DateTime::from_chrono(letter.received_at),
-            "sender": opt(&letter.sender),
-            "mapper": opt(&letter.mapper),
-            "error": &letter.error,
-            "body": Bson::Binary(bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: letter.body }),
-        };
-        let result = self.dead_letters.insert_one(doc).await.map_err(unavailable)?;
-        Ok(match result.inserted_id {
-            Bson::ObjectId(o) => o.to_hex(),
-            other => other.to_string(),
-        })
-    }
 
-    pub(super) async fn unrecognised_records(&self, after: Option<&str>, limit: usize) -> Result<Vec<Record>, StoreError> {
-        let docs = page_after(&self.events, doc! { "metadata.unrecognised": true }, after, "record", limit).await?;
-        docs.iter().map(doc_to_record).collect()
-    }
-
-    pub(super) async fn replace_record(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
+    async fn replace_record(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
         let oid = object_id(id, "record")?;
         let mut batch = batch.into_iter();
         let Some(first) = batch.next() else {
@@ -210,23 +185,80 @@ impl MongoStore {
         })
     }
 
-    pub(super) async fn resolve_dead_letter(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
+    async fn resolve_dead_letter(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
         let oid = object_id(id, "dead letter")?;
         let written = self.insert(batch, None).await?;
         self.dead_letters.delete_one(doc! { "_id": oid }).await.map_err(unavailable)?;
         Ok(written)
     }
+}
 
-    pub(super) async fn dead_letters_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
+#[async_trait::async_trait]
+impl AuditStore for MongoStore {
+    fn kind(&self) -> &'static str {
+        "mongodb"
+    }
+
+    async fn write(&self, batch: Vec<NewRecord>, commit: Commit) -> Result<WriteSummary, StoreError> {
+        match commit {
+            Commit::Records => self.insert(batch, None).await,
+            Commit::Checkpoint(c) => self.insert(batch, Some(c)).await,
+            Commit::ResolveDeadLetter(id) => self.resolve_dead_letter(&id, batch).await,
+            Commit::ReplaceRecord(id) => self.replace_record(&id, batch).await,
+        }
+    }
+
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<String, StoreError> {
+        let doc = doc! {
+            "source": &letter.source,
+            "receivedAt": bson::DateTime::from_chrono(letter.received_at),
+            "sender": opt(&letter.sender),
+            "mapper": opt(&letter.mapper),
+            "error": &letter.error,
+            "transport": serde_json::to_value(letter.transport).ok().and_then(|t| t.as_str().map(str::to_string)),
+            "headers": letter.headers.iter().map(|(n, v)| vec![n.clone(), v.clone()]).collect::<Vec<_>>(),
+            "origin": opt(&letter.origin),
+            "body": Bson::Binary(bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: letter.body }),
+        };
+        let result = self.dead_letters.insert_one(doc).await.map_err(unavailable)?;
+        Ok(match result.inserted_id {
+            Bson::ObjectId(o) => o.to_hex(),
+            other => other.to_string(),
+        })
+    }
+
+    async fn unrecognised_records(&self, after: Option<&str>, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let docs = page_after(&self.events, doc! { "metadata.unrecognised": true }, after, "record", limit).await?;
+        docs.iter().map(doc_to_record).collect()
+    }
+
+    async fn dead_letters_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
         let docs = page_after(&self.dead_letters, doc! {}, after, "dead letter", limit).await?;
         let mut out = Vec::new();
         for d in docs {
-            let corrupt = |k: &str| StoreError::Corrupt(format!("dead letter without a valid {k}"));
+            let corrupt = |k: &str| StoreError::corrupt(format!("dead letter without a valid {k}"));
             let id = d.get_object_id("_id").map_err(|_| corrupt("_id"))?.to_hex();
             let letter = DeadLetter {
                 source: d.get_str("source").map_err(|_| corrupt("source"))?.to_string(),
                 received_at: d.get_datetime("receivedAt").map_err(|_| corrupt("receivedAt"))?.to_chrono(),
                 sender: d.get_str("sender").ok().map(str::to_string),
+                transport: d
+                    .get_str("transport")
+                    .ok()
+                    .and_then(|t| serde_json::from_value(Value::String(t.to_string())).ok())
+                    .unwrap_or_default(),
+                headers: d
+                    .get_array("headers")
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|h| match h.as_array()?.as_slice() {
+                                [Bson::String(n), Bson::String(v)] => Some((n.clone(), v.clone())),
+                                _ => None,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                origin: d.get_str("origin").ok().map(str::to_string),
                 mapper: d.get_str("mapper").ok().map(str::to_string),
                 error: d.get_str("error").unwrap_or_default().to_string(),
                 body: d.get_binary_generic("body").map_err(|_| corrupt("body"))?.clone(),
@@ -236,7 +268,7 @@ impl MongoStore {
         Ok(out)
     }
 
-    pub(super) async fn query(&self, q: &Query) -> Result<Page, StoreError> {
+    async fn query(&self, q: &Query) -> Result<Page, StoreError> {
         let mut filter = Document::new();
         if let Some(s) = &q.source {
             filter.insert("source", s);
@@ -281,7 +313,7 @@ impl MongoStore {
         }
         if let Some(after) = &q.after {
             let id = ObjectId::parse_str(&after.id)
-                .map_err(|_| StoreError::Corrupt("page cursor id".into()))?;
+                .map_err(|_| StoreError::InvalidInput("parameter `cursor` is not a cursor this API returned".into()))?;
             let at = bson::DateTime::from_millis(after.at.div_euclid(1000));
             all.push(doc! { "$or": [ { "at": { "$lt": at } }, { "at": at, "_id": { "$lt": id } } ] });
         }
@@ -311,7 +343,7 @@ impl MongoStore {
         Ok(Page { records, next })
     }
 
-    pub(super) async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
+    async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
         let Ok(oid) = ObjectId::parse_str(id) else {
             return Ok(None);
         };
@@ -323,7 +355,7 @@ impl MongoStore {
         found.as_ref().map(doc_to_record).transpose()
     }
 
-    pub(super) async fn load_cursor(&self, source: &str) -> Result<Option<Value>, StoreError> {
+    async fn load_checkpoint(&self, source: &str) -> Result<Option<Value>, StoreError> {
         let found = self
             .cursors
             .find_one(doc! { "_id": source })
@@ -332,14 +364,14 @@ impl MongoStore {
         let Some(d) = found else { return Ok(None) };
         let text = d
             .get_str("cursor")
-            .map_err(|e| StoreError::Corrupt(format!("cursor of {source}: {e}")))?;
+            .map_err(|e| StoreError::corrupt_because(format!("the checkpoint of {source}"), e))?;
         serde_json::from_str(text)
             .map(Some)
-            .map_err(|e| StoreError::Corrupt(format!("cursor of {source}: {e}")))
+            .map_err(|e| StoreError::corrupt_because(format!("the checkpoint of {source}"), e))
     }
 
     /// The platform's tenant slugs: the `slug` field of the `tenants` collection.
-    pub(super) async fn tenant_slugs(&self) -> Result<Vec<String>, StoreError> {
+    async fn tenant_slugs(&self) -> Result<Vec<String>, StoreError> {
         let values = self
             .db
             .collection::<Document>("tenants")
@@ -349,7 +381,7 @@ impl MongoStore {
         Ok(values.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
     }
 
-    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         self.db
             .run_command(doc! { "ping": 1 })
             .await
@@ -433,7 +465,7 @@ fn bson_to_json(b: &Bson) -> Value {
 }
 
 fn doc_to_record(d: &Document) -> Result<Record, StoreError> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("audit event without a valid {what}"));
+    let corrupt = |what: &str| StoreError::corrupt(format!("audit event without a valid {what}"));
     let text = |k: &str| d.get_str(k).ok().map(str::to_string);
     let time = |k: &str| d.get_datetime(k).map(|t| t.to_chrono()).map_err(|_| corrupt(k));
     Ok(Record {

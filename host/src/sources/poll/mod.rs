@@ -23,15 +23,14 @@ pub mod walk;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use audit_guest_sdk::{Delivery, PageRequest, Transport};
+use audit_guest_sdk::{PageRequest, Transport};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use crate::config::{ConfigError, Secret, SecretSource};
-use crate::ingest::{self, Received, Tenants};
-use crate::runtime::{MapError, Runtime};
-use crate::store::{Store, StoreError};
+use crate::ingest::{Pipeline, Received, ResumeError, SourceContext};
+use crate::runtime::MapError;
+use crate::store::{Checkpoint, CheckpointError, Commit, StoreError};
 use fetch::{Answer, Failure};
 use tenants::{LookupConfig, TenantLookup};
 use walk::{Cursor, Key, Plan};
@@ -233,19 +232,6 @@ pub struct Poller {
     client: reqwest::Client,
 }
 
-/// What a poller needs from the rest of the service.
-#[derive(Clone)]
-pub struct Context {
-    /// Where records and cursors go.
-    pub store: Store,
-    /// The mappers.
-    pub runtime: Runtime,
-    /// Known tenant slugs.
-    pub tenants: Tenants,
-    /// Becomes true when the service shuts down.
-    pub shutdown: watch::Receiver<bool>,
-}
-
 /// What one tick did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TickSummary {
@@ -271,6 +257,18 @@ pub enum TickError {
     /// The mapper could not read a page (kept as a dead letter).
     #[error("{0}")]
     Map(MapError),
+    /// The stored cursor is not one this version reads: the poller stops.
+    #[error("{0}")]
+    Checkpoint(#[from] CheckpointError),
+}
+
+impl From<ResumeError> for TickError {
+    fn from(e: ResumeError) -> Self {
+        match e {
+            ResumeError::Store(e) => TickError::Store(e),
+            ResumeError::Checkpoint(e) => TickError::Checkpoint(e),
+        }
+    }
 }
 
 /// A list that shifts under this many page requests in a row ends the tick
@@ -279,8 +277,9 @@ const MAX_REALIGN: u32 = 50;
 
 impl Poller {
     /// Runs one tick: walk pages until the cursor, the list's end or the cap.
-    pub async fn tick(&mut self, ctx: &Context) -> Result<TickSummary, TickError> {
-        let mut cursor = self.load_cursor(ctx).await?;
+    pub async fn tick(&mut self, ctx: &SourceContext) -> Result<TickSummary, TickError> {
+        let pipeline = &ctx.pipeline;
+        let mut cursor = self.load_cursor(pipeline).await?;
         let mut walk = cursor.begin(self.overlap);
         // A walk carried over from a capped tick; once it ends, a fresh walk
         // for what arrived meanwhile starts in the same tick.
@@ -290,14 +289,14 @@ impl Poller {
         let mut page = walk.next_page(served_size);
         let mut realigned = 0;
         loop {
-            if *ctx.shutdown.borrow() {
+            if ctx.shutdown.is_set() {
                 break;
             }
             if self.max_pages > 0 && summary.pages >= self.max_pages {
                 if walk.past_known {
                     // Only the overlap window is left: the walk is done.
                     cursor = cursor.after_page(&walk, true);
-                    self.save_cursor(ctx, &cursor).await?;
+                    self.save_cursor(pipeline, &cursor).await?;
                     break;
                 }
                 summary.capped = true;
@@ -305,7 +304,7 @@ impl Poller {
                 break;
             }
             summary.pages += 1;
-            let query = self.page_query(ctx, page)?;
+            let query = self.page_query(pipeline, page).await?;
             let (body, headers, url) = match fetch::get(&self.client, &self.url, &query, self.token.as_ref()).await {
                 Answer::Page { body, headers, url } => (body, headers, url),
                 Answer::NoSuchPage => match walk::past_the_end(&walk, page) {
@@ -316,37 +315,25 @@ impl Poller {
                     }
                     _ => {
                         cursor = cursor.after_page(&walk, true);
-                        self.save_cursor(ctx, &cursor).await?;
+                        self.save_cursor(pipeline, &cursor).await?;
                         break;
                     }
                 },
                 Answer::Failed(f) => return Err(TickError::Fetch(f)),
             };
-            let received = Received {
-                source: self.source.clone(),
-                at: Utc::now(),
-                sender: None,
-            };
-            let delivery = Delivery {
-                source: self.source.clone(),
-                transport: Transport::Poll,
-                received_at: received.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                headers,
-                origin: Some(url),
-                body,
-            };
-            let output = match ctx.runtime.map(&self.mapper, delivery.clone()).await {
-                Ok(o) => o,
-                Err(e) => {
+            let received = Received::now(&self.source, None);
+            let delivery = received.delivery(Transport::Poll, headers, Some(url), body);
+            let mapped = match pipeline.map(&self.mapper, &received, delivery).await {
+                (_, Ok(mapped)) => mapped,
+                (delivery, Err(e)) => {
                     // The walk cannot move past a page it cannot read: keep
                     // the page for re-mapping and retry after a fixed mapper
                     // is dropped in.
-                    ctx.store.dead_letter(ingest::dead_letter(&received, delivery.body, &e)).await?;
-                    crate::metrics::source(&self.source).dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    pipeline.keep(Pipeline::dead_letter(&received, delivery, &e)).await?;
                     return Err(TickError::Map(e));
                 }
             };
-            let info = output.mapped.poll.unwrap_or_default();
+            let info = mapped.poll.unwrap_or_default();
             if let Plan::Fetch(wanted) = walk::plan(&walk, page, info.total, served_size) {
                 realigned += 1;
                 if realigned > MAX_REALIGN {
@@ -358,23 +345,23 @@ impl Poller {
                 continue;
             }
             realigned = 0;
-            if !info.last && !output.mapped.events.is_empty() {
-                served_size = output.mapped.events.len() as u32;
+            if !info.last && !mapped.records.is_empty() {
+                served_size = mapped.records.len() as u32;
             }
-            let keys: Vec<Option<Key>> = output.mapped.events.iter().map(key_of).collect();
+            let keys: Vec<Option<Key>> = mapped.records.iter().zip(&mapped.event_times).map(key_of).collect();
             let (keep, ended) = walk::select(&mut walk, &keys, info.last);
             walk.advance(page, info.total, served_size);
             page = walk.next_page(served_size);
-            let mut records: Vec<_> = ingest::records(&received, output, &ctx.tenants)
+            let mut records: Vec<_> = mapped
+                .records
                 .into_iter()
                 .zip(keep)
                 .filter_map(|(r, keep)| keep.then_some(r))
                 .collect();
-            self.infer_tenants(ctx, &mut records).await;
+            self.infer_tenants(pipeline, &mut records).await;
             cursor = cursor.after_page(&walk, ended);
-            let count = records.len();
-            let written = ctx.store.insert(records, Some((self.source.clone(), cursor_json(&cursor)))).await?;
-            crate::metrics::wrote(&self.source, count, &written);
+            let checkpoint = Commit::Checkpoint(Checkpoint::new(&self.source, &cursor));
+            let written = pipeline.write(&self.source, records, checkpoint).await?;
             summary.inserted += written.inserted;
             summary.duplicates += written.duplicates;
             if ended && resumed {
@@ -385,56 +372,50 @@ impl Poller {
                 break;
             }
         }
-        let m = crate::metrics::source(&self.source);
-        m.last_success_unix.store(crate::metrics::now_unix(), Ordering::Relaxed);
+        ctx.health.progressed(&self.source);
         if let Some(high) = &cursor.high {
+            let m = pipeline.telemetry().source(&self.source);
             m.poll_cursor_unix.store(high.at.timestamp(), Ordering::Relaxed);
         }
         Ok(summary)
     }
 
-    fn page_query(&self, ctx: &Context, page: u32) -> Result<Vec<(String, String)>, TickError> {
+    async fn page_query(&self, pipeline: &Pipeline, page: u32) -> Result<Vec<(String, String)>, TickError> {
         let request = PageRequest {
             page,
             page_size: self.page_size,
         };
-        let params = ctx.runtime.page_query(&self.mapper, &request).map_err(TickError::Map)?;
+        let params = pipeline.runtime().page_query(&self.mapper, request).await.map_err(TickError::Map)?;
         Ok(params.into_iter().map(|p| (p.name, p.value)).collect())
     }
 
-    async fn load_cursor(&self, ctx: &Context) -> Result<Cursor, TickError> {
-        let stored = ctx.store.load_cursor(&self.source).await?;
-        let Some(value) = stored else {
+    async fn load_cursor(&self, pipeline: &Pipeline) -> Result<Cursor, TickError> {
+        match pipeline.resume::<Cursor>(&self.source).await? {
+            Some(cursor) => Ok(cursor),
             // The very first tick: fix the first-run policy now, so it does
             // not move with every tick until events arrive.
-            return Ok(Cursor {
+            None => Ok(Cursor {
                 floor: self.first_run.floor(Utc::now()),
                 ..Cursor::default()
-            });
-        };
-        serde_json::from_value(value.clone()).map_err(|e| {
-            TickError::Store(StoreError::Unavailable(format!(
-                "the stored cursor of {} is not one this version understands ({e}): {value}; \
-                 delete it from ingest_cursors to start over",
-                self.source
-            )))
-        })
+            }),
+        }
     }
 
-    async fn save_cursor(&self, ctx: &Context, cursor: &Cursor) -> Result<(), TickError> {
-        Ok(ctx.store.save_cursor(&self.source, &cursor_json(cursor)).await?)
+    async fn save_cursor(&self, pipeline: &Pipeline, cursor: &Cursor) -> Result<(), TickError> {
+        Ok(pipeline.save_checkpoint(Checkpoint::new(&self.source, cursor)).await?)
     }
 
     /// Sets the tenant of records the mapper's hint did not place, from the
     /// acting user's groups (cached).
-    async fn infer_tenants(&mut self, ctx: &Context, records: &mut [crate::store::NewRecord]) {
+    async fn infer_tenants(&mut self, pipeline: &Pipeline, records: &mut [crate::store::NewRecord]) {
         let Some(lookup) = self.lookup.as_mut() else { return };
-        if ctx.tenants.is_empty() {
+        let tenants = pipeline.tenants();
+        if tenants.is_empty() {
             return;
         }
         for record in records.iter_mut().filter(|r| r.tenant_slug.is_none()) {
             if let Some(id) = record.actor_id.clone() {
-                record.tenant_slug = lookup.tenant_of(&self.client, self.token.as_ref(), &id, &ctx.tenants).await;
+                record.tenant_slug = lookup.tenant_of(&self.client, self.token.as_ref(), &id, tenants).await;
             }
         }
     }
@@ -455,27 +436,25 @@ impl Poller {
     }
 }
 
-fn key_of(event: &audit_guest_sdk::AuditEvent) -> Option<Key> {
-    let at = DateTime::parse_from_rfc3339(event.occurred_at.as_deref()?).ok()?;
+/// Where a record sits in the list: its event time and id (none without
+/// both; such a record never moves the walk).
+fn key_of((record, event_time): (&crate::store::NewRecord, &bool)) -> Option<Key> {
+    event_time.then_some(())?;
     Some(Key {
-        at: at.with_timezone(&Utc),
-        id: event.external_id.clone()?,
+        at: record.at,
+        id: record.external_id.clone()?,
     })
-}
-
-fn cursor_json(cursor: &Cursor) -> serde_json::Value {
-    serde_json::to_value(cursor).expect("a cursor serialises")
 }
 
 /// Runs ticks until shutdown, waiting between them as the last tick's
 /// outcome says.
-pub async fn run(mut poller: Poller, ctx: Context) {
+pub async fn run(mut poller: Poller, ctx: SourceContext) {
     let mut shutdown = ctx.shutdown.clone();
     let mut failures = 0u32;
     let mut refused_logged = false;
     tracing::info!(source = %poller.source, url = %poller.url, interval_secs = poller.interval.as_secs(), "poller started");
     // Wedged: no successful tick for three intervals plus the longest backoff.
-    crate::metrics::expect_progress(&poller.source, poller.interval * 3 + MAX_BACKOFF, false);
+    ctx.health.expect_progress(&poller.source, poller.interval * 3 + MAX_BACKOFF);
     loop {
         let started = std::time::Instant::now();
         let wait = match poller.tick(&ctx).await {
@@ -506,6 +485,11 @@ pub async fn run(mut poller: Poller, ctx: Context) {
                 tracing::warn!(source = %poller.source, wait_secs = wait.as_secs(), "rate limited (HTTP 429)");
                 wait
             }
+            Err(TickError::Checkpoint(e)) => {
+                tracing::error!(source = %poller.source, error = %e, "the poller stops: it cannot tell where to resume");
+                ctx.health.stopped(&poller.source, e.to_string());
+                break;
+            }
             Err(e) => {
                 failures += 1;
                 let wait = fetch::backoff(Duration::from_secs(5), failures - 1, MAX_BACKOFF);
@@ -515,7 +499,7 @@ pub async fn run(mut poller: Poller, ctx: Context) {
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = shutdown.wait() => break,
         }
     }
     tracing::info!(source = %poller.source, "poller stopped");

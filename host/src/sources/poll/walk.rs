@@ -49,6 +49,11 @@ pub struct Cursor {
     pub walk: Option<Walk>,
 }
 
+impl crate::store::CheckpointState for Cursor {
+    const KIND: &'static str = "poll";
+    const VERSION: u32 = 1;
+}
+
 /// A walk down the list, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Walk {

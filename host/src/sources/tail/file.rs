@@ -47,6 +47,11 @@ pub struct Position {
     pub offset: u64,
 }
 
+impl crate::store::CheckpointState for Position {
+    const KIND: &'static str = "tail";
+    const VERSION: u32 = 1;
+}
+
 fn hex16(bytes: &[u8]) -> String {
     bytes[..8].iter().map(|b| format!("{b:02x}")).collect()
 }

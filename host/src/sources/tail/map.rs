@@ -23,11 +23,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use audit_guest_sdk::{Delivery, LINES_HEADER, Transport};
-use chrono::Utc;
 
 use super::file::Line;
-use crate::ingest::{self, Received, Tenants};
-use crate::runtime::Runtime;
+use crate::ingest::{Pipeline, Received};
 use crate::store::{DeadLetter, NewRecord};
 
 /// Lines per mapper call at most (a failed call re-maps them one by one),
@@ -38,8 +36,7 @@ const LINES_PER_CALL: usize = 256;
 pub(super) struct LineMapper<'a> {
     pub source: &'a str,
     pub mapper: &'a str,
-    pub runtime: &'a Runtime,
-    pub tenants: &'a Tenants,
+    pub pipeline: &'a Pipeline,
     /// Mappers (`name@version`) that have shown they map one line per call.
     pub single_line: &'a Mutex<HashSet<String>>,
     /// Threads that map a batch side by side.
@@ -54,7 +51,23 @@ struct Batch<'a> {
     identity: &'a str,
     origin: &'a str,
     received: Received,
-    received_at: String,
+}
+
+/// A batch's lines, mapped: records in file order, and the lines no mapper
+/// could map.
+#[derive(Default)]
+pub(super) struct MappedLines {
+    pub records: Vec<NewRecord>,
+    pub letters: Vec<DeadLetter>,
+}
+
+impl MappedLines {
+    fn with_capacity(lines: usize) -> MappedLines {
+        MappedLines {
+            records: Vec::with_capacity(lines),
+            letters: Vec::new(),
+        }
+    }
 }
 
 impl Batch<'_> {
@@ -72,17 +85,11 @@ impl LineMapper<'_> {
     /// Maps `lines` of the file `origin` (whose identity is `identity`):
     /// records in file order, and the lines no mapper could map as dead
     /// letters (each logged with the file and offset).
-    pub fn map(&self, lines: &[Line], identity: &str, origin: &str) -> (Vec<NewRecord>, Vec<DeadLetter>) {
-        let received = Received {
-            source: self.source.to_string(),
-            at: Utc::now(),
-            sender: None,
-        };
+    pub fn map(&self, lines: &[Line], identity: &str, origin: &str) -> MappedLines {
         let batch = Batch {
             identity,
             origin,
-            received_at: received.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            received,
+            received: Received::now(self.source, None),
         };
         let runs: Vec<&[Line]> = lines.chunks(LINES_PER_CALL).collect();
         let workers = self.threads.min(runs.len()).max(1);
@@ -110,21 +117,21 @@ impl LineMapper<'_> {
             done
         });
         done.sort_unstable_by_key(|(i, _)| *i);
-        let mut out = (Vec::with_capacity(lines.len()), Vec::new());
-        for (_, (records, letters)) in done {
-            out.0.extend(records);
-            out.1.extend(letters);
+        let mut out = MappedLines::with_capacity(lines.len());
+        for (_, mapped) in done {
+            out.records.extend(mapped.records);
+            out.letters.extend(mapped.letters);
         }
         out
     }
 
-    fn map_run(&self, lines: &[Line], batch: &Batch<'_>) -> (Vec<NewRecord>, Vec<DeadLetter>) {
-        let mut out = (Vec::with_capacity(lines.len()), Vec::new());
+    fn map_run(&self, lines: &[Line], batch: &Batch<'_>) -> MappedLines {
+        let mut out = MappedLines::with_capacity(lines.len());
         let lines: Vec<&Line> = lines.iter().filter(|l| !l.bytes.iter().all(u8::is_ascii_whitespace)).collect();
         for call in lines.chunks(LINES_PER_CALL) {
             let several = (call.len() > 1 && !self.maps_single_lines()).then(|| self.map_several(call, batch));
             match several {
-                Some(Ok(records)) => out.0.extend(records),
+                Some(Ok(records)) => out.records.extend(records),
                 Some(Err(mapper)) => {
                     if self.map_each(call, batch, &mut out) {
                         // Every line maps alone: this mapper does not read several.
@@ -141,19 +148,13 @@ impl LineMapper<'_> {
     }
 
     fn maps_single_lines(&self) -> bool {
-        let Some(id) = self.runtime.mapper_id(self.mapper) else { return true };
+        let Some(id) = self.pipeline.runtime().mapper_id(self.mapper) else { return true };
         self.single_line.lock().expect("single-line mappers").contains(&id.to_string())
     }
 
     fn delivery(&self, body: Vec<u8>, batch: &Batch<'_>, lines: Option<usize>) -> Delivery {
-        Delivery {
-            source: self.source.to_string(),
-            transport: Transport::File,
-            received_at: batch.received_at.clone(),
-            headers: lines.map(|n| vec![(LINES_HEADER.to_string(), n.to_string())]).unwrap_or_default(),
-            origin: Some(batch.origin.to_string()),
-            body,
-        }
+        let headers = lines.map(|n| vec![(LINES_HEADER.to_string(), n.to_string())]).unwrap_or_default();
+        batch.received.delivery(Transport::File, headers, Some(batch.origin.to_string()), body)
     }
 
     /// Several lines in one call: their records, or the mapper (`name@version`)
@@ -161,14 +162,14 @@ impl LineMapper<'_> {
     fn map_several(&self, lines: &[&Line], batch: &Batch<'_>) -> Result<Vec<NewRecord>, String> {
         let body = lines.iter().map(|l| l.bytes.as_slice()).collect::<Vec<_>>().join(&b'\n');
         let delivery = self.delivery(body, batch, Some(lines.len()));
-        let output = match self.runtime.map_blocking(self.mapper, &delivery) {
-            Ok(output) => output,
+        let mapped = match self.pipeline.map_blocking(self.mapper, &batch.received, &delivery) {
+            Ok(mapped) => mapped,
             Err(e) => return Err(e.mapper().map(ToString::to_string).unwrap_or_default()),
         };
-        if output.mapped.events.len() != lines.len() {
-            return Err(output.mapper.to_string());
+        if mapped.records.len() != lines.len() {
+            return Err(mapped.mapper.to_string());
         }
-        let mut records = ingest::records(&batch.received, output, self.tenants);
+        let mut records = mapped.records;
         for (record, line) in records.iter_mut().zip(lines) {
             batch.set_line_id(record, line, 0);
         }
@@ -176,22 +177,22 @@ impl LineMapper<'_> {
     }
 
     /// Each line in a call of its own; whether every one of them mapped.
-    fn map_each(&self, lines: &[&Line], batch: &Batch<'_>, out: &mut (Vec<NewRecord>, Vec<DeadLetter>)) -> bool {
-        let letters_before = out.1.len();
+    fn map_each(&self, lines: &[&Line], batch: &Batch<'_>, out: &mut MappedLines) -> bool {
+        let letters_before = out.letters.len();
         for line in lines {
             self.map_one(line, batch, out);
         }
-        out.1.len() == letters_before
+        out.letters.len() == letters_before
     }
 
     /// One line in one call; its records, or a dead letter.
-    fn map_one(&self, line: &Line, batch: &Batch<'_>, out: &mut (Vec<NewRecord>, Vec<DeadLetter>)) {
+    fn map_one(&self, line: &Line, batch: &Batch<'_>, out: &mut MappedLines) {
         let delivery = self.delivery(line.bytes.clone(), batch, None);
-        match self.runtime.map_blocking(self.mapper, &delivery) {
-            Ok(output) => {
-                for (n, mut record) in ingest::records(&batch.received, output, self.tenants).into_iter().enumerate() {
+        match self.pipeline.map_blocking(self.mapper, &batch.received, &delivery) {
+            Ok(mapped) => {
+                for (n, mut record) in mapped.records.into_iter().enumerate() {
                     batch.set_line_id(&mut record, line, n);
-                    out.0.push(record);
+                    out.records.push(record);
                 }
             }
             Err(_) if !self.keep_letters => {}
@@ -200,8 +201,7 @@ impl LineMapper<'_> {
                     source = %self.source, file = %batch.origin, offset = line.offset, error = %e,
                     "line kept as a dead letter for re-mapping"
                 );
-                out.1.push(ingest::dead_letter(&batch.received, line.bytes.clone(), &e));
-                crate::metrics::source(self.source).dead_lettered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                out.letters.push(Pipeline::dead_letter(&batch.received, delivery, &e));
             }
         }
     }

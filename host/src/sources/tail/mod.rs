@@ -37,12 +37,10 @@ use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use crate::config::ConfigError;
-use crate::ingest::Tenants;
-use crate::runtime::Runtime;
-use crate::store::{DeadLetter, NewRecord, Store, StoreError, WriteSummary};
+use crate::ingest::{Pipeline, ResumeError, Shutdown, SourceContext};
+use crate::store::{Checkpoint, Commit, DeadLetter, NewRecord, StoreError, WriteSummary};
 pub use file::{FileKey, Position};
 use file::{Line, Reader};
 use map::LineMapper;
@@ -155,22 +153,9 @@ pub struct Tailer {
     mapping_threads: usize,
 }
 
-/// What a tail needs from the rest of the service.
-#[derive(Clone)]
-pub struct Context {
-    /// Where records and positions go.
-    pub store: Store,
-    /// The mappers.
-    pub runtime: Runtime,
-    /// Known tenant slugs.
-    pub tenants: Tenants,
-    /// Becomes true when the service shuts down.
-    pub shutdown: watch::Receiver<bool>,
-}
-
 /// Runs the tail until shutdown, on a thread of its own (file reads and
 /// mapper calls block).
-pub async fn run(tailer: Tailer, ctx: Context) {
+pub async fn run(tailer: Tailer, ctx: SourceContext) {
     let handle = tokio::runtime::Handle::current();
     let source = tailer.source.clone();
     let joined = tokio::task::spawn_blocking(move || Tail::new(tailer, ctx, handle).run()).await;
@@ -184,7 +169,7 @@ pub async fn run(tailer: Tailer, ctx: Context) {
 /// the store; keeping a copy of every batch for a rare retry would cost
 /// each line an allocation and a copy).
 struct Pending {
-    write: tokio::task::JoinHandle<anyhow::Result<Result<WriteSummary, StoreError>>>,
+    write: tokio::task::JoinHandle<Result<Result<WriteSummary, StoreError>, Stopped>>,
     position: Position,
     lines: Vec<Line>,
     origin: String,
@@ -192,7 +177,7 @@ struct Pending {
 
 struct Tail {
     t: Tailer,
-    ctx: Context,
+    ctx: SourceContext,
     handle: tokio::runtime::Handle,
     reader: Option<Reader>,
     /// The stored position, once loaded.
@@ -207,7 +192,7 @@ struct Tail {
 }
 
 impl Tail {
-    fn new(t: Tailer, ctx: Context, handle: tokio::runtime::Handle) -> Tail {
+    fn new(t: Tailer, ctx: SourceContext, handle: tokio::runtime::Handle) -> Tail {
         Tail {
             t,
             ctx,
@@ -223,14 +208,15 @@ impl Tail {
 
     /// Shutdown was asked for, or whoever could ask is gone.
     fn stopping(&self) -> bool {
-        *self.ctx.shutdown.borrow() || self.ctx.shutdown.has_changed().is_err()
+        self.ctx.shutdown.is_set()
     }
 
     fn run(mut self) {
         let (tx, rx) = std_mpsc::channel::<()>();
         let mut watcher = self.watch(tx.clone());
         tracing::info!(source = %self.t.source, path = %self.t.path.display(), "tailing");
-        crate::metrics::expect_progress(&self.t.source, self.t.check_every * 10 + Duration::from_secs(60), true);
+        self.ctx.health.expect_progress(&self.t.source, self.t.check_every * 10 + Duration::from_secs(60));
+        self.ctx.pipeline.telemetry().source(&self.t.source).is_tail.store(true, std::sync::atomic::Ordering::Relaxed);
         while !self.stopping() {
             // The directory may only appear with oCIS's first event.
             if watcher.is_none() {
@@ -238,6 +224,11 @@ impl Tail {
             }
             match self.step().and_then(|()| self.flush()) {
                 Ok(()) => self.report_progress(),
+                Err(e) if e.is::<crate::store::CheckpointError>() => {
+                    tracing::error!(source = %self.t.source, error = %e, "the tail stops: it cannot tell where to resume");
+                    self.ctx.health.stopped(&self.t.source, e.to_string());
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(source = %self.t.source, path = %self.t.path.display(), error = %e, "tail step failed; retrying");
                     self.reader = None;
@@ -253,8 +244,8 @@ impl Tail {
 
     /// Publishes how far behind the file the committed position is.
     fn report_progress(&self) {
-        let m = crate::metrics::source(&self.t.source);
-        m.last_success_unix.store(crate::metrics::now_unix(), std::sync::atomic::Ordering::Relaxed);
+        self.ctx.health.progressed(&self.t.source);
+        let m = self.ctx.pipeline.telemetry().source(&self.t.source);
         if let Some(reader) = &self.reader {
             let len = std::fs::metadata(&reader.path).map(|m| m.len()).unwrap_or(0);
             m.tail_behind_bytes.store(len.saturating_sub(reader.committed), std::sync::atomic::Ordering::Relaxed);
@@ -289,13 +280,7 @@ impl Tail {
     /// Reads and commits whatever is available now.
     fn step(&mut self) -> anyhow::Result<()> {
         if !self.loaded {
-            let stored = self.block_on_retry(|store, source| async move { store.load_cursor(&source).await })?;
-            self.saved = match stored {
-                Some(v) => Some(serde_json::from_value(v.clone()).map_err(|e| {
-                    anyhow::anyhow!("the stored position of {} is not one this version understands ({e}): {v}", self.t.source)
-                })?),
-                None => None,
-            };
+            self.saved = self.resume()?;
             self.loaded = true;
         }
         if self.reader.is_none() && !self.open()? {
@@ -444,14 +429,13 @@ impl Tail {
             return Ok(()); // no complete first line yet: nothing to commit
         };
         let origin = reader.path.display().to_string();
-        let (records, letters) = self.line_mapper(true).map(&lines, &position.file.identity(), &origin);
+        let mapped = self.line_mapper(true).map(&lines, &position.file.identity(), &origin);
         self.flush()?;
         let write = write_batch(
-            self.ctx.store.clone(),
-            self.t.source.clone(),
-            records,
-            letters,
-            serde_json::to_value(&position)?,
+            self.ctx.pipeline.clone(),
+            mapped.records,
+            mapped.letters,
+            Checkpoint::new(&self.t.source, &position),
             self.ctx.shutdown.clone(),
         );
         self.pending = Some(Pending { write: self.handle.spawn(write), position, lines, origin });
@@ -468,8 +452,7 @@ impl Tail {
         LineMapper {
             source: &self.t.source,
             mapper: &self.t.mapper,
-            runtime: &self.ctx.runtime,
-            tenants: &self.ctx.tenants,
+            pipeline: &self.ctx.pipeline,
             single_line: &self.single_line,
             threads: self.t.mapping_threads,
             keep_letters,
@@ -486,15 +469,14 @@ impl Tail {
             Ok(written) => written,
             Err(e) => {
                 tracing::warn!(source = %self.t.source, error = %e, "store unavailable; the tail waits");
-                let cursor = serde_json::to_value(&position)?;
-                self.block_on_retry(|store, source| {
-                    let (records, _) = self.line_mapper(false).map(&lines, &position.file.identity(), &origin);
-                    let cursor = Some((source, cursor.clone()));
-                    async move { store.insert(records, cursor).await }
+                let checkpoint = Checkpoint::new(&self.t.source, &position);
+                self.block_on_retry(|pipeline, source| {
+                    let records = self.line_mapper(false).map(&lines, &position.file.identity(), &origin).records;
+                    let commit = Commit::Checkpoint(checkpoint.clone());
+                    async move { pipeline.write(&source, records, commit).await }
                 })?
             }
         };
-        crate::metrics::wrote(&self.t.source, (written.inserted + written.duplicates) as usize, &written);
         tracing::debug!(source = %self.t.source, offset = position.offset, inserted = written.inserted, duplicates = written.duplicates, "tail batch committed");
         if let Some(reader) = self.reader.as_mut().filter(|r| r.key.as_ref() == Some(&position.file)) {
             reader.committed = position.offset;
@@ -503,26 +485,63 @@ impl Tail {
         Ok(())
     }
 
-    /// Runs a store call, retrying with backoff while the store is down.
-    fn block_on_retry<T, F, Fut>(&self, call: F) -> anyhow::Result<T>
-    where
-        F: Fn(Store, String) -> Fut,
-        Fut: std::future::Future<Output = Result<T, StoreError>>,
-    {
-        let mut wait = Duration::from_millis(200);
+    /// Where this tail resumes: its stored position (retried while the
+    /// store is down; a position it cannot read is fatal).
+    fn resume(&self) -> anyhow::Result<Option<Position>> {
+        let mut backoff = Backoff::new();
         loop {
-            match self.handle.block_on(call(self.ctx.store.clone(), self.t.source.clone())) {
-                Ok(v) => return Ok(v),
-                Err(e) => {
-                    if self.stopping() {
-                        return Err(anyhow::anyhow!("shutting down while the store is unavailable: {e}"));
-                    }
-                    tracing::warn!(source = %self.t.source, error = %e, retry_in_ms = wait.as_millis() as u64, "store unavailable; the tail waits");
+            match self.handle.block_on(self.ctx.pipeline.resume::<Position>(&self.t.source)) {
+                Ok(position) => return Ok(position),
+                Err(ResumeError::Checkpoint(e)) => return Err(e.into()),
+                Err(ResumeError::Store(e)) => {
+                    let wait = backoff.next(&self.t.source, &e, &self.ctx.shutdown)?;
                     std::thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_secs(10));
                 }
             }
         }
+    }
+
+    /// Runs a store call, retrying with backoff while the store is down.
+    fn block_on_retry<T, F, Fut>(&self, call: F) -> anyhow::Result<T>
+    where
+        F: Fn(Pipeline, String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut backoff = Backoff::new();
+        loop {
+            match self.handle.block_on(call(self.ctx.pipeline.clone(), self.t.source.clone())) {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let wait = backoff.next(&self.t.source, &e, &self.ctx.shutdown)?;
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+    }
+}
+
+/// The tail stopped waiting for the store because the service is shutting down.
+#[derive(Debug, thiserror::Error)]
+#[error("shutting down while the store is unavailable: {0}")]
+struct Stopped(StoreError);
+
+/// The tail's one wait while the store is down: 200 ms, doubling up to 10 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(Duration::from_millis(200))
+    }
+
+    /// How long to wait after `error`, or [`Stopped`] once shutdown is asked for.
+    fn next(&mut self, source: &str, error: &StoreError, shutdown: &Shutdown) -> Result<Duration, Stopped> {
+        if shutdown.is_set() {
+            return Err(Stopped(StoreError::unavailable(error.to_string())));
+        }
+        let wait = self.0;
+        tracing::warn!(source = %source, error = %error, retry_in_ms = wait.as_millis() as u64, "store unavailable; the tail waits");
+        self.0 = (self.0 * 2).min(Duration::from_secs(10));
+        Ok(wait)
     }
 }
 
@@ -530,23 +549,18 @@ impl Tail {
 /// store is unavailable), then its records with the position, once; the
 /// caller retries a refused write (see [`Tail::flush`]).
 async fn write_batch(
-    store: Store,
-    source: String,
+    pipeline: Pipeline,
     records: Vec<NewRecord>,
     letters: Vec<DeadLetter>,
-    position: serde_json::Value,
-    shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<Result<WriteSummary, StoreError>> {
-    let mut wait = Duration::from_millis(200);
+    checkpoint: Checkpoint,
+    shutdown: Shutdown,
+) -> Result<Result<WriteSummary, StoreError>, Stopped> {
+    let mut backoff = Backoff::new();
     for letter in letters {
-        while let Err(e) = store.dead_letter(letter.clone()).await {
-            if *shutdown.borrow() || shutdown.has_changed().is_err() {
-                anyhow::bail!("shutting down while the store is unavailable: {e}");
-            }
-            tracing::warn!(source = %source, error = %e, retry_in_ms = wait.as_millis() as u64, "store unavailable; the tail waits");
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(10));
+        while let Err(e) = pipeline.keep(letter.clone()).await {
+            tokio::time::sleep(backoff.next(&checkpoint.source, &e, &shutdown)?).await;
         }
     }
-    Ok(store.insert(records, Some((source, position))).await)
+    let source = checkpoint.source.clone();
+    Ok(pipeline.write(&source, records, Commit::Checkpoint(checkpoint)).await)
 }

@@ -14,20 +14,18 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use audit_guest_sdk::{Delivery, Transport};
+use audit_guest_sdk::Transport;
 use axum::Json;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::api::{AppError, AppState};
 use crate::config::{ConfigError, SecretSource};
-use crate::ingest::{self, Received};
-use crate::runtime::MapError;
+use crate::ingest::{Delivered, Received};
 use signature::{Encoding, Verifier};
 
 /// Default body limit: 16 MiB (a Stalwart batch after a long outage can be large).
@@ -301,21 +299,24 @@ struct Receipt {
 }
 
 async fn receive(State(state): State<AppState>, endpoint: Arc<Endpoint>, request: Request) -> Response {
+    match accept(&state, &endpoint, request).await {
+        Ok(receipt) => Json(receipt).into_response(),
+        Err(answer) => answer.into_response(),
+    }
+}
+
+/// One webhook request, from the slot to the answer.
+async fn accept(state: &AppState, endpoint: &Endpoint, request: Request) -> Result<Receipt, AppError> {
     // Backpressure: a bounded number of requests in flight; beyond it the
     // sender retries later (Stalwart retries for minutes).
     let Ok(_slot) = state.ingest_slots.clone().try_acquire_owned() else {
         tracing::warn!(source = %endpoint.source, "webhook refused: every ingest slot is busy (429)");
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, "1")],
-            Json(json!({ "error": "too many requests in flight; retry after 1 s" })),
-        )
-            .into_response();
+        return Err(AppError::TooManyRequests {
+            retry_after_secs: 1,
+            message: "too many requests in flight; retry after 1 s".into(),
+        });
     };
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let (parts, body) = request.into_parts();
     let from = sender(peer, &parts.headers, &endpoint.trusted_proxies);
     let declared = parts
@@ -324,99 +325,49 @@ async fn receive(State(state): State<AppState>, endpoint: Arc<Endpoint>, request
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > endpoint.max_body_bytes as u64) {
-        return AppError::PayloadTooLarge(endpoint.max_body_bytes as u64).into_response();
+        return Err(AppError::PayloadTooLarge(endpoint.max_body_bytes as u64));
     }
-    let body = match axum::body::to_bytes(body, endpoint.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => {
-            let over_limit = e
-                .into_inner()
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some();
-            return if over_limit {
-                AppError::PayloadTooLarge(endpoint.max_body_bytes as u64).into_response()
-            } else {
-                AppError::BadRequest("the request body could not be read to its end".into()).into_response()
-            };
+    let body = axum::body::to_bytes(body, endpoint.max_body_bytes).await.map_err(|e| {
+        let over_limit = e.into_inner().downcast_ref::<http_body_util::LengthLimitError>().is_some();
+        if over_limit {
+            AppError::PayloadTooLarge(endpoint.max_body_bytes as u64)
+        } else {
+            AppError::BadRequest("the request body could not be read to its end".into())
         }
-    };
+    })?;
     if let Err(refusal) = endpoint.verifier.verify(&parts.headers, &body, Utc::now().timestamp()) {
         let sender = from.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
         tracing::warn!(source = %endpoint.source, sender = %sender, reason = %refusal, "webhook refused: signature");
-        crate::metrics::source(&endpoint.source).rejected_signature.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return AppError::Unauthorized(refusal.to_string()).into_response();
+        let metrics = state.pipeline.telemetry().source(&endpoint.source);
+        metrics.rejected_signature.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(AppError::Unauthorized(refusal.to_string()));
     }
     if let Some(ct) = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
         && !ct.to_ascii_lowercase().contains("json")
     {
-        return (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Json(json!({ "error": format!("content type `{ct}` is not JSON") })),
-        )
-            .into_response();
+        return Err(AppError::UnsupportedMediaType(format!("content type `{ct}` is not JSON")));
     }
-    let received = Received {
-        source: endpoint.source.clone(),
-        at: Utc::now(),
-        sender: from.map(|ip| ip.to_string()),
-    };
-    let delivery = Delivery {
-        source: endpoint.source.clone(),
-        transport: Transport::Webhook,
-        received_at: received.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        headers: parts
-            .headers
-            .iter()
-            .filter(|(name, _)| !is_credential(name.as_str()))
-            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-            .collect(),
-        origin: received.sender.clone(),
-        body: body.to_vec(),
-    };
-    match state.runtime.map(&endpoint.mapper, delivery).await {
-        Ok(output) => {
-            let records = ingest::records(&received, output, &state.tenants);
-            let count = records.len();
-            match state.store.insert(records, None).await {
-                Ok(summary) => {
-                    crate::metrics::wrote(&endpoint.source, count, &summary);
-                    Json(Receipt {
-                    received: count,
-                    inserted: summary.inserted,
-                    duplicates: summary.duplicates,
-                    })
-                    .into_response()
-                }
-                Err(e) => AppError::from(e).into_response(),
-            }
-        }
-        Err(error) => dead_letter(&state, &endpoint, &received, body.to_vec(), error).await,
+    let received = Received::now(&endpoint.source, from.map(|ip| ip.to_string()));
+    let headers = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| !is_credential(name.as_str()))
+        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let delivery = received.delivery(Transport::Webhook, headers, received.sender.clone(), body.into());
+    match state.pipeline.deliver(&endpoint.mapper, received, delivery).await? {
+        Delivered::Written { received, summary } => Ok(Receipt {
+            received,
+            inserted: summary.inserted,
+            duplicates: summary.duplicates,
+        }),
+        Delivered::DeadLettered { id, .. } => Err(AppError::DeadLettered { id }),
     }
 }
 
 /// Headers that carry credentials are not passed to mappers or kept.
 fn is_credential(name: &str) -> bool {
     matches!(name, "authorization" | "cookie" | "proxy-authorization")
-}
-
-async fn dead_letter(state: &AppState, endpoint: &Endpoint, received: &Received, body: Vec<u8>, error: MapError) -> Response {
-    let letter = ingest::dead_letter(received, body, &error);
-    crate::metrics::source(&endpoint.source).dead_lettered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    tracing::warn!(source = %endpoint.source, mapper = ?letter.mapper, error = %error, "delivery kept as a dead letter for re-mapping");
-    match state.store.dead_letter(letter).await {
-        Ok(id) => (
-            StatusCode::ACCEPTED,
-            Json(json!({
-                "received": 0,
-                "inserted": 0,
-                "duplicates": 0,
-                "deadLetter": id,
-                "error": "the payload could not be mapped; it is kept and will be re-mapped when a fixed mapper is installed",
-            })),
-        )
-            .into_response(),
-        Err(e) => AppError::from(e).into_response(),
-    }
 }
 
 #[cfg(test)]

@@ -28,9 +28,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::{DeadLetter, NewRecord, Page, Query, Record, StoreError, WriteSummary};
+pub(super) use super::unavailable;
+use super::{AuditStore, Commit, DeadLetter, NewRecord, Page, Query, Record, StoreError, WriteSummary};
 use query::{from_micros, row_to_record, run_query};
-use schema::{COLUMNS, DROP_OLD_TENANT_INDEX, MIGRATE_SOURCE_INDEX, SCHEMA, writer_pragmas};
+use schema::{COLUMNS, DEAD_LETTER_ARRIVAL_COLUMNS, DROP_OLD_TENANT_INDEX, MIGRATE_SOURCE_INDEX, SCHEMA, writer_pragmas};
 use writer::{Also, Job, writer_loop};
 
 /// How many jobs may wait for the writer before callers wait to enqueue.
@@ -55,6 +56,8 @@ pub struct SqliteStore {
     writer: mpsc::SyncSender<Job>,
     readers: Mutex<Vec<Connection>>,
     stopped: Arc<AtomicBool>,
+    /// Set by the writer thread if it ever ends (its connection failed).
+    writer_stopped: Arc<AtomicBool>,
 }
 
 impl Drop for SqliteStore {
@@ -63,8 +66,10 @@ impl Drop for SqliteStore {
     }
 }
 
-pub(super) fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+/// A record or letter id this store handed out (its row id); anything else
+/// is the caller's mistake.
+fn parse_id(id: &str, what: &str) -> Result<i64, StoreError> {
+    id.parse().map_err(|_| StoreError::InvalidInput(format!("`{id}` is not a {what} id")))
 }
 
 impl SqliteStore {
@@ -107,9 +112,14 @@ impl SqliteStore {
         let (tx, rx) = mpsc::sync_channel(WRITE_QUEUE);
         let activity = lookup::WriterActivity::default();
         let busy = activity.clone();
+        let writer_stopped = Arc::new(AtomicBool::new(false));
+        let ended = writer_stopped.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx, busy))
+            .spawn(move || {
+                writer_loop(conn, rx, busy);
+                ended.store(true, Ordering::Relaxed);
+            })
             .map_err(unavailable)?;
         let stopped = Arc::new(AtomicBool::new(false));
         let flag = stopped.clone();
@@ -127,72 +137,8 @@ impl SqliteStore {
             writer: tx,
             readers: Mutex::new(Vec::new()),
             stopped,
+            writer_stopped,
         })
-    }
-
-    /// The embedded store keeps no tenant list: slugs come from the configuration.
-    pub(super) async fn tenant_slugs(&self) -> Result<Vec<String>, StoreError> {
-        Ok(Vec::new())
-    }
-
-    pub(super) async fn insert(
-        &self,
-        batch: Vec<NewRecord>,
-        cursor: Option<(String, Value)>,
-    ) -> Result<WriteSummary, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.enqueue(Job::Write { batch, cursor, also: Also::Nothing, reply }).await?;
-        answer
-            .await
-            .map_err(|_| unavailable("the store writer has stopped"))?
-    }
-
-    pub(super) async fn unrecognised_records(&self, after: Option<&str>, limit: usize) -> Result<Vec<Record>, StoreError> {
-        let after: i64 = match after {
-            Some(id) => id.parse().map_err(|_| StoreError::Corrupt(format!("`{id}` is not a record id")))?,
-            None => 0,
-        };
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM audit_events WHERE id > ?1 \
-                     AND json_extract(metadata, '$.unrecognised') = 1 ORDER BY id LIMIT ?2"
-                ))
-                .map_err(unavailable)?;
-            let rows = stmt.query_map([after, limit as i64], row_to_record).map_err(unavailable)?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(row.map_err(unavailable)??);
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    pub(super) async fn replace_record(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
-        let id: i64 = id.parse().map_err(|_| StoreError::Corrupt(format!("`{id}` is not a record id")))?;
-        let (reply, answer) = oneshot::channel();
-        self.enqueue(Job::Write { batch, cursor: None, also: Also::ReplaceRecord(id), reply }).await?;
-        answer
-            .await
-            .map_err(|_| unavailable("the store writer has stopped"))?
-    }
-
-    pub(super) async fn resolve_dead_letter(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
-        let id: i64 = id.parse().map_err(|_| StoreError::Corrupt(format!("`{id}` is not a dead letter id")))?;
-        let (reply, answer) = oneshot::channel();
-        self.enqueue(Job::Write { batch, cursor: None, also: Also::ResolveDeadLetter(id), reply }).await?;
-        answer
-            .await
-            .map_err(|_| unavailable("the store writer has stopped"))?
-    }
-
-    pub(super) async fn dead_letter(&self, letter: DeadLetter) -> Result<String, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.enqueue(Job::DeadLetter { letter, reply }).await?;
-        answer
-            .await
-            .map_err(|_| unavailable("the store writer has stopped"))?
     }
 
     /// Hands a job to the writer. The queue is bounded; a full queue makes the
@@ -250,77 +196,6 @@ impl SqliteStore {
         Ok(conn)
     }
 
-    pub(super) async fn dead_letters_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
-        let after: i64 = match after {
-            Some(id) => id.parse().map_err(|_| StoreError::Corrupt(format!("`{id}` is not a dead letter id")))?,
-            None => 0,
-        };
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT id, source, received_at, sender, mapper, error, body FROM dead_letters \
-                     WHERE id > ?2 ORDER BY id LIMIT ?1",
-                )
-                .map_err(unavailable)?;
-            let rows = stmt
-                .query_map([limit as i64, after], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?.to_string(),
-                        DeadLetter {
-                            source: r.get(1)?,
-                            received_at: from_micros(r.get(2)?)?,
-                            sender: r.get(3)?,
-                            mapper: r.get(4)?,
-                            error: r.get(5)?,
-                            body: r.get(6)?,
-                        },
-                    ))
-                })
-                .map_err(unavailable)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
-        })
-        .await
-    }
-
-    pub(super) async fn query(&self, query: &Query) -> Result<Page, StoreError> {
-        let query = query.clone();
-        self.read(move |conn| run_query(conn, &query)).await
-    }
-
-    pub(super) async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
-        let Ok(id) = id.parse::<i64>() else {
-            return Ok(None);
-        };
-        self.read(move |conn| {
-            conn.query_row(
-                &format!("SELECT {COLUMNS} FROM audit_events WHERE id = ?1"),
-                [id],
-                row_to_record,
-            )
-            .optional()
-            .map_err(unavailable)?
-            .transpose()
-        })
-        .await
-    }
-
-    pub(super) async fn load_cursor(&self, source: &str) -> Result<Option<Value>, StoreError> {
-        let source = source.to_string();
-        self.read(move |conn| {
-            let text: Option<String> = conn
-                .query_row(
-                    "SELECT cursor FROM ingest_cursors WHERE source = ?1",
-                    [source],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(unavailable)?;
-            text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
-                .transpose()
-        })
-        .await
-    }
-
     /// How many events the actor/IP/text lookup is behind (it is built in
     /// the background; queries stay complete meanwhile, only slower).
     pub fn lookup_lag(&self) -> Result<i64, StoreError> {
@@ -339,14 +214,131 @@ impl SqliteStore {
             .map_err(unavailable)
     }
 
-    pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|conn| {
-            conn.query_row("SELECT 1", [], |_| Ok(()))
-                .map_err(unavailable)
+    /// Sends a job to the writer and waits for its answer.
+    async fn call<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(job(reply)).await?;
+        answer.await.map_err(|_| unavailable("the store writer has stopped"))?
+    }
+}
+
+#[async_trait::async_trait]
+impl AuditStore for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn write(&self, batch: Vec<NewRecord>, commit: Commit) -> Result<WriteSummary, StoreError> {
+        let (checkpoint, also) = match commit {
+            Commit::Records => (None, Also::Nothing),
+            Commit::Checkpoint(c) => (Some(c), Also::Nothing),
+            Commit::ResolveDeadLetter(id) => (None, Also::ResolveDeadLetter(parse_id(&id, "dead letter")?)),
+            Commit::ReplaceRecord(id) => (None, Also::ReplaceRecord(parse_id(&id, "record")?)),
+        };
+        self.call(|reply| Job::Write { batch, checkpoint, also, reply }).await
+    }
+
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<String, StoreError> {
+        self.call(|reply| Job::DeadLetter { letter, reply }).await
+    }
+
+    async fn dead_letters_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
+        let after = after.map_or(Ok(0), |id| parse_id(id, "dead letter"))?;
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, source, received_at, sender, mapper, error, body, transport, headers, origin \
+                     FROM dead_letters WHERE id > ?2 ORDER BY id LIMIT ?1",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map([limit as i64, after], |r| {
+                    let headers: String = r.get(8)?;
+                    let transport: String = r.get(7)?;
+                    Ok((
+                        r.get::<_, i64>(0)?.to_string(),
+                        DeadLetter {
+                            source: r.get(1)?,
+                            received_at: from_micros(r.get(2)?)?,
+                            sender: r.get(3)?,
+                            transport: serde_json::from_value(Value::String(transport)).unwrap_or_default(),
+                            headers: serde_json::from_str(&headers).unwrap_or_default(),
+                            origin: r.get(9)?,
+                            mapper: r.get(4)?,
+                            error: r.get(5)?,
+                            body: r.get(6)?,
+                        },
+                    ))
+                })
+                .map_err(unavailable)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
         })
-        .await?;
+        .await
+    }
+
+    async fn query(&self, query: &Query) -> Result<Page, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| run_query(conn, &query)).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
+        let Ok(id) = id.parse::<i64>() else {
+            return Ok(None);
+        };
+        self.read(move |conn| {
+            conn.query_row(&format!("SELECT {COLUMNS} FROM audit_events WHERE id = ?1"), [id], row_to_record)
+                .optional()
+                .map_err(unavailable)?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn load_checkpoint(&self, source: &str) -> Result<Option<Value>, StoreError> {
+        let source = source.to_string();
+        self.read(move |conn| {
+            let text: Option<String> = conn
+                .query_row("SELECT cursor FROM ingest_cursors WHERE source = ?1", [&source], |r| r.get(0))
+                .optional()
+                .map_err(unavailable)?;
+            text.map(|t| {
+                serde_json::from_str(&t).map_err(|e| StoreError::corrupt_because(format!("the checkpoint of {source}"), e))
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn unrecognised_records(&self, after: Option<&str>, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let after = after.map_or(Ok(0), |id| parse_id(id, "record"))?;
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM audit_events WHERE id > ?1 \
+                     AND json_extract(metadata, '$.unrecognised') = 1 ORDER BY id LIMIT ?2"
+                ))
+                .map_err(unavailable)?;
+            let rows = stmt.query_map([after, limit as i64], row_to_record).map_err(unavailable)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row.map_err(unavailable)??);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The embedded store keeps no tenant list: slugs come from the configuration.
+    async fn tenant_slugs(&self) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
         // A stopped writer is as bad as an unreachable database.
-        Ok(())
+        if self.writer_stopped.load(Ordering::Relaxed) {
+            return Err(unavailable("the store writer has stopped"));
+        }
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable)).await
     }
 }
 
@@ -363,6 +355,16 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     if has_index(conn, "audit_events_source_at")? {
         tracing::info!("store: listing each source's actions and dropping the per-source index (once)");
         conn.execute_batch(MIGRATE_SOURCE_INDEX)?;
+    }
+    for (column, add) in DEAD_LETTER_ARRIVAL_COLUMNS {
+        let present: bool = conn.query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info('dead_letters') WHERE name = ?1",
+            [column],
+            |r| r.get(0),
+        )?;
+        if !present {
+            conn.execute_batch(add)?;
+        }
     }
     conn.execute_batch(DROP_OLD_TENANT_INDEX)
 }

@@ -47,7 +47,7 @@ pub(super) fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<
     let metadata: String = row.get(15)?;
     let metadata = match audit_guest_sdk::RawJson::from_text(metadata) {
         Ok(m) => m,
-        Err(e) => return Ok(Err(StoreError::Corrupt(format!("metadata: {e}")))),
+        Err(e) => return Ok(Err(StoreError::corrupt_because("a record's metadata", e))),
     };
     Ok(Ok(Record {
         id: row.get::<_, i64>(0)?.to_string(),
@@ -134,7 +134,7 @@ fn conditions(q: &Query) -> Result<(String, Vec<Sql>), StoreError> {
         let id: i64 = after
             .id
             .parse()
-            .map_err(|_| StoreError::Corrupt("page cursor id".into()))?;
+            .map_err(|_| StoreError::InvalidInput("parameter `cursor` is not a cursor this API returned".into()))?;
         add("(e.at, e.id) < (?, ?)", vec![Sql::Integer(after.at), Sql::Integer(id)]);
     }
     Ok((sql, args))
@@ -283,7 +283,7 @@ fn walk_lookup(
     );
     let mut args = vec![Sql::Text(key.to_string()), Sql::Integer(watermark)];
     if let Some(after) = &q.after {
-        let id: i64 = after.id.parse().map_err(|_| StoreError::Corrupt("page cursor id".into()))?;
+        let id: i64 = after.id.parse().map_err(|_| StoreError::InvalidInput("parameter `cursor` is not a cursor this API returned".into()))?;
         sql.push_str("(l.at, l.id) < (?, ?) AND ");
         args.extend([Sql::Integer(after.at), Sql::Integer(id)]);
     }

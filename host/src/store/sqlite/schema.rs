@@ -47,7 +47,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     sender TEXT,
     mapper TEXT,
     error TEXT NOT NULL,
-    body BLOB NOT NULL
+    body BLOB NOT NULL,
+    transport TEXT NOT NULL DEFAULT 'webhook',
+    headers TEXT NOT NULL DEFAULT '[]',
+    origin TEXT
 );
 -- Every (source, action) pair that has a record; kept by the writer.
 CREATE TABLE IF NOT EXISTS source_actions (
@@ -106,6 +109,15 @@ INSERT OR IGNORE INTO source_actions (source, action) SELECT DISTINCT source, ac
 DROP INDEX audit_events_source_at;
 COMMIT;
 ";
+
+/// Databases made before dead letters kept how they arrived: those letters
+/// replay as the webhook deliveries they mostly were (added one at a time,
+/// each only where it is missing; see `migrate`).
+pub(super) const DEAD_LETTER_ARRIVAL_COLUMNS: [(&str, &str); 3] = [
+    ("transport", "ALTER TABLE dead_letters ADD COLUMN transport TEXT NOT NULL DEFAULT 'webhook'"),
+    ("headers", "ALTER TABLE dead_letters ADD COLUMN headers TEXT NOT NULL DEFAULT '[]'"),
+    ("origin", "ALTER TABLE dead_letters ADD COLUMN origin TEXT"),
+];
 
 /// Databases made before the tenant index led with the action too.
 pub(super) const DROP_OLD_TENANT_INDEX: &str = "DROP INDEX IF EXISTS audit_events_tenant_at;";

@@ -6,12 +6,11 @@ use std::sync::mpsc;
 
 use chrono::Utc;
 use rusqlite::{Connection, params};
-use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::schema::INSERT;
 use super::unavailable;
-use crate::store::{DeadLetter, NewRecord, StoreError, WriteSummary, micros};
+use crate::store::{Checkpoint, DeadLetter, NewRecord, StoreError, WriteSummary, micros};
 
 /// At most this many record jobs share one transaction.
 const GROUP_COMMIT_JOBS: usize = 64;
@@ -30,10 +29,10 @@ pub(super) enum Also {
 
 /// Work for the writer thread.
 pub(super) enum Job {
-    /// Records (and optionally a cursor) in one commit.
+    /// Records (and optionally a checkpoint) in one commit.
     Write {
         batch: Vec<NewRecord>,
-        cursor: Option<(String, Value)>,
+        checkpoint: Option<Checkpoint>,
         /// A row to delete in the same commit.
         also: Also,
         reply: oneshot::Sender<Result<WriteSummary, StoreError>>,
@@ -48,7 +47,7 @@ pub(super) enum Job {
 type WriteReply = oneshot::Sender<Result<WriteSummary, StoreError>>;
 
 /// One write job of a group: its records, what else it commits, its caller.
-type GroupedWrite = (Vec<NewRecord>, (Option<(String, Value)>, Also), WriteReply);
+type GroupedWrite = (Vec<NewRecord>, (Option<Checkpoint>, Also), WriteReply);
 
 /// The `(source, action)` pairs already in `source_actions`, so a row costs
 /// the writer a hash lookup and only a new pair a table write.
@@ -97,7 +96,7 @@ pub(super) fn writer_loop(
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
-                Job::Write { batch, cursor, also, reply } => writes.push((batch, (cursor, also), reply)),
+                Job::Write { batch, checkpoint, also, reply } => writes.push((batch, (checkpoint, also), reply)),
                 Job::DeadLetter { letter, reply } => {
                     let _ = reply.send(insert_dead_letter(&conn, &letter).map_err(unavailable));
                 }
@@ -114,7 +113,7 @@ pub(super) fn writer_loop(
         for (i, (batch, _, reply)) in writes.into_iter().enumerate() {
             let answer = match &outcome {
                 Ok(summaries) => Ok(summaries[i]),
-                Err(e) => Err(unavailable(e)),
+                Err(e) => Err(unavailable(e.to_string())),
             };
             let _ = reply.send(answer);
             let _ = done.send(batch);
@@ -124,8 +123,8 @@ pub(super) fn writer_loop(
 
 fn insert_dead_letter(conn: &Connection, letter: &DeadLetter) -> rusqlite::Result<String> {
     conn.prepare_cached(
-        "INSERT INTO dead_letters (source, received_at, sender, mapper, error, body) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO dead_letters (source, received_at, sender, mapper, error, body, transport, headers, origin) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         letter.source,
@@ -134,6 +133,9 @@ fn insert_dead_letter(conn: &Connection, letter: &DeadLetter) -> rusqlite::Resul
         letter.mapper,
         letter.error,
         letter.body,
+        serde_json::to_value(letter.transport).ok().and_then(|t| t.as_str().map(str::to_string)),
+        serde_json::to_string(&letter.headers).unwrap_or_else(|_| "[]".into()),
+        letter.origin,
     ])?;
     Ok(conn.last_insert_rowid().to_string())
 }
@@ -169,9 +171,13 @@ fn write_group(
     let tx = conn.transaction()?;
     let mut summaries = Vec::with_capacity(group.len());
     let mut new_pairs: Vec<(&str, &str)> = Vec::new();
-    for (batch, (cursor, also), _) in group {
+    for (batch, (checkpoint, also), _) in group {
         if let Also::ReplaceRecord(id) = also {
-            tx.prepare_cached("DELETE FROM audit_events WHERE id = ?1")?.execute([id])?;
+            // The old row gives up its external id (so its replacement may
+            // take it) but stays until the new rows are in: deleted first,
+            // the highest row's id would be handed out again, and the lookup
+            // builder, already past it, would never index the new record.
+            tx.prepare_cached("UPDATE audit_events SET external_id = NULL WHERE id = ?1")?.execute([id])?;
         }
         let mut insert = tx.prepare_cached(INSERT)?;
         let mut inserted = 0;
@@ -182,12 +188,15 @@ fn write_group(
             }
         }
         drop(insert);
-        if let Some((source, cursor)) = cursor {
+        if let Also::ReplaceRecord(id) = also {
+            tx.prepare_cached("DELETE FROM audit_events WHERE id = ?1")?.execute([id])?;
+        }
+        if let Some(Checkpoint { source, envelope }) = checkpoint {
             tx.prepare_cached(
                 "INSERT INTO ingest_cursors (source, cursor, updated_at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
             )?
-            .execute(params![source, cursor.to_string(), micros(&Utc::now())])?;
+            .execute(params![source, envelope.to_string(), micros(&Utc::now())])?;
         }
         if let Also::ResolveDeadLetter(id) = also {
             tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?.execute([id])?;

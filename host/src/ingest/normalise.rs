@@ -1,13 +1,11 @@
 //! Turning a mapper's output into store records: the one place where the
 //! host normalises times, tenants and metadata, whatever the source.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, RwLock};
-
-use audit_guest_sdk::{AuditEvent, Outcome, RawJson};
+use audit_guest_sdk::{AuditEvent, Delivery, Outcome, RawJson, Transport};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::Tenants;
 use crate::runtime::{MapError, MapOutput};
 use crate::store::{DeadLetter, NewRecord};
 
@@ -22,76 +20,39 @@ pub struct Received {
     pub sender: Option<String>,
 }
 
-/// Tenant slugs an event may be attributed to: the configured ones plus,
-/// with MongoDB, the platform's `tenants` collection (refreshed while running).
-#[derive(Debug, Clone, Default)]
-pub struct Tenants {
-    configured: Arc<BTreeSet<String>>,
-    slugs: Arc<RwLock<BTreeSet<String>>>,
-}
-
-fn normalise(slugs: impl IntoIterator<Item = String>) -> BTreeSet<String> {
-    slugs.into_iter().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()).collect()
-}
-
-impl Tenants {
-    /// From a list of slugs (case-insensitive).
-    pub fn new(slugs: impl IntoIterator<Item = String>) -> Tenants {
-        let configured = normalise(slugs);
-        Tenants {
-            slugs: Arc::new(RwLock::new(configured.clone())),
-            configured: Arc::new(configured),
+impl Received {
+    /// Something for `source` arriving now.
+    pub fn now(source: &str, sender: Option<String>) -> Received {
+        Received {
+            source: source.to_string(),
+            at: Utc::now(),
+            sender,
         }
     }
 
-    /// Replaces the slugs learned from the store (the configured ones stay).
-    pub fn set_learned(&self, learned: impl IntoIterator<Item = String>) {
-        let mut all = normalise(learned);
-        all.extend(self.configured.iter().cloned());
-        *self.slugs.write().unwrap_or_else(|e| e.into_inner()) = all;
-    }
-
-    /// True when no tenant slug is known (nothing can be inferred).
-    pub fn is_empty(&self) -> bool {
-        self.slugs.read().unwrap_or_else(|e| e.into_inner()).is_empty()
-    }
-
-    /// The slug a mapper's hint names, if it is a known tenant.
-    pub fn resolve(&self, hint: Option<&str>) -> Option<String> {
-        let hint = hint?.trim().to_lowercase();
-        let slugs = self.slugs.read().unwrap_or_else(|e| e.into_inner());
-        slugs.contains(&hint).then_some(hint)
-    }
-
-    /// Keeps the learned slugs in step with the store, every `every`.
-    pub async fn follow(self, store: crate::store::Store, every: std::time::Duration) {
-        let mut warned = false;
-        loop {
-            match store.tenant_slugs().await {
-                Ok(slugs) => {
-                    warned = false;
-                    self.set_learned(slugs);
-                }
-                Err(e) if !warned => {
-                    warned = true;
-                    tracing::warn!(error = %e, "cannot read the tenants collection; using the configured tenant slugs");
-                }
-                Err(_) => {}
-            }
-            tokio::time::sleep(every).await;
+    /// The delivery a mapper gets for it: the one place a `Delivery` is made.
+    pub fn delivery(&self, transport: Transport, headers: Vec<(String, String)>, origin: Option<String>, body: Vec<u8>) -> Delivery {
+        Delivery {
+            source: self.source.clone(),
+            transport,
+            received_at: self.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            headers,
+            origin,
+            body,
         }
     }
 }
 
-/// Converts every mapped event of one delivery into a record.
-pub fn records(received: &Received, output: MapOutput, tenants: &Tenants) -> Vec<NewRecord> {
+/// Converts every mapped event of one delivery into a record; the flags say
+/// which records carry the event's own time (the others, the arrival time).
+pub(super) fn records(received: &Received, output: MapOutput, tenants: &Tenants) -> (Vec<NewRecord>, Vec<bool>) {
     let mapper = output.mapper.to_string();
     output
         .mapped
         .events
         .into_iter()
         .map(|e| record(received, e, &mapper, tenants))
-        .collect()
+        .unzip()
 }
 
 /// What the host adds to the original event in `metadata`.
@@ -111,7 +72,7 @@ struct Metadata<'a> {
     tenant_hint: Option<&'a str>,
 }
 
-fn record(received: &Received, e: AuditEvent, mapper: &str, tenants: &Tenants) -> NewRecord {
+fn record(received: &Received, e: AuditEvent, mapper: &str, tenants: &Tenants) -> (NewRecord, bool) {
     let parsed = e
         .occurred_at
         .as_deref()
@@ -129,7 +90,7 @@ fn record(received: &Received, e: AuditEvent, mapper: &str, tenants: &Tenants) -
     };
     let metadata = RawJson::from_serialize(&metadata);
     let target = e.target.unwrap_or_default();
-    NewRecord {
+    let record = NewRecord {
         source: received.source.clone(),
         action: e.action,
         at,
@@ -151,12 +112,13 @@ fn record(received: &Received, e: AuditEvent, mapper: &str, tenants: &Tenants) -
         external_id: e.external_id,
         metadata,
         mapper: Some(mapper.to_string()),
-    }
+    };
+    (record, parsed.is_some())
 }
 
-/// A delivery the mapper could not map, kept raw with the error and the mapper
-/// version so it can be re-mapped later.
-pub fn dead_letter(received: &Received, body: Vec<u8>, error: &MapError) -> DeadLetter {
+/// A delivery the mapper could not map, kept raw with the error, the mapper
+/// version and how it arrived, so it can be re-mapped later as it was.
+pub(super) fn dead_letter(received: &Received, delivery: Delivery, error: &MapError) -> DeadLetter {
     let mapper = match error {
         MapError::Rejected { mapper, .. } | MapError::Failed { mapper, .. } => Some(mapper.to_string()),
         MapError::NoMapper(_) => None,
@@ -165,8 +127,11 @@ pub fn dead_letter(received: &Received, body: Vec<u8>, error: &MapError) -> Dead
         source: received.source.clone(),
         received_at: received.at,
         sender: received.sender.clone(),
+        transport: delivery.transport,
+        headers: delivery.headers,
+        origin: delivery.origin,
         mapper,
         error: error.to_string(),
-        body,
+        body: delivery.body,
     }
 }

@@ -1,11 +1,13 @@
 //! Counters, gauges and histograms for `GET /metrics` (Prometheus text
-//! format). Labels come only from bounded sets: configured source names and
-//! fixed outcomes, never from payloads or error text.
+//! format), held by a [`Telemetry`] handle made at start and passed down (no
+//! process-wide state: two services in one process count apart). Labels
+//! come only from bounded sets: configured source names and fixed outcomes,
+//! never from payloads or error text.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Upper bounds of the duration histograms, seconds.
@@ -64,78 +66,62 @@ pub struct SourceMetrics {
     pub poll_cursor_unix: AtomicI64,
     /// Tail sources: bytes in the file not yet committed.
     pub tail_behind_bytes: AtomicU64,
-    /// Pollers and tails: last time a tick or step finished without error, Unix seconds.
-    pub last_success_unix: AtomicI64,
-    /// Pollers and tails: seconds without success after which the source
-    /// counts as wedged (-1: not a background source).
-    pub stale_after_secs: AtomicI64,
-    /// When the background source started, Unix seconds.
-    pub started_unix: AtomicI64,
     /// Set for tail sources (their lag is in bytes).
-    pub is_tail: std::sync::atomic::AtomicBool,
+    pub is_tail: AtomicBool,
 }
 
-/// A background source (poller or tail) starts: it must succeed at least
-/// every `stale_after` or `/readyz` reports it.
-pub fn expect_progress(name: &str, stale_after: Duration, tail: bool) {
-    let m = source(name);
-    m.stale_after_secs.store(stale_after.as_secs() as i64, Ordering::Relaxed);
-    m.started_unix.store(now_unix(), Ordering::Relaxed);
-    m.is_tail.store(tail, Ordering::Relaxed);
-}
-
-/// Background sources with no success for longer than their bound: `(source, seconds since)`.
-pub fn wedged() -> Vec<(String, i64)> {
-    let now = now_unix();
-    let sources = METRICS.sources.read().unwrap_or_else(|e| e.into_inner());
-    sources
-        .iter()
-        .filter_map(|(name, m)| {
-            let bound = m.stale_after_secs.load(Ordering::Relaxed);
-            if bound < 0 {
-                return None;
-            }
-            let since = m.last_success_unix.load(Ordering::Relaxed).max(m.started_unix.load(Ordering::Relaxed));
-            (now - since > bound).then(|| (name.clone(), now - since))
-        })
-        .collect()
-}
-
-/// All metrics of the process.
-#[derive(Default)]
-pub struct Metrics {
-    sources: RwLock<BTreeMap<String, Arc<SourceMetrics>>>,
-    /// Store write durations (one batch, to durable).
-    pub store_write_seconds: Histogram,
-}
-
-/// The process's metrics.
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
-
-/// The metrics of `source` (created on first use).
-pub fn source(name: &str) -> Arc<SourceMetrics> {
-    if let Some(m) = METRICS.sources.read().unwrap_or_else(|e| e.into_inner()).get(name) {
-        return m.clone();
+impl SourceMetrics {
+    fn new() -> SourceMetrics {
+        SourceMetrics {
+            poll_cursor_unix: AtomicI64::new(-1),
+            ..SourceMetrics::default()
+        }
     }
-    let mut all = METRICS.sources.write().unwrap_or_else(|e| e.into_inner());
-    all.entry(name.to_string())
-        .or_insert_with(|| {
-            Arc::new(SourceMetrics {
-                poll_cursor_unix: AtomicI64::new(-1),
-                last_success_unix: AtomicI64::new(-1),
-                stale_after_secs: AtomicI64::new(-1),
-                ..SourceMetrics::default()
-            })
-        })
-        .clone()
+
+    /// Counts a committed write of `received` records.
+    pub fn wrote(&self, received: usize, summary: &crate::store::WriteSummary) {
+        self.received.fetch_add(received as u64, Ordering::Relaxed);
+        self.inserted.fetch_add(summary.inserted, Ordering::Relaxed);
+        self.duplicates.fetch_add(summary.duplicates, Ordering::Relaxed);
+    }
 }
 
-/// Counts a write's outcome for `source`.
-pub fn wrote(name: &str, received: usize, summary: &crate::store::WriteSummary) {
-    let m = source(name);
-    m.received.fetch_add(received as u64, Ordering::Relaxed);
-    m.inserted.fetch_add(summary.inserted, Ordering::Relaxed);
-    m.duplicates.fetch_add(summary.duplicates, Ordering::Relaxed);
+/// Every metric of one service: cheap to clone, shared by its parts.
+#[derive(Clone, Default)]
+pub struct Telemetry(Arc<Metrics>);
+
+#[derive(Default)]
+struct Metrics {
+    sources: RwLock<BTreeMap<String, Arc<SourceMetrics>>>,
+    store_write_seconds: Histogram,
+}
+
+impl Telemetry {
+    /// A new, empty set of metrics.
+    pub fn new() -> Telemetry {
+        Telemetry::default()
+    }
+
+    /// The metrics of `source` (created on first use; sources that call this
+    /// often keep the handle).
+    pub fn source(&self, name: &str) -> Arc<SourceMetrics> {
+        if let Some(m) = self.0.sources.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+            return m.clone();
+        }
+        let mut all = self.0.sources.write().unwrap_or_else(|e| e.into_inner());
+        all.entry(name.to_string()).or_insert_with(|| Arc::new(SourceMetrics::new())).clone()
+    }
+
+    /// Records how long one store write took to become durable.
+    pub fn store_write(&self, took: Duration) {
+        self.0.store_write_seconds.observe(took);
+    }
+
+    /// Renders everything in the Prometheus text format. `reloads` is
+    /// `(loaded, rejected)` from the mapper registry.
+    pub fn render(&self, reloads: (u64, u64)) -> String {
+        render(&self.0, reloads)
+    }
 }
 
 /// Now, Unix seconds.
@@ -143,11 +129,9 @@ pub fn now_unix() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// Renders everything in the Prometheus text format. `reloads` is
-/// `(loaded, rejected)` from the mapper registry.
-pub fn render(reloads: (u64, u64)) -> String {
+fn render(metrics: &Metrics, reloads: (u64, u64)) -> String {
     let mut out = String::new();
-    let sources = METRICS.sources.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let sources = metrics.sources.read().unwrap_or_else(|e| e.into_inner()).clone();
     let counter = |out: &mut String, name: &str, help: &str, get: &dyn Fn(&SourceMetrics) -> u64| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         for (source, m) in &sources {
@@ -181,7 +165,7 @@ pub fn render(reloads: (u64, u64)) -> String {
         }
     }
     let _ = writeln!(out, "# HELP audit_ingest_store_write_duration_seconds Time for one batch to become durable.\n# TYPE audit_ingest_store_write_duration_seconds histogram");
-    METRICS.store_write_seconds.render(&mut out, "audit_ingest_store_write_duration_seconds", "");
+    metrics.store_write_seconds.render(&mut out, "audit_ingest_store_write_duration_seconds", "");
     out
 }
 
@@ -190,14 +174,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_background_source_without_success_past_its_bound_is_wedged() {
-        expect_progress("unit-wedged", Duration::from_secs(2), false);
-        let m = source("unit-wedged");
-        m.started_unix.store(now_unix() - 5, Ordering::Relaxed);
-        assert!(wedged().iter().any(|(s, secs)| s == "unit-wedged" && *secs >= 5));
-        m.last_success_unix.store(now_unix(), Ordering::Relaxed);
-        assert!(!wedged().iter().any(|(s, _)| s == "unit-wedged"));
-        assert!(!wedged().iter().any(|(s, _)| s == "a-webhook-source"), "only pollers and tails can be wedged");
+    fn two_services_count_apart() {
+        let (a, b) = (Telemetry::new(), Telemetry::new());
+        a.source("s").wrote(2, &crate::store::WriteSummary { inserted: 2, duplicates: 0 });
+        assert!(a.render((0, 0)).contains("audit_ingest_events_inserted_total{source=\"s\"} 2\n"));
+        assert!(!b.render((0, 0)).contains("source=\"s\""));
     }
 
     #[test]

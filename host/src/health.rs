@@ -1,0 +1,116 @@
+//! Whether the service's background sources make progress, for `/readyz`.
+//!
+//! Each poller and tail says at start how long it may go without a success
+//! before it counts as wedged, reports each success, and reports a failure it
+//! cannot recover from (a checkpoint it cannot read). A registry made at
+//! start and passed down: no process-wide state.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::telemetry::now_unix;
+
+/// One background source's progress.
+#[derive(Debug, Clone)]
+struct Progress {
+    started_unix: i64,
+    last_success_unix: Option<i64>,
+    stale_after_secs: i64,
+    stopped: Option<String>,
+}
+
+/// A background source `/readyz` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Unhealthy {
+    /// The source name.
+    pub source: String,
+    /// Seconds since its last success (or its start).
+    pub seconds_without_success: i64,
+    /// Why it stopped for good, if it did (it needs an operator).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+}
+
+/// The health registry of one service. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Health(Arc<RwLock<BTreeMap<String, Progress>>>);
+
+impl Health {
+    /// An empty registry.
+    pub fn new() -> Health {
+        Health::default()
+    }
+
+    /// A background source starts: it must succeed at least every
+    /// `stale_after` or `/readyz` reports it.
+    pub fn expect_progress(&self, source: &str, stale_after: Duration) {
+        let progress = Progress {
+            started_unix: now_unix(),
+            last_success_unix: None,
+            stale_after_secs: i64::try_from(stale_after.as_secs()).unwrap_or(i64::MAX),
+            stopped: None,
+        };
+        self.0.write().unwrap_or_else(|e| e.into_inner()).insert(source.to_string(), progress);
+    }
+
+    /// A tick or step of `source` finished without error.
+    pub fn progressed(&self, source: &str) {
+        if let Some(p) = self.0.write().unwrap_or_else(|e| e.into_inner()).get_mut(source) {
+            p.last_success_unix = Some(now_unix());
+        }
+    }
+
+    /// `source` stopped for a reason it cannot recover from by itself.
+    pub fn stopped(&self, source: &str, why: impl Into<String>) {
+        if let Some(p) = self.0.write().unwrap_or_else(|e| e.into_inner()).get_mut(source) {
+            p.stopped = Some(why.into());
+        }
+    }
+
+    /// Background sources with no success for longer than their bound, or
+    /// stopped for good.
+    pub fn wedged(&self) -> Vec<Unhealthy> {
+        let now = now_unix();
+        let all = self.0.read().unwrap_or_else(|e| e.into_inner());
+        all.iter()
+            .filter_map(|(source, p)| {
+                let since = p.last_success_unix.unwrap_or(p.started_unix).max(p.started_unix);
+                let quiet = now.saturating_sub(since);
+                (quiet > p.stale_after_secs || p.stopped.is_some()).then(|| Unhealthy {
+                    source: source.clone(),
+                    seconds_without_success: quiet,
+                    stopped: p.stopped.clone(),
+                })
+            })
+            .collect()
+    }
+
+    #[cfg(test)]
+    fn started_ago(&self, source: &str, secs: i64) {
+        if let Some(p) = self.0.write().unwrap_or_else(|e| e.into_inner()).get_mut(source) {
+            p.started_unix -= secs;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_background_source_without_success_past_its_bound_is_wedged() {
+        let health = Health::new();
+        health.expect_progress("unit-wedged", Duration::from_secs(2));
+        health.started_ago("unit-wedged", 5);
+        assert!(health.wedged().iter().any(|u| u.source == "unit-wedged" && u.seconds_without_success >= 5));
+        health.progressed("unit-wedged");
+        assert!(!health.wedged().iter().any(|u| u.source == "unit-wedged"));
+        assert!(!health.wedged().iter().any(|u| u.source == "a-webhook-source"), "only pollers and tails can be wedged");
+        health.stopped("unit-wedged", "its checkpoint cannot be read");
+        assert!(health.wedged().iter().any(|u| u.stopped.is_some()));
+    }
+}

@@ -1,0 +1,180 @@
+//! The one ingest pipeline: map a delivery, normalise its events, write them
+//! (with the checkpoint that covers them), count, and keep what cannot be
+//! mapped as a dead letter. Every source and replay goes through here; a
+//! source only turns the outside world into deliveries and checkpoints.
+
+use std::time::Instant;
+
+use audit_guest_sdk::{Delivery, PollPage};
+
+use super::normalise::{self, Received};
+use super::Tenants;
+use crate::runtime::{MapError, MapOutput, MapperId, Runtime};
+use crate::store::{Checkpoint, CheckpointError, CheckpointState, Commit, DeadLetter, NewRecord, Store, StoreError, WriteSummary};
+use crate::telemetry::Telemetry;
+
+/// The pipeline of one service: cheap to clone.
+#[derive(Clone)]
+pub struct Pipeline {
+    store: Store,
+    runtime: Runtime,
+    tenants: Tenants,
+    telemetry: Telemetry,
+}
+
+/// One delivery, mapped and normalised.
+#[derive(Debug)]
+pub struct Mapped {
+    /// The records, in the order the mapper gave them.
+    pub records: Vec<NewRecord>,
+    /// For each record, whether its time is the event's own (false: the
+    /// event had no usable time and the arrival time stands in).
+    pub event_times: Vec<bool>,
+    /// Poll deliveries: what the page says about its list.
+    pub poll: Option<PollPage>,
+    /// The mapper version that produced them.
+    pub mapper: MapperId,
+}
+
+/// What became of one delivery.
+#[derive(Debug)]
+pub enum Delivered {
+    /// Its records are durable.
+    Written {
+        /// Records the delivery mapped to.
+        received: usize,
+        /// What the store did with them.
+        summary: WriteSummary,
+    },
+    /// The mapper could not map it; it is kept (durably) for re-mapping.
+    DeadLettered {
+        /// The dead letter's id.
+        id: String,
+        /// Why it could not be mapped.
+        error: MapError,
+    },
+}
+
+/// Why a source cannot resume from its checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    /// The store did not answer; retry later.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The checkpoint is not one this version reads: fatal for the source.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+}
+
+impl Pipeline {
+    /// A pipeline writing to `store` with the mappers of `runtime`.
+    pub fn new(store: Store, runtime: Runtime, tenants: Tenants, telemetry: Telemetry) -> Pipeline {
+        Pipeline { store, runtime, tenants, telemetry }
+    }
+
+    /// The store records go to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The mappers.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The known tenant slugs.
+    pub fn tenants(&self) -> &Tenants {
+        &self.tenants
+    }
+
+    /// The service's metrics.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// Maps `delivery` with `mapper` on the calling thread (which may block
+    /// for the mapper's deadline) and normalises its events.
+    pub fn map_blocking(&self, mapper: &str, received: &Received, delivery: &Delivery) -> Result<Mapped, MapError> {
+        let started = Instant::now();
+        let result = self.runtime.map_blocking(mapper, delivery);
+        self.telemetry.source(&received.source).mapper_seconds.observe(started.elapsed());
+        result.map(|output| self.normalise(received, output))
+    }
+
+    /// [`Pipeline::map_blocking`] on the blocking pool, so a slow mapper never
+    /// holds an async worker; hands the delivery back for a dead letter.
+    pub async fn map(&self, mapper: &str, received: &Received, delivery: Delivery) -> (Delivery, Result<Mapped, MapError>) {
+        let (pipeline, mapper, received) = (self.clone(), mapper.to_string(), received.clone());
+        let mapping = tokio::task::spawn_blocking(move || {
+            let result = pipeline.map_blocking(&mapper, &received, &delivery);
+            (delivery, result)
+        });
+        match mapping.await {
+            Ok(done) => done,
+            // A panic in the host's own code is a bug: let it surface.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    fn normalise(&self, received: &Received, output: MapOutput) -> Mapped {
+        let (mapper, poll) = (output.mapper.clone(), output.mapped.poll);
+        let (records, event_times) = normalise::records(received, output, &self.tenants);
+        Mapped { records, event_times, poll, mapper }
+    }
+
+    /// Writes `records` of `source` and what `commit` names; once durable,
+    /// counts them. The only way records reach the store.
+    pub async fn write(&self, source: &str, records: Vec<NewRecord>, commit: Commit) -> Result<WriteSummary, StoreError> {
+        let count = records.len();
+        let started = Instant::now();
+        let written = self.store.write(records, commit).await;
+        self.telemetry.store_write(started.elapsed());
+        let summary = written?;
+        self.telemetry.source(source).wrote(count, &summary);
+        Ok(summary)
+    }
+
+    /// Saves a source's checkpoint on its own (nothing new to write with it).
+    pub async fn save_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StoreError> {
+        let source = checkpoint.source.clone();
+        self.write(&source, Vec::new(), Commit::Checkpoint(checkpoint)).await.map(|_| ())
+    }
+
+    /// The dead letter for a delivery `error` stopped (not stored yet).
+    pub fn dead_letter(received: &Received, delivery: Delivery, error: &MapError) -> DeadLetter {
+        normalise::dead_letter(received, delivery, error)
+    }
+
+    /// Stores a dead letter and counts it; returns its id.
+    pub async fn keep(&self, letter: DeadLetter) -> Result<String, StoreError> {
+        let (source, mapper, error) = (letter.source.clone(), letter.mapper.clone(), letter.error.clone());
+        let id = self.store.dead_letter(letter).await?;
+        self.telemetry.source(&source).dead_lettered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(source = %source, mapper = ?mapper, error = %error, dead_letter = %id, "delivery kept as a dead letter for re-mapping");
+        Ok(id)
+    }
+
+    /// The whole way for a delivery nothing else depends on (a webhook
+    /// body): mapped and written, or kept as a dead letter.
+    pub async fn deliver(&self, mapper: &str, received: Received, delivery: Delivery) -> Result<Delivered, StoreError> {
+        match self.map(mapper, &received, delivery).await {
+            (_, Ok(mapped)) => {
+                let received_count = mapped.records.len();
+                let summary = self.write(&received.source, mapped.records, Commit::Records).await?;
+                Ok(Delivered::Written { received: received_count, summary })
+            }
+            (delivery, Err(error)) => {
+                let id = self.keep(Pipeline::dead_letter(&received, delivery, &error)).await?;
+                Ok(Delivered::DeadLettered { id, error })
+            }
+        }
+    }
+
+    /// Where `source` resumes: its stored checkpoint, if it has one.
+    pub async fn resume<T: CheckpointState>(&self, source: &str) -> Result<Option<T>, ResumeError> {
+        match self.store.load_checkpoint(source).await? {
+            None => Ok(None),
+            Some(stored) => Ok(Some(Checkpoint::read(source, stored)?)),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! A store that fails every operation while its switch is on: for the tests
+//! that prove nothing answered is lost when the store goes away.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use audit_ingest::store::{
+    AuditStore, Commit, DeadLetter, NewRecord, Page, Query, Record, Store, StoreError, WriteSummary,
+};
+use serde_json::Value;
+
+/// Turns the failures on and off.
+#[derive(Debug, Default)]
+pub struct FaultSwitch(AtomicBool);
+
+impl FaultSwitch {
+    /// Turns failures on or off.
+    pub fn set(&self, failing: bool) {
+        self.0.store(failing, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.0.load(Ordering::SeqCst) {
+            Err(StoreError::unavailable("fault injected"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// `inner` behind a switch.
+pub struct FaultyStore {
+    inner: Store,
+    switch: Arc<FaultSwitch>,
+}
+
+/// `store` behind a new fault switch.
+pub fn with_fault_switch(store: Store) -> (Store, Arc<FaultSwitch>) {
+    let switch = Arc::new(FaultSwitch::default());
+    (Arc::new(FaultyStore { inner: store, switch: switch.clone() }), switch)
+}
+
+#[async_trait::async_trait]
+impl AuditStore for FaultyStore {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    async fn write(&self, batch: Vec<NewRecord>, commit: Commit) -> Result<WriteSummary, StoreError> {
+        self.switch.check()?;
+        self.inner.write(batch, commit).await
+    }
+    async fn dead_letter(&self, letter: DeadLetter) -> Result<String, StoreError> {
+        self.switch.check()?;
+        self.inner.dead_letter(letter).await
+    }
+    async fn dead_letters_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
+        self.switch.check()?;
+        self.inner.dead_letters_after(after, limit).await
+    }
+    async fn query(&self, query: &Query) -> Result<Page, StoreError> {
+        self.switch.check()?;
+        self.inner.query(query).await
+    }
+    async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
+        self.switch.check()?;
+        self.inner.get(id).await
+    }
+    async fn load_checkpoint(&self, source: &str) -> Result<Option<Value>, StoreError> {
+        self.switch.check()?;
+        self.inner.load_checkpoint(source).await
+    }
+    async fn unrecognised_records(&self, after: Option<&str>, limit: usize) -> Result<Vec<Record>, StoreError> {
+        self.switch.check()?;
+        self.inner.unrecognised_records(after, limit).await
+    }
+    async fn tenant_slugs(&self) -> Result<Vec<String>, StoreError> {
+        self.switch.check()?;
+        self.inner.tenant_slugs().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.switch.check()?;
+        self.inner.ping().await
+    }
+}
