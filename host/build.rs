@@ -8,8 +8,20 @@ fn main() {
         println!("cargo:rustc-cfg=mongodb_tests");
     }
     guest_build::build(&[
-        guest_build::Guest { package: "mapper-stalwart", features: &[], out_name: "stalwart.wasm" },
-        guest_build::Guest { package: "mapper-authentik", features: &[], out_name: "authentik.wasm" },
-        guest_build::Guest { package: "mapper-ocis", features: &[], out_name: "ocis.wasm" },
+        guest_build::Guest {
+            package: "mapper-stalwart",
+            features: &[],
+            out_name: "stalwart.wasm",
+        },
+        guest_build::Guest {
+            package: "mapper-authentik",
+            features: &[],
+            out_name: "authentik.wasm",
+        },
+        guest_build::Guest {
+            package: "mapper-ocis",
+            features: &[],
+            out_name: "ocis.wasm",
+        },
     ]);
 }

@@ -2,8 +2,20 @@
 
 fn main() {
     guest_build::build(&[
-        guest_build::Guest { package: "probe-mapper", features: &[], out_name: "probe_v1.wasm" },
-        guest_build::Guest { package: "probe-mapper", features: &["v2"], out_name: "probe_v2.wasm" },
-        guest_build::Guest { package: "probe-mapper", features: &["as-stalwart", "v2"], out_name: "probe_as_stalwart.wasm" },
+        guest_build::Guest {
+            package: "probe-mapper",
+            features: &[],
+            out_name: "probe_v1.wasm",
+        },
+        guest_build::Guest {
+            package: "probe-mapper",
+            features: &["v2"],
+            out_name: "probe_v2.wasm",
+        },
+        guest_build::Guest {
+            package: "probe-mapper",
+            features: &["as-stalwart", "v2"],
+            out_name: "probe_as_stalwart.wasm",
+        },
     ]);
 }

@@ -14,8 +14,8 @@ use crate as sdk;
 use audit::mapper::types as wit;
 
 pub use wit::{
-    Delivery as WitDelivery, Mapped as WitMapped, MapperInfo as WitMapperInfo,
-    MappingError as WitMappingError, PageRequest as WitPageRequest, QueryParam as WitQueryParam,
+    Delivery as WitDelivery, Mapped as WitMapped, MapperInfo as WitMapperInfo, MappingError as WitMappingError,
+    PageRequest as WitPageRequest, QueryParam as WitQueryParam,
 };
 
 pub fn delivery_from_wit(d: wit::Delivery) -> sdk::Delivery {
@@ -34,15 +34,28 @@ pub fn delivery_from_wit(d: wit::Delivery) -> sdk::Delivery {
 }
 
 pub fn page_request_from_wit(r: wit::PageRequest) -> sdk::PageRequest {
-    sdk::PageRequest { page: r.page, page_size: r.page_size }
+    sdk::PageRequest {
+        page: r.page,
+        page_size: r.page_size,
+    }
 }
 
 pub fn info_to_wit(i: sdk::MapperInfo) -> wit::MapperInfo {
-    wit::MapperInfo { name: i.name, version: i.version, event_types: i.event_types }
+    wit::MapperInfo {
+        name: i.name,
+        version: i.version,
+        event_types: i.event_types,
+    }
 }
 
 pub fn params_to_wit(params: Vec<sdk::QueryParam>) -> Vec<wit::QueryParam> {
-    params.into_iter().map(|p| wit::QueryParam { name: p.name, value: p.value }).collect()
+    params
+        .into_iter()
+        .map(|p| wit::QueryParam {
+            name: p.name,
+            value: p.value,
+        })
+        .collect()
 }
 
 fn event_to_wit(e: sdk::AuditEvent) -> wit::AuditEvent {
@@ -50,9 +63,17 @@ fn event_to_wit(e: sdk::AuditEvent) -> wit::AuditEvent {
         action: e.action,
         occurred_at: e.occurred_at,
         external_id: e.external_id,
-        actor: wit::Actor { id: e.actor.id, name: e.actor.name, email: e.actor.email },
+        actor: wit::Actor {
+            id: e.actor.id,
+            name: e.actor.name,
+            email: e.actor.email,
+        },
         ip: e.ip,
-        target: e.target.map(|t| wit::Target { kind: t.kind, id: t.id, name: t.name }),
+        target: e.target.map(|t| wit::Target {
+            kind: t.kind,
+            id: t.id,
+            name: t.name,
+        }),
         outcome: match e.outcome {
             sdk::Outcome::Success => wit::Outcome::Success,
             sdk::Outcome::Failure => wit::Outcome::Failure,
@@ -68,7 +89,10 @@ pub fn result_to_wit(r: Result<sdk::Mapped, sdk::MappingError>) -> Result<wit::M
     match r {
         Ok(m) => Ok(wit::Mapped {
             events: m.events.into_iter().map(event_to_wit).collect(),
-            poll: m.poll.map(|p| wit::PollPage { total: p.total, last: p.last }),
+            poll: m.poll.map(|p| wit::PollPage {
+                total: p.total,
+                last: p.last,
+            }),
         }),
         Err(sdk::MappingError::Malformed(m)) => Err(wit::MappingError::Malformed(m)),
         Err(sdk::MappingError::UnsupportedShape(m)) => Err(wit::MappingError::UnsupportedShape(m)),

@@ -132,8 +132,7 @@ impl Delivery {
     /// assert!(matches!(d.json(), Err(MappingError::Malformed(_))));
     /// ```
     pub fn json(&self) -> Result<serde_json::Value, MappingError> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| MappingError::Malformed(format!("body is not JSON: {e}")))
+        serde_json::from_slice(&self.body).map_err(|e| MappingError::Malformed(format!("body is not JSON: {e}")))
     }
 
     /// The first value of a header (name compared case-insensitively).

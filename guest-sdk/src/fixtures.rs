@@ -125,10 +125,7 @@ impl Fixture {
     }
 
     /// Compares an actual result with the expected file, never writing anything.
-    pub fn compare(
-        &self,
-        actual: &Result<Mapped, MappingError>,
-    ) -> Result<Vec<String>, FixtureError> {
+    pub fn compare(&self, actual: &Result<Mapped, MappingError>) -> Result<Vec<String>, FixtureError> {
         Ok(differences(&self.expected()?, &result_json(actual)))
     }
 }
@@ -190,18 +187,12 @@ fn diff_into(at: &str, expected: &Value, actual: &Value, out: &mut Vec<String>) 
 /// audit_guest_sdk::fixtures::assert_fixtures(
 ///     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"), "stalwart", map);
 /// ```
-pub fn assert_fixtures(
-    dir: &str,
-    source: &str,
-    map: impl Fn(&Delivery) -> Result<Mapped, MappingError>,
-) {
+pub fn assert_fixtures(dir: &str, source: &str, map: impl Fn(&Delivery) -> Result<Mapped, MappingError>) {
     let fixtures = Fixture::load_dir(Path::new(dir), source).unwrap_or_else(|e| panic!("{e}"));
     assert!(!fixtures.is_empty(), "no *.input.json fixtures in {dir}");
     let mut report = String::new();
     for fixture in &fixtures {
-        let diffs = fixture
-            .check(&map(&fixture.delivery))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let diffs = fixture.check(&map(&fixture.delivery)).unwrap_or_else(|e| panic!("{e}"));
         for d in diffs {
             report.push_str(&format!("{}: {d}\n", fixture.name));
         }

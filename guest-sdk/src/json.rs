@@ -34,9 +34,7 @@ pub fn find_events(value: &Value) -> Option<Vec<&Value>> {
                 match map.get(key) {
                     Some(Value::Array(items)) => return Some(items.iter().collect()),
                     Some(inner @ Value::Object(_)) => {
-                        if let Some(Value::Array(items)) =
-                            LIST_KEYS.iter().find_map(|k| inner.get(*k))
-                        {
+                        if let Some(Value::Array(items)) = LIST_KEYS.iter().find_map(|k| inner.get(*k)) {
                             return Some(items.iter().collect());
                         }
                     }
@@ -286,11 +284,29 @@ mod random_input {
             seed
         };
         let pieces = [
-            "{", "}", "[", "]", ",", ":", "\"events\"", "\"results\"", "\"data\"", "\"id\"", "1", "-1.5e300",
-            "18446744073709551615", "18446744073709551616", "\"x\"", "null", "true", "\"\\u0000\"",
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            "\"events\"",
+            "\"results\"",
+            "\"data\"",
+            "\"id\"",
+            "1",
+            "-1.5e300",
+            "18446744073709551615",
+            "18446744073709551616",
+            "\"x\"",
+            "null",
+            "true",
+            "\"\\u0000\"",
         ];
         for _ in 0..5000 {
-            let text: String = (0..next() % 30).map(|_| pieces[(next() % pieces.len() as u64) as usize]).collect();
+            let text: String = (0..next() % 30)
+                .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+                .collect();
             let _ = event_slices(text.as_bytes());
             if let Ok(value) = serde_json::from_str::<Value>(&text) {
                 let _ = find_events(&value);

@@ -47,8 +47,8 @@ pub mod json;
 pub mod __bindings;
 
 pub use event::{
-    Actor, AuditEvent, Delivery, Mapped, MapperInfo, MappingError, Outcome, PageRequest, PollPage,
-    QueryParam, RawJson, Target, Transport, LINES_HEADER,
+    Actor, AuditEvent, Delivery, LINES_HEADER, Mapped, MapperInfo, MappingError, Outcome, PageRequest, PollPage,
+    QueryParam, RawJson, Target, Transport,
 };
 pub use serde_json;
 

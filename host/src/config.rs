@@ -61,9 +61,8 @@ impl SecretSource {
     /// Resolves the secret: the file wins when both are set; an empty value is none.
     pub fn resolve(&self, key: &str) -> Result<Option<Secret>, ConfigError> {
         if let Some(path) = &self.file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError(format!("{key}.file: cannot read {}: {e}", path.display()))
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("{key}.file: cannot read {}: {e}", path.display())))?;
             let value = text.trim_end_matches(['\n', '\r']).to_string();
             if value.is_empty() {
                 return Err(ConfigError(format!("{key}.file: {} is empty", path.display())));
@@ -244,8 +243,8 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", p.display())))?;
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| ConfigError(format!("cannot read {}: {e}", p.display())))?;
                 Config::from_toml(&text, &p.display().to_string())?
             }
             None => Config::default(),
@@ -261,9 +260,9 @@ impl Config {
 
     fn apply_env(&mut self) -> Result<(), ConfigError> {
         if let Some(v) = env("AUDIT_LISTEN") {
-            self.listen = v.parse().map_err(|_| {
-                ConfigError(format!("AUDIT_LISTEN: `{v}` is not an address such as 0.0.0.0:3001"))
-            })?;
+            self.listen = v
+                .parse()
+                .map_err(|_| ConfigError(format!("AUDIT_LISTEN: `{v}` is not an address such as 0.0.0.0:3001")))?;
         }
         if let Some(v) = env("AUDIT_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
@@ -292,7 +291,11 @@ impl Config {
             };
         }
         if let Some(v) = env("AUDIT_TENANT_SLUGS") {
-            self.tenant_slugs = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            self.tenant_slugs = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
         }
         Ok(())
     }
@@ -315,7 +318,9 @@ impl Config {
         }
         if let Some(v) = env("AUTHENTIK_POLL_INTERVAL_SECS") {
             let secs: u64 = v.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
-                ConfigError(format!("AUTHENTIK_POLL_INTERVAL_SECS: `{v}` is not a number of seconds above 0"))
+                ConfigError(format!(
+                    "AUTHENTIK_POLL_INTERVAL_SECS: `{v}` is not a number of seconds above 0"
+                ))
             })?;
             for p in self.pollers.iter_mut().filter(|p| p.source == "authentik") {
                 p.interval_secs = secs;
@@ -327,7 +332,9 @@ impl Config {
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=60_000).contains(&self.mapper.timeout_ms) {
-            return Err(ConfigError("mapper.timeout_ms: expected 1 to 60000 milliseconds".into()));
+            return Err(ConfigError(
+                "mapper.timeout_ms: expected 1 to 60000 milliseconds".into(),
+            ));
         }
         let ceiling = 1usize << 30;
         if !(1 << 20..=ceiling).contains(&self.mapper.memory_limit_bytes) {
@@ -339,7 +346,9 @@ impl Config {
             return Err(ConfigError("max_in_flight_requests: expected 1 to 100000".into()));
         }
         if self.store.collection.trim().is_empty() || self.store.database.trim().is_empty() {
-            return Err(ConfigError("store.database and store.collection must not be empty".into()));
+            return Err(ConfigError(
+                "store.database and store.collection must not be empty".into(),
+            ));
         }
         self.api.token.resolve("api.token")?;
         self.store.mongodb_uri.resolve("store.mongodb_uri")?;
@@ -347,7 +356,10 @@ impl Config {
         for w in &self.webhooks {
             w.resolve()?;
             if !paths.insert(w.route()) {
-                return Err(ConfigError(format!("webhooks: two endpoints use the path {}", w.route())));
+                return Err(ConfigError(format!(
+                    "webhooks: two endpoints use the path {}",
+                    w.route()
+                )));
             }
         }
         let mut sources = std::collections::HashSet::new();
@@ -360,7 +372,10 @@ impl Config {
         for t in &self.tails {
             t.resolve()?;
             if !sources.insert(t.source.as_str()) {
-                return Err(ConfigError(format!("tails: the source {} is already used by another poller or tail", t.source)));
+                return Err(ConfigError(format!(
+                    "tails: the source {} is already used by another poller or tail",
+                    t.source
+                )));
             }
         }
         Ok(())
@@ -368,7 +383,11 @@ impl Config {
 
     /// The enabled webhook endpoints, secrets resolved.
     pub fn webhook_endpoints(&self) -> Result<Vec<crate::sources::webhook::Endpoint>, ConfigError> {
-        self.webhooks.iter().filter(|w| w.enabled).map(|w| w.resolve()).collect()
+        self.webhooks
+            .iter()
+            .filter(|w| w.enabled)
+            .map(|w| w.resolve())
+            .collect()
     }
 
     /// Runtime limits from `[mapper]`.
@@ -415,6 +434,9 @@ mod tests {
             file: Some("/nonexistent/token".into()),
         };
         let err = src.resolve("api.token").unwrap_err();
-        assert!(err.0.starts_with("api.token.file: cannot read /nonexistent/token"), "{err}");
+        assert!(
+            err.0.starts_with("api.token.file: cannot read /nonexistent/token"),
+            "{err}"
+        );
     }
 }

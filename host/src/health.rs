@@ -54,7 +54,10 @@ impl Health {
             stale_after_secs: i64::try_from(stale_after.as_secs()).unwrap_or(i64::MAX),
             stopped: None,
         };
-        self.0.write().unwrap_or_else(|e| e.into_inner()).insert(source.to_string(), progress);
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(source.to_string(), progress);
     }
 
     /// A tick or step of `source` finished without error.
@@ -106,10 +109,18 @@ mod tests {
         let health = Health::new();
         health.expect_progress("unit-wedged", Duration::from_secs(2));
         health.started_ago("unit-wedged", 5);
-        assert!(health.wedged().iter().any(|u| u.source == "unit-wedged" && u.seconds_without_success >= 5));
+        assert!(
+            health
+                .wedged()
+                .iter()
+                .any(|u| u.source == "unit-wedged" && u.seconds_without_success >= 5)
+        );
         health.progressed("unit-wedged");
         assert!(!health.wedged().iter().any(|u| u.source == "unit-wedged"));
-        assert!(!health.wedged().iter().any(|u| u.source == "a-webhook-source"), "only pollers and tails can be wedged");
+        assert!(
+            !health.wedged().iter().any(|u| u.source == "a-webhook-source"),
+            "only pollers and tails can be wedged"
+        );
         health.stopped("unit-wedged", "its checkpoint cannot be read");
         assert!(health.wedged().iter().any(|u| u.stopped.is_some()));
     }

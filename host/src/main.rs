@@ -132,7 +132,9 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Config { command: ConfigCommand::Check { file } } => match Config::load(file.as_deref()) {
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => match Config::load(file.as_deref()) {
             Ok(config) => {
                 println!("configuration is valid; effective settings:\n");
                 print!("{}", toml::to_string_pretty(&config).unwrap_or_default());
@@ -143,8 +145,15 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Mapper { command: MapperCommand::Check { wasm, fixtures } } => mapper_check(&wasm, &fixtures),
-        Command::Replay { config, source, limit, catch_all } => {
+        Command::Mapper {
+            command: MapperCommand::Check { wasm, fixtures },
+        } => mapper_check(&wasm, &fixtures),
+        Command::Replay {
+            config,
+            source,
+            limit,
+            catch_all,
+        } => {
             let config = match Config::load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -154,7 +163,11 @@ fn main() -> ExitCode {
             };
             init_logs(config.log_format);
             let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
-            let scope = audit_ingest::replay::ReplayScope { source, limit, catch_all };
+            let scope = audit_ingest::replay::ReplayScope {
+                source,
+                limit,
+                catch_all,
+            };
             match runtime.block_on(replay(config, scope)) {
                 Ok(report) => {
                     println!(
@@ -183,7 +196,9 @@ async fn replay(
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     let pipeline = audit_ingest::serve::pipeline_for(&config, audit_ingest::telemetry::Telemetry::new()).await?;
-    pipeline.tenants().set_learned(pipeline.store().tenant_slugs().await.unwrap_or_default());
+    pipeline
+        .tenants()
+        .set_learned(pipeline.store().tenant_slugs().await.unwrap_or_default());
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     tokio::spawn(async move {
@@ -232,7 +247,12 @@ fn mapper_check(wasm: &std::path::Path, fixtures: &[PathBuf]) -> ExitCode {
     }
     match audit_ingest::runtime::check_mapper_file(wasm, &inputs) {
         Ok(report) => {
-            println!("{} {} ({} event types)", report.info.name, report.info.version, report.info.event_types.len());
+            println!(
+                "{} {} ({} event types)",
+                report.info.name,
+                report.info.version,
+                report.info.event_types.len()
+            );
             let mut failed = 0;
             for (name, diffs) in &report.cases {
                 if diffs.is_empty() {
@@ -246,7 +266,11 @@ fn mapper_check(wasm: &std::path::Path, fixtures: &[PathBuf]) -> ExitCode {
                 }
             }
             println!("{} passed, {} failed", report.cases.len() - failed, failed);
-            if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("{}: {e:#}", wasm.display());

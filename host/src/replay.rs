@@ -91,7 +91,9 @@ pub async fn replay(
                             r.external_id = Some(format!("dead-letter-{id}-{n}"));
                         }
                     }
-                    let written = pipeline.write(&letter.source, records, Commit::ResolveDeadLetter(id)).await?;
+                    let written = pipeline
+                        .write(&letter.source, records, Commit::ResolveDeadLetter(id))
+                        .await?;
                     report.resolved += 1;
                     report.inserted += written.inserted;
                     report.duplicates += written.duplicates;
@@ -140,8 +142,12 @@ async fn remap_catch_all(
                 continue;
             }
             report.catch_all += 1;
-            let Ok(stored) = serde_json::from_str::<StoredOriginal<'_>>(r.metadata.get()) else { continue };
-            let Some(original) = stored.original.filter(|o| o.get() != "null") else { continue };
+            let Ok(stored) = serde_json::from_str::<StoredOriginal<'_>>(r.metadata.get()) else {
+                continue;
+            };
+            let Some(original) = stored.original.filter(|o| o.get() != "null") else {
+                continue;
+            };
             let received = Received {
                 source: r.source.clone(),
                 at: r.received_at,
@@ -149,7 +155,9 @@ async fn remap_catch_all(
             };
             let body = original.get().as_bytes().to_vec();
             let delivery = received.delivery(Transport::Webhook, Vec::new(), received.sender.clone(), body);
-            let (_, Ok(mapped)) = pipeline.map(&r.source, &received, delivery).await else { continue };
+            let (_, Ok(mapped)) = pipeline.map(&r.source, &received, delivery).await else {
+                continue;
+            };
             if mapped.records.is_empty() || mapped.records.iter().any(is_unrecognised) {
                 continue; // the current mapper does not know it either
             }
@@ -164,7 +172,9 @@ async fn remap_catch_all(
                     new.tenant_slug = r.tenant_slug.clone();
                 }
             }
-            let written = pipeline.write(&r.source, records, Commit::ReplaceRecord(old.id.clone())).await?;
+            let written = pipeline
+                .write(&r.source, records, Commit::ReplaceRecord(old.id.clone()))
+                .await?;
             report.remapped += 1;
             report.inserted += written.inserted;
             report.duplicates += written.duplicates;

@@ -37,7 +37,10 @@ impl App {
         self.background.iter().for_each(|t| t.abort());
         let all = futures_util::future::join_all(self.tasks);
         if tokio::time::timeout(bound, all).await.is_err() {
-            tracing::warn!(bound_secs = bound.as_secs(), "sources did not stop in time; their cursors cover what was committed");
+            tracing::warn!(
+                bound_secs = bound.as_secs(),
+                "sources did not stop in time; their cursors cover what was committed"
+            );
         }
     }
 }
@@ -102,7 +105,9 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     let watch = runtime.watch().context("watch the mapper directory")?;
     let api_token = config.api.token.resolve("api.token")?;
     if api_token.is_none() {
-        tracing::warn!("no API token is configured: every /audit request will be refused; set AUDIT_API_TOKEN (or [api] token.file)");
+        tracing::warn!(
+            "no API token is configured: every /audit request will be refused; set AUDIT_API_TOKEN (or [api] token.file)"
+        );
     }
     let webhooks = config.webhook_endpoints()?;
     for w in &webhooks {
@@ -130,10 +135,20 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     let mut background = Vec::new();
     let store = state.pipeline.store().clone();
     if store.kind() == "mongodb" {
-        let follow = state.pipeline.tenants().clone().follow(store, std::time::Duration::from_secs(300));
+        let follow = state
+            .pipeline
+            .tenants()
+            .clone()
+            .follow(store, std::time::Duration::from_secs(300));
         background.push(tokio::spawn(follow));
     }
-    Ok(App { state, watch, shutdown, tasks, background })
+    Ok(App {
+        state,
+        watch,
+        shutdown,
+        tasks,
+        background,
+    })
 }
 
 /// Starts the pollers and file tails, unless ingest is switched off.

@@ -11,7 +11,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Upper bounds of the duration histograms, seconds.
-const BUCKETS: [f64; 13] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+const BUCKETS: [f64; 13] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
 
 /// A duration histogram.
 #[derive(Default)]
@@ -41,8 +43,16 @@ impl Histogram {
         }
         let total = self.total.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {total}");
-        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9);
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(
+            out,
+            "{name}_sum{braces} {}",
+            self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9
+        );
         let _ = writeln!(out, "{name}_count{braces} {total}");
     }
 }
@@ -109,7 +119,9 @@ impl Telemetry {
             return m.clone();
         }
         let mut all = self.0.sources.write().unwrap_or_else(|e| e.into_inner());
-        all.entry(name.to_string()).or_insert_with(|| Arc::new(SourceMetrics::new())).clone()
+        all.entry(name.to_string())
+            .or_insert_with(|| Arc::new(SourceMetrics::new()))
+            .clone()
     }
 
     /// Records how long one store write took to become durable.
@@ -138,34 +150,92 @@ fn render(metrics: &Metrics, reloads: (u64, u64)) -> String {
             let _ = writeln!(out, "{name}{{source=\"{source}\"}} {}", get(m));
         }
     };
-    counter(&mut out, "audit_ingest_events_received_total", "Events mapped from deliveries.", &|m| m.received.load(Ordering::Relaxed));
-    counter(&mut out, "audit_ingest_events_inserted_total", "Records written.", &|m| m.inserted.load(Ordering::Relaxed));
-    counter(&mut out, "audit_ingest_events_duplicate_total", "Records already stored (deduplicated).", &|m| m.duplicates.load(Ordering::Relaxed));
-    counter(&mut out, "audit_ingest_dead_letters_total", "Deliveries kept as dead letters.", &|m| m.dead_lettered.load(Ordering::Relaxed));
-    counter(&mut out, "audit_ingest_signature_rejected_total", "Webhook requests refused for a missing or wrong signature.", &|m| m.rejected_signature.load(Ordering::Relaxed));
-    let _ = writeln!(out, "# HELP audit_ingest_mapper_call_duration_seconds Mapper call durations.\n# TYPE audit_ingest_mapper_call_duration_seconds histogram");
+    counter(
+        &mut out,
+        "audit_ingest_events_received_total",
+        "Events mapped from deliveries.",
+        &|m| m.received.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "audit_ingest_events_inserted_total",
+        "Records written.",
+        &|m| m.inserted.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "audit_ingest_events_duplicate_total",
+        "Records already stored (deduplicated).",
+        &|m| m.duplicates.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "audit_ingest_dead_letters_total",
+        "Deliveries kept as dead letters.",
+        &|m| m.dead_lettered.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "audit_ingest_signature_rejected_total",
+        "Webhook requests refused for a missing or wrong signature.",
+        &|m| m.rejected_signature.load(Ordering::Relaxed),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP audit_ingest_mapper_call_duration_seconds Mapper call durations.\n# TYPE audit_ingest_mapper_call_duration_seconds histogram"
+    );
     for (source, m) in &sources {
-        m.mapper_seconds.render(&mut out, "audit_ingest_mapper_call_duration_seconds", &format!("source=\"{source}\""));
+        m.mapper_seconds.render(
+            &mut out,
+            "audit_ingest_mapper_call_duration_seconds",
+            &format!("source=\"{source}\""),
+        );
     }
-    let _ = writeln!(out, "# HELP audit_ingest_mapper_reloads_total Mapper files loaded or rejected by the hot reloader.\n# TYPE audit_ingest_mapper_reloads_total counter");
-    let _ = writeln!(out, "audit_ingest_mapper_reloads_total{{outcome=\"loaded\"}} {}", reloads.0);
-    let _ = writeln!(out, "audit_ingest_mapper_reloads_total{{outcome=\"rejected\"}} {}", reloads.1);
+    let _ = writeln!(
+        out,
+        "# HELP audit_ingest_mapper_reloads_total Mapper files loaded or rejected by the hot reloader.\n# TYPE audit_ingest_mapper_reloads_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "audit_ingest_mapper_reloads_total{{outcome=\"loaded\"}} {}",
+        reloads.0
+    );
+    let _ = writeln!(
+        out,
+        "audit_ingest_mapper_reloads_total{{outcome=\"rejected\"}} {}",
+        reloads.1
+    );
     let now = now_unix();
-    let _ = writeln!(out, "# HELP audit_ingest_poll_lag_seconds Now minus the newest stored event's time, per poll source.\n# TYPE audit_ingest_poll_lag_seconds gauge");
+    let _ = writeln!(
+        out,
+        "# HELP audit_ingest_poll_lag_seconds Now minus the newest stored event's time, per poll source.\n# TYPE audit_ingest_poll_lag_seconds gauge"
+    );
     for (source, m) in &sources {
         let at = m.poll_cursor_unix.load(Ordering::Relaxed);
         if at >= 0 {
             let _ = writeln!(out, "audit_ingest_poll_lag_seconds{{source=\"{source}\"}} {}", now - at);
         }
     }
-    let _ = writeln!(out, "# HELP audit_ingest_tail_lag_bytes Bytes of the tailed file not yet committed.\n# TYPE audit_ingest_tail_lag_bytes gauge");
+    let _ = writeln!(
+        out,
+        "# HELP audit_ingest_tail_lag_bytes Bytes of the tailed file not yet committed.\n# TYPE audit_ingest_tail_lag_bytes gauge"
+    );
     for (source, m) in &sources {
         if m.is_tail.load(Ordering::Relaxed) {
-            let _ = writeln!(out, "audit_ingest_tail_lag_bytes{{source=\"{source}\"}} {}", m.tail_behind_bytes.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "audit_ingest_tail_lag_bytes{{source=\"{source}\"}} {}",
+                m.tail_behind_bytes.load(Ordering::Relaxed)
+            );
         }
     }
-    let _ = writeln!(out, "# HELP audit_ingest_store_write_duration_seconds Time for one batch to become durable.\n# TYPE audit_ingest_store_write_duration_seconds histogram");
-    metrics.store_write_seconds.render(&mut out, "audit_ingest_store_write_duration_seconds", "");
+    let _ = writeln!(
+        out,
+        "# HELP audit_ingest_store_write_duration_seconds Time for one batch to become durable.\n# TYPE audit_ingest_store_write_duration_seconds histogram"
+    );
+    metrics
+        .store_write_seconds
+        .render(&mut out, "audit_ingest_store_write_duration_seconds", "");
     out
 }
 
@@ -176,8 +246,17 @@ mod tests {
     #[test]
     fn two_services_count_apart() {
         let (a, b) = (Telemetry::new(), Telemetry::new());
-        a.source("s").wrote(2, &crate::store::WriteSummary { inserted: 2, duplicates: 0 });
-        assert!(a.render((0, 0)).contains("audit_ingest_events_inserted_total{source=\"s\"} 2\n"));
+        a.source("s").wrote(
+            2,
+            &crate::store::WriteSummary {
+                inserted: 2,
+                duplicates: 0,
+            },
+        );
+        assert!(
+            a.render((0, 0))
+                .contains("audit_ingest_events_inserted_total{source=\"s\"} 2\n")
+        );
         assert!(!b.render((0, 0)).contains("source=\"s\""));
     }
 

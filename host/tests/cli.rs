@@ -28,7 +28,11 @@ fn config_check_prints_the_effective_config_with_secrets_redacted() {
     let secret = dir.path().join("token");
     std::fs::write(&secret, "super-secret-token\n").unwrap();
     let file = dir.path().join("ok.toml");
-    std::fs::write(&file, format!("[api.token]\nfile = {:?}\n", secret.display().to_string())).unwrap();
+    std::fs::write(
+        &file,
+        format!("[api.token]\nfile = {:?}\n", secret.display().to_string()),
+    )
+    .unwrap();
     let out = audit_ingest()
         .args(["config", "check"])
         .arg(&file)
@@ -38,7 +42,10 @@ fn config_check_prints_the_effective_config_with_secrets_redacted() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("configuration is valid"));
-    assert!(text.contains("X-Signature"), "the Stalwart endpoint is on by default:\n{text}");
+    assert!(
+        text.contains("X-Signature"),
+        "the Stalwart endpoint is on by default:\n{text}"
+    );
     assert!(!text.contains("super-secret-token") && !text.contains("another-secret"));
 }
 
@@ -48,7 +55,12 @@ fn mapper_check_runs_fixtures_through_the_component() {
     let wasm = dir.path().join("stalwart.wasm");
     std::fs::write(&wasm, audit_ingest::builtin::STALWART).unwrap();
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../mappers/stalwart/tests/fixtures");
-    let out = audit_ingest().args(["mapper", "check"]).arg(&wasm).arg(fixtures).output().unwrap();
+    let out = audit_ingest()
+        .args(["mapper", "check"])
+        .arg(&wasm)
+        .arg(fixtures)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("0 failed"), "{text}");
@@ -57,11 +69,23 @@ fn mapper_check_runs_fixtures_through_the_component() {
     let case = dir.path().join("case.input.json");
     std::fs::copy(format!("{fixtures}/mixed_batch.input.json"), &case).unwrap();
     let expected = std::fs::read_to_string(format!("{fixtures}/mixed_batch.expected.json")).unwrap();
-    std::fs::write(dir.path().join("case.expected.json"), expected.replace("stalwart.auth_banned", "stalwart.auth_blocked")).unwrap();
-    let out = audit_ingest().args(["mapper", "check"]).arg(&wasm).arg(&case).output().unwrap();
+    std::fs::write(
+        dir.path().join("case.expected.json"),
+        expected.replace("stalwart.auth_banned", "stalwart.auth_blocked"),
+    )
+    .unwrap();
+    let out = audit_ingest()
+        .args(["mapper", "check"])
+        .arg(&wasm)
+        .arg(&case)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
-    assert!(text.contains("expected \"stalwart.auth_blocked\", got \"stalwart.auth_banned\""), "{text}");
+    assert!(
+        text.contains("expected \"stalwart.auth_blocked\", got \"stalwart.auth_banned\""),
+        "{text}"
+    );
 }
 
 #[test]
@@ -84,9 +108,12 @@ fn the_example_configuration_is_valid() {
 /// valid too once uncommented.
 #[test]
 fn the_commented_examples_are_valid_when_uncommented() {
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../audit-ingest.example.toml")).unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../audit-ingest.example.toml")).unwrap();
     for table in ["# [[pollers]]", "# [[tails]]"] {
-        let start = example.find(table).unwrap_or_else(|| panic!("the example file shows a {table} block"));
+        let start = example
+            .find(table)
+            .unwrap_or_else(|| panic!("the example file shows a {table} block"));
         let block: String = example[start..]
             .lines()
             .take_while(|l| l.starts_with("# "))
@@ -96,7 +123,11 @@ fn the_commented_examples_are_valid_when_uncommented() {
         let file = dir.path().join("block.toml");
         std::fs::write(&file, &block).unwrap();
         let out = audit_ingest().args(["config", "check"]).arg(&file).output().unwrap();
-        assert!(out.status.success(), "{table} block:\n{block}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{table} block:\n{block}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

@@ -96,7 +96,10 @@ async fn wait_ready(client: &reqwest::Client, port: u16) {
 async fn kill_9_under_load_loses_no_answered_event_and_doubles_none() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let answered: Arc<Mutex<BTreeSet<u64>>> = Arc::default();
     let next = Arc::new(AtomicU64::new(0));
     for cycle in 0..4 {
@@ -105,7 +108,13 @@ async fn kill_9_under_load_loses_no_answered_event_and_doubles_none() {
         let running = Arc::new(AtomicBool::new(true));
         let mut senders = Vec::new();
         for _ in 0..4 {
-            senders.push(tokio::spawn(send_until_stopped(client.clone(), port, answered.clone(), next.clone(), running.clone())));
+            senders.push(tokio::spawn(send_until_stopped(
+                client.clone(),
+                port,
+                answered.clone(),
+                next.clone(),
+                running.clone(),
+            )));
         }
         // Let the load run, then kill without warning.
         tokio::time::sleep(Duration::from_millis(400 + 150 * cycle)).await;
@@ -126,7 +135,15 @@ async fn kill_9_under_load_loses_no_answered_event_and_doubles_none() {
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
-        let page: serde_json::Value = client.get(url).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+        let page: serde_json::Value = client
+            .get(url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         for r in page["records"].as_array().unwrap() {
             *stored.entry(r["ip"].as_str().unwrap().to_string()).or_default() += 1;
         }
@@ -140,7 +157,13 @@ async fn kill_9_under_load_loses_no_answered_event_and_doubles_none() {
     let answered = answered.lock().unwrap();
     assert!(answered.len() > 100, "the load ran ({} answered)", answered.len());
     let lost: Vec<&u64> = answered.iter().filter(|k| !stored.contains_key(&ip(**k))).collect();
-    assert!(lost.is_empty(), "{} of {} answered events were lost, e.g. {:?}", lost.len(), answered.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "{} of {} answered events were lost, e.g. {:?}",
+        lost.len(),
+        answered.len(),
+        &lost[..lost.len().min(5)]
+    );
     let doubled: Vec<(&String, &usize)> = stored.iter().filter(|(_, n)| **n > 1).collect();
     assert!(doubled.is_empty(), "stored twice: {doubled:?}");
 }
@@ -149,7 +172,10 @@ async fn kill_9_under_load_loses_no_answered_event_and_doubles_none() {
 async fn sigterm_under_load_answers_what_it_took_and_exits_within_the_bound() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let mut child = start(dir.path(), port);
     wait_ready(&client, port).await;
     let answered: Arc<Mutex<BTreeSet<u64>>> = Arc::default();
@@ -157,17 +183,29 @@ async fn sigterm_under_load_answers_what_it_took_and_exits_within_the_bound() {
     let next = Arc::new(AtomicU64::new(1_000_000));
     let mut senders = Vec::new();
     for _ in 0..4 {
-        senders.push(tokio::spawn(send_until_stopped(client.clone(), port, answered.clone(), next.clone(), running.clone())));
+        senders.push(tokio::spawn(send_until_stopped(
+            client.clone(),
+            port,
+            answered.clone(),
+            next.clone(),
+            running.clone(),
+        )));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(term.success());
     let stopped = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(stopped.elapsed() < Duration::from_secs(25), "exits within shutdown_timeout_secs (20 s by default)");
+        assert!(
+            stopped.elapsed() < Duration::from_secs(25),
+            "exits within shutdown_timeout_secs (20 s by default)"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "a clean exit: {status:?}");
@@ -181,7 +219,10 @@ async fn sigterm_under_load_answers_what_it_took_and_exits_within_the_bound() {
     assert!(!answered.is_empty());
     for k in answered.iter().take(2000) {
         let page: serde_json::Value = client
-            .get(format!("http://127.0.0.1:{port}/audit?source=stalwart&ip={}&limit=2", ip(*k)))
+            .get(format!(
+                "http://127.0.0.1:{port}/audit?source=stalwart&ip={}&limit=2",
+                ip(*k)
+            ))
             .bearer_auth(TOKEN)
             .send()
             .await
@@ -189,7 +230,11 @@ async fn sigterm_under_load_answers_what_it_took_and_exits_within_the_bound() {
             .json()
             .await
             .unwrap();
-        assert_eq!(page["records"].as_array().unwrap().len(), 1, "event {k} answered 2xx before SIGTERM is stored once");
+        assert_eq!(
+            page["records"].as_array().unwrap().len(),
+            1,
+            "event {k} answered 2xx before SIGTERM is stored once"
+        );
     }
     child.kill().unwrap();
     child.wait().unwrap();

@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use audit_ingest::store::{ActionFilter, AuditStore, Checkpoint, Commit, NewRecord, Query, Store};
 use audit_guest_sdk::RawJson;
+use audit_ingest::store::{ActionFilter, AuditStore, Checkpoint, Commit, NewRecord, Query, Store};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
@@ -16,7 +16,10 @@ fn at(secs: i64) -> DateTime<Utc> {
 
 /// A checkpoint envelope stored as given (the store keeps it opaque).
 fn checkpoint(source: &str, envelope: &serde_json::Value) -> Checkpoint {
-    Checkpoint { source: source.into(), envelope: envelope.clone() }
+    Checkpoint {
+        source: source.into(),
+        envelope: envelope.clone(),
+    }
 }
 
 fn record(source: &str, action: &str, secs: i64, external_id: Option<&str>) -> NewRecord {
@@ -26,7 +29,11 @@ fn record(source: &str, action: &str, secs: i64, external_id: Option<&str>) -> N
         at: at(secs),
         received_at: at(secs + 1),
         actor_id: Some(format!("id-{secs}")),
-        actor_name: Some(if secs % 2 == 0 { "Alice@Example.org".into() } else { "bob".into() }),
+        actor_name: Some(if secs % 2 == 0 {
+            "Alice@Example.org".into()
+        } else {
+            "bob".into()
+        }),
         actor_email: None,
         ip: Some(format!("192.0.2.{}", secs.rem_euclid(4))),
         target_type: Some("account".into()),
@@ -41,7 +48,10 @@ fn record(source: &str, action: &str, secs: i64, external_id: Option<&str>) -> N
 }
 
 fn q() -> Query {
-    Query { limit: 50, ..Query::default() }
+    Query {
+        limit: 50,
+        ..Query::default()
+    }
 }
 
 async fn all_pages(store: &Store, mut query: Query) -> Vec<String> {
@@ -58,17 +68,30 @@ async fn all_pages(store: &Store, mut query: Query) -> Vec<String> {
 
 async fn dedup(store: Store) {
     let s = store
-        .insert(vec![record("s", "s.a", 1, Some("x")), record("s", "s.a", 1, Some("x"))], None)
+        .insert(
+            vec![record("s", "s.a", 1, Some("x")), record("s", "s.a", 1, Some("x"))],
+            None,
+        )
         .await
         .unwrap();
     assert_eq!((s.inserted, s.duplicates), (1, 1), "a duplicate inside one batch");
-    let s = store.insert(vec![record("s", "s.a", 1, Some("x"))], None).await.unwrap();
+    let s = store
+        .insert(vec![record("s", "s.a", 1, Some("x"))], None)
+        .await
+        .unwrap();
     assert_eq!((s.inserted, s.duplicates), (0, 1), "the same externalId again");
-    let s = store.insert(vec![record("other", "o.a", 1, Some("x"))], None).await.unwrap();
+    let s = store
+        .insert(vec![record("other", "o.a", 1, Some("x"))], None)
+        .await
+        .unwrap();
     assert_eq!(s.inserted, 1, "the same externalId in another source is distinct");
     let nulls: Vec<_> = (0..3).map(|_| record("s", "s.a", 2, None)).collect();
     let s = store.insert(nulls, None).await.unwrap();
-    assert_eq!((s.inserted, s.duplicates), (3, 0), "records without externalId never collide");
+    assert_eq!(
+        (s.inserted, s.duplicates),
+        (3, 0),
+        "records without externalId never collide"
+    );
     assert_eq!(all_pages(&store, q()).await.len(), 5);
 }
 
@@ -79,12 +102,22 @@ async fn cursors(store: Store) {
     assert_eq!(store.load_checkpoint("authentik").await.unwrap(), Some(c1));
     let c2 = json!({ "offset": 42 });
     let s = store
-        .insert(vec![record("ocis", "ocis.file_read", 3, Some("f:1"))], Some(checkpoint("ocis", &c2)))
+        .insert(
+            vec![record("ocis", "ocis.file_read", 3, Some("f:1"))],
+            Some(checkpoint("ocis", &c2)),
+        )
         .await
         .unwrap();
     assert_eq!(s.inserted, 1);
-    assert_eq!(store.load_checkpoint("ocis").await.unwrap(), Some(c2), "saved with the batch");
-    assert!(store.load_checkpoint("authentik").await.unwrap().is_some(), "cursors are per source");
+    assert_eq!(
+        store.load_checkpoint("ocis").await.unwrap(),
+        Some(c2),
+        "saved with the batch"
+    );
+    assert!(
+        store.load_checkpoint("authentik").await.unwrap().is_some(),
+        "cursors are per source"
+    );
 }
 
 async fn filters(store: Store) {
@@ -102,20 +135,105 @@ async fn filters(store: Store) {
         let store = store.clone();
         async move { all_pages(&store, query).await.len() }
     };
-    assert_eq!(count(Query { source: Some("authentik".into()), ..q() }).await, 10);
+    assert_eq!(
+        count(Query {
+            source: Some("authentik".into()),
+            ..q()
+        })
+        .await,
+        10
+    );
     let exact = ActionFilter::Exact("stalwart.auth_failed".into());
-    assert_eq!(count(Query { action: Some(exact), ..q() }).await, 10);
+    assert_eq!(
+        count(Query {
+            action: Some(exact),
+            ..q()
+        })
+        .await,
+        10
+    );
     let prefix = ActionFilter::Prefix("stalwart.auth_".into());
-    assert_eq!(count(Query { action: Some(prefix), ..q() }).await, 20);
-    assert_eq!(count(Query { actor: Some("bob".into()), ..q() }).await, 15);
-    assert_eq!(count(Query { actor: Some("id-7".into()), ..q() }).await, 1);
-    assert_eq!(count(Query { ip: Some("192.0.2.1".into()), ..q() }).await, 8);
-    assert_eq!(count(Query { tenant: Some("acme".into()), ..q() }).await, 10);
-    assert_eq!(count(Query { since: Some(at(10)), until: Some(at(20)), ..q() }).await, 10);
-    assert_eq!(count(Query { text: Some("alice@example".into()), ..q() }).await, 15, "case-insensitive");
-    assert_eq!(count(Query { text: Some("mailbox-2".into()), ..q() }).await, 11, "over the target too");
-    assert_eq!(count(Query { text: Some("%".into()), ..q() }).await, 0, "no wildcard injection");
-    let both = Query { source: Some("stalwart".into()), ip: Some("192.0.2.0".into()), ..q() };
+    assert_eq!(
+        count(Query {
+            action: Some(prefix),
+            ..q()
+        })
+        .await,
+        20
+    );
+    assert_eq!(
+        count(Query {
+            actor: Some("bob".into()),
+            ..q()
+        })
+        .await,
+        15
+    );
+    assert_eq!(
+        count(Query {
+            actor: Some("id-7".into()),
+            ..q()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        count(Query {
+            ip: Some("192.0.2.1".into()),
+            ..q()
+        })
+        .await,
+        8
+    );
+    assert_eq!(
+        count(Query {
+            tenant: Some("acme".into()),
+            ..q()
+        })
+        .await,
+        10
+    );
+    assert_eq!(
+        count(Query {
+            since: Some(at(10)),
+            until: Some(at(20)),
+            ..q()
+        })
+        .await,
+        10
+    );
+    assert_eq!(
+        count(Query {
+            text: Some("alice@example".into()),
+            ..q()
+        })
+        .await,
+        15,
+        "case-insensitive"
+    );
+    assert_eq!(
+        count(Query {
+            text: Some("mailbox-2".into()),
+            ..q()
+        })
+        .await,
+        11,
+        "over the target too"
+    );
+    assert_eq!(
+        count(Query {
+            text: Some("%".into()),
+            ..q()
+        })
+        .await,
+        0,
+        "no wildcard injection"
+    );
+    let both = Query {
+        source: Some("stalwart".into()),
+        ip: Some("192.0.2.0".into()),
+        ..q()
+    };
     assert_eq!(count(both).await, 6, "filters combine");
     let newest = store.query(&Query { limit: 1, ..q() }).await.unwrap();
     assert_eq!(newest.records[0].record.at, at(29), "newest first");
@@ -137,9 +255,19 @@ async fn unions_page_in_order(store: Store) {
     for i in 0..200 {
         // The newest 50 share one action, so one branch must be read on.
         let verb = if i >= 150 { 0 } else { (i * 7) % 40 };
-        batch.push(record("mail", &format!("mail.verb_{verb:02}"), i, Some(&format!("m{i}"))));
+        batch.push(record(
+            "mail",
+            &format!("mail.verb_{verb:02}"),
+            i,
+            Some(&format!("m{i}")),
+        ));
         if i % 4 == 0 {
-            batch.push(record("mail-eu", &format!("mail.verb_{:02}", i % 40), i, Some(&format!("eu{i}"))));
+            batch.push(record(
+                "mail-eu",
+                &format!("mail.verb_{:02}", i % 40),
+                i,
+                Some(&format!("eu{i}")),
+            ));
         }
     }
     store.insert(batch, None).await.unwrap();
@@ -158,10 +286,20 @@ async fn unions_page_in_order(store: Store) {
             }
         }
     };
-    let mail = times(Query { source: Some("mail".into()), ..q() }).await;
+    let mail = times(Query {
+        source: Some("mail".into()),
+        ..q()
+    })
+    .await;
     let expected: Vec<_> = (0..200).rev().map(|i| ("mail".to_string(), at(i))).collect();
-    assert_eq!(mail, expected, "a source over its 40 actions: all 200, newest first, once each");
-    let prefix = Query { action: Some(ActionFilter::Prefix("mail.verb_1".into())), ..q() };
+    assert_eq!(
+        mail, expected,
+        "a source over its 40 actions: all 200, newest first, once each"
+    );
+    let prefix = Query {
+        action: Some(ActionFilter::Prefix("mail.verb_1".into())),
+        ..q()
+    };
     let found = times(prefix).await;
     let expected: Vec<_> = (0..200i64)
         .rev()
@@ -183,36 +321,68 @@ async fn unions_page_in_order(store: Store) {
     let mut expected_sorted = expected;
     expected_sorted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     assert_eq!(found_sorted, expected_sorted);
-    let none = times(Query { source: Some("no-such-source".into()), ..q() }).await;
+    let none = times(Query {
+        source: Some("no-such-source".into()),
+        ..q()
+    })
+    .await;
     assert!(none.is_empty());
     // With a tenant (every third second is `acme`): the tenant alone, with a
     // source, with an exact action and with a prefix.
     let acme = |i: &i64| i % 3 == 0;
-    let tenant = times(Query { tenant: Some("acme".into()), ..q() }).await;
+    let tenant = times(Query {
+        tenant: Some("acme".into()),
+        ..q()
+    })
+    .await;
     let expected = (0..200).filter(acme).count() + (0..200).filter(|i| i % 4 == 0 && acme(i)).count();
     assert_eq!(tenant.len(), expected);
     assert!(tenant.windows(2).all(|w| w[0].1 >= w[1].1), "newest first");
-    let mail_acme = times(Query { tenant: Some("acme".into()), source: Some("mail".into()), ..q() }).await;
-    let expected: Vec<_> = (0..200).rev().filter(acme).map(|i| ("mail".to_string(), at(i))).collect();
+    let mail_acme = times(Query {
+        tenant: Some("acme".into()),
+        source: Some("mail".into()),
+        ..q()
+    })
+    .await;
+    let expected: Vec<_> = (0..200)
+        .rev()
+        .filter(acme)
+        .map(|i| ("mail".to_string(), at(i)))
+        .collect();
     assert_eq!(mail_acme, expected);
     let exact = ActionFilter::Exact("mail.verb_00".into());
-    let one = times(Query { tenant: Some("acme".into()), action: Some(exact), ..q() }).await;
+    let one = times(Query {
+        tenant: Some("acme".into()),
+        action: Some(exact),
+        ..q()
+    })
+    .await;
     let expected = (0..200i64)
         .filter(acme)
         .map(|i| usize::from(i >= 150 || (i * 7) % 40 == 0) + usize::from(i % 4 == 0 && i % 40 == 0))
         .sum::<usize>();
     assert_eq!(one.len(), expected);
     let prefix = ActionFilter::Prefix("mail.verb_1".into());
-    let some = times(Query { tenant: Some("acme".into()), action: Some(prefix), ..q() }).await;
+    let some = times(Query {
+        tenant: Some("acme".into()),
+        action: Some(prefix),
+        ..q()
+    })
+    .await;
     let expected = (0..200i64)
         .filter(acme)
-        .map(|i| usize::from(i < 150 && (10..20).contains(&((i * 7) % 40))) + usize::from(i % 4 == 0 && (10..20).contains(&(i % 40))))
+        .map(|i| {
+            usize::from(i < 150 && (10..20).contains(&((i * 7) % 40)))
+                + usize::from(i % 4 == 0 && (10..20).contains(&(i % 40)))
+        })
         .sum::<usize>();
     assert_eq!(some.len(), expected);
 }
 
 async fn pagination_while_records_arrive(store: Store) {
-    let first: Vec<_> = (0..95).map(|i| record("s", "s.a", i / 3, Some(&format!("p{i}")))).collect();
+    let first: Vec<_> = (0..95)
+        .map(|i| record("s", "s.a", i / 3, Some(&format!("p{i}"))))
+        .collect();
     store.insert(first, None).await.unwrap();
     let existing: HashSet<String> = all_pages(&store, q()).await.into_iter().collect();
     assert_eq!(existing.len(), 95);
@@ -237,13 +407,20 @@ async fn pagination_while_records_arrive(store: Store) {
     }
     let unique: HashSet<String> = seen.iter().cloned().collect();
     assert_eq!(unique.len(), seen.len(), "no record repeated");
-    assert!(existing.is_subset(&unique), "no record that existed before the walk was skipped");
+    assert!(
+        existing.is_subset(&unique),
+        "no record that existed before the walk was skipped"
+    );
 }
 
 /// Actor and IP filters give the same answers whether the records are old
 /// (in the embedded store's bulk-built lookup) or just written.
 async fn actor_and_ip_old_and_new(store: Store) {
-    let batch = |from: i64| (from..from + 20).map(|i| record("s", "s.a", i, Some(&format!("k{i}")))).collect();
+    let batch = |from: i64| {
+        (from..from + 20)
+            .map(|i| record("s", "s.a", i, Some(&format!("k{i}"))))
+            .collect()
+    };
     store.insert(batch(0), None).await.unwrap();
     // Long enough for an idle writer to add the lookup keys of the first batch.
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -252,20 +429,59 @@ async fn actor_and_ip_old_and_new(store: Store) {
         let store = store.clone();
         async move { all_pages(&store, query).await }
     };
-    let bob = count(Query { actor: Some("bob".into()), limit: 3, ..q() }).await;
+    let bob = count(Query {
+        actor: Some("bob".into()),
+        limit: 3,
+        ..q()
+    })
+    .await;
     assert_eq!(bob.len(), 20, "odd seconds are bob, in both halves");
-    assert_eq!(bob.iter().collect::<HashSet<_>>().len(), 20, "no repeats across the two halves");
-    let by_id = count(Query { actor: Some("id-25".into()), ..q() }).await;
+    assert_eq!(
+        bob.iter().collect::<HashSet<_>>().len(),
+        20,
+        "no repeats across the two halves"
+    );
+    let by_id = count(Query {
+        actor: Some("id-25".into()),
+        ..q()
+    })
+    .await;
     assert_eq!(by_id.len(), 1);
-    let ip = count(Query { ip: Some("192.0.2.3".into()), limit: 4, ..q() }).await;
+    let ip = count(Query {
+        ip: Some("192.0.2.3".into()),
+        limit: 4,
+        ..q()
+    })
+    .await;
     assert_eq!(ip.len(), 10);
-    let both = count(Query { ip: Some("192.0.2.3".into()), actor: Some("bob".into()), ..q() }).await;
+    let both = count(Query {
+        ip: Some("192.0.2.3".into()),
+        actor: Some("bob".into()),
+        ..q()
+    })
+    .await;
     assert_eq!(both.len(), 10, "192.0.2.3 is always an odd second");
-    let newest = store.query(&Query { actor: Some("bob".into()), limit: 1, ..q() }).await.unwrap();
+    let newest = store
+        .query(&Query {
+            actor: Some("bob".into()),
+            limit: 1,
+            ..q()
+        })
+        .await
+        .unwrap();
     assert_eq!(newest.records[0].record.at, at(39));
-    let text = count(Query { text: Some("MAILBOX-3".into()), limit: 4, ..q() }).await;
+    let text = count(Query {
+        text: Some("MAILBOX-3".into()),
+        limit: 4,
+        ..q()
+    })
+    .await;
     assert_eq!(text.len(), 11, "mailbox-3 and mailbox-30..39, old and new, any case");
-    let short = count(Query { text: Some("ob".into()), ..q() }).await;
+    let short = count(Query {
+        text: Some("ob".into()),
+        ..q()
+    })
+    .await;
     assert_eq!(short.len(), 20, "a two-letter term still finds every bob");
 }
 
@@ -287,33 +503,71 @@ async fn dead_letters_and_remapping(store: Store) {
     let first = store.dead_letter(letter(1)).await.unwrap();
     let second = store.dead_letter(letter(2)).await.unwrap();
     let page = store.dead_letters_after(Some(&first), 10).await.unwrap();
-    assert_eq!(page.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), vec![second.clone()]);
-    assert_eq!(page[0].1, letter(2), "a letter keeps how it arrived: transport, headers, origin");
+    assert_eq!(
+        page.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
+        vec![second.clone()]
+    );
+    assert_eq!(
+        page[0].1,
+        letter(2),
+        "a letter keeps how it arrived: transport, headers, origin"
+    );
     let resolved = vec![record("stalwart", "stalwart.auth_success", 1, Some("dl-1"))];
     let written = store.write(resolved, Commit::ResolveDeadLetter(first)).await.unwrap();
     assert_eq!(written.inserted, 1);
-    let left: Vec<String> = store.dead_letters(10).await.unwrap().into_iter().map(|(id, _)| id).collect();
+    let left: Vec<String> = store
+        .dead_letters(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
     assert_eq!(left, vec![second]);
 
     let mut catch_all = record("stalwart", "stalwart.quantum_event", 2, Some("k-2"));
     catch_all.metadata = RawJson::from_value(&json!({ "original": { "n": 2 }, "unrecognised": true }));
-    store.insert(vec![catch_all, record("stalwart", "stalwart.auth_failed", 3, Some("k-3"))], None).await.unwrap();
+    store
+        .insert(
+            vec![catch_all, record("stalwart", "stalwart.auth_failed", 3, Some("k-3"))],
+            None,
+        )
+        .await
+        .unwrap();
     let found = store.unrecognised_records(None, 10).await.unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].record.external_id.as_deref(), Some("k-2"));
     let replacement = record("stalwart", "stalwart.quantum_entanglement", 2, Some("k-2"));
-    store.write(vec![replacement], Commit::ReplaceRecord(found[0].id.clone())).await.unwrap();
+    store
+        .write(vec![replacement], Commit::ReplaceRecord(found[0].id.clone()))
+        .await
+        .unwrap();
     assert!(store.unrecognised_records(None, 10).await.unwrap().is_empty());
-    let all = all_pages(&store, Query { source: Some("stalwart".into()), ..q() }).await;
+    let all = all_pages(
+        &store,
+        Query {
+            source: Some("stalwart".into()),
+            ..q()
+        },
+    )
+    .await;
     assert_eq!(all.len(), 3, "replaced, not added: {all:?}");
-    let page = store.query(&Query { action: Some(ActionFilter::Exact("stalwart.quantum_entanglement".into())), ..q() }).await.unwrap();
+    let page = store
+        .query(&Query {
+            action: Some(ActionFilter::Exact("stalwart.quantum_entanglement".into())),
+            ..q()
+        })
+        .await
+        .unwrap();
     assert_eq!(page.records.len(), 1);
     assert_eq!(page.records[0].record.external_id.as_deref(), Some("k-2"));
 }
 
 async fn durable_across_reopen(make: impl Fn() -> Store) {
     let store = make();
-    store.insert(vec![record("s", "s.a", 1, Some("d1"))], None).await.unwrap();
+    store
+        .insert(vec![record("s", "s.a", 1, Some("d1"))], None)
+        .await
+        .unwrap();
     store.save_checkpoint(checkpoint("s", &json!({"n": 1}))).await.unwrap();
     drop(store);
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -354,18 +608,45 @@ mod embedded {
         let store: Store = sqlite.clone();
         let mut newest = record("stalwart", "stalwart.quantum_event", 9, Some("k-9"));
         newest.metadata = RawJson::from_value(&json!({ "original": { "n": 9 }, "unrecognised": true }));
-        store.insert(vec![record("stalwart", "stalwart.auth_failed", 1, Some("k-1")), newest], None).await.unwrap();
+        store
+            .insert(
+                vec![record("stalwart", "stalwart.auth_failed", 1, Some("k-1")), newest],
+                None,
+            )
+            .await
+            .unwrap();
         lookup_caught_up(&sqlite).await;
         let old = store.unrecognised_records(None, 10).await.unwrap();
         let mut replacement = record("stalwart", "stalwart.quantum_entanglement", 9, Some("k-9"));
         replacement.actor_name = Some("carol".into());
-        store.write(vec![replacement], Commit::ReplaceRecord(old[0].id.clone())).await.unwrap();
+        store
+            .write(vec![replacement], Commit::ReplaceRecord(old[0].id.clone()))
+            .await
+            .unwrap();
         lookup_caught_up(&sqlite).await;
-        let page = store.query(&Query { actor: Some("carol".into()), ..q() }).await.unwrap();
+        let page = store
+            .query(&Query {
+                actor: Some("carol".into()),
+                ..q()
+            })
+            .await
+            .unwrap();
         assert_eq!(page.records.len(), 1, "the replacement is found by its actor");
         assert_eq!(page.records[0].record.action, "stalwart.quantum_entanglement");
-        let stale = store.query(&Query { actor: Some("Alice@Example.org".into()), ..q() }).await.unwrap();
-        assert!(stale.records.iter().all(|r| r.record.external_id.as_deref() != Some("k-9")), "{stale:?}");
+        let stale = store
+            .query(&Query {
+                actor: Some("Alice@Example.org".into()),
+                ..q()
+            })
+            .await
+            .unwrap();
+        assert!(
+            stale
+                .records
+                .iter()
+                .all(|r| r.record.external_id.as_deref() != Some("k-9")),
+            "{stale:?}"
+        );
     }
 
     #[tokio::test]
@@ -404,7 +685,9 @@ mod embedded {
     async fn a_file_from_before_source_actions_is_migrated() {
         let d = tempfile::tempdir().unwrap();
         let store = open(d.path());
-        let batch: Vec<_> = (0..12).map(|i| record(["a", "b", "c"][i as usize % 3], &format!("x.v{}", i % 4), i, None)).collect();
+        let batch: Vec<_> = (0..12)
+            .map(|i| record(["a", "b", "c"][i as usize % 3], &format!("x.v{}", i % 4), i, None))
+            .collect();
         store.insert(batch, None).await.unwrap();
         drop(store);
         let old = rusqlite::Connection::open(d.path().join("a.sqlite3")).unwrap();
@@ -417,8 +700,30 @@ mod embedded {
         .unwrap();
         drop(old);
         let store = open(d.path());
-        assert_eq!(all_pages(&store, Query { source: Some("b".into()), ..q() }).await.len(), 4);
-        assert_eq!(all_pages(&store, Query { tenant: Some("acme".into()), ..q() }).await.len(), 4);
+        assert_eq!(
+            all_pages(
+                &store,
+                Query {
+                    source: Some("b".into()),
+                    ..q()
+                }
+            )
+            .await
+            .len(),
+            4
+        );
+        assert_eq!(
+            all_pages(
+                &store,
+                Query {
+                    tenant: Some("acme".into()),
+                    ..q()
+                }
+            )
+            .await
+            .len(),
+            4
+        );
         let again = rusqlite::Connection::open(d.path().join("a.sqlite3")).unwrap();
         let indexes_left: i64 = again
             .query_row(
@@ -456,8 +761,17 @@ mod embedded {
             let _ = std::fs::remove_file(d.path().join(format!("a.sqlite3{suffix}")));
         }
         let store = open(d.path());
-        store.insert(vec![record("s", "s.a", 7, Some("new"))], None).await.unwrap();
-        let page = store.query(&Query { actor: Some("bob".into()), ..q() }).await.unwrap();
+        store
+            .insert(vec![record("s", "s.a", 7, Some("new"))], None)
+            .await
+            .unwrap();
+        let page = store
+            .query(&Query {
+                actor: Some("bob".into()),
+                ..q()
+            })
+            .await
+            .unwrap();
         assert_eq!(page.records.len(), 1, "only the one event that exists now");
     }
 
@@ -482,54 +796,81 @@ mod mongodb {
     }
 
     #[tokio::test]
-    #[cfg_attr(not(mongodb_tests), ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB")]
+    #[cfg_attr(
+        not(mongodb_tests),
+        ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+    )]
     async fn dedup_on_source_and_external_id() {
         dedup(open("dedup").await).await;
     }
 
     #[tokio::test]
-    #[cfg_attr(not(mongodb_tests), ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB")]
+    #[cfg_attr(
+        not(mongodb_tests),
+        ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+    )]
     async fn cursor_save_and_load() {
         cursors(open("cursors").await).await;
     }
 
     #[tokio::test]
-    #[cfg_attr(not(mongodb_tests), ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB")]
+    #[cfg_attr(
+        not(mongodb_tests),
+        ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+    )]
     async fn dead_letters_resolve_and_catch_all_records_are_replaced() {
         dead_letters_and_remapping(open("remap").await).await;
     }
 
     #[tokio::test]
-    #[cfg_attr(not(mongodb_tests), ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB")]
+    #[cfg_attr(
+        not(mongodb_tests),
+        ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+    )]
     async fn every_filter() {
         filters(open("filters").await).await;
     }
 
     #[tokio::test]
-    #[cfg_attr(not(mongodb_tests), ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB")]
+    #[cfg_attr(
+        not(mongodb_tests),
+        ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+    )]
     async fn sources_and_prefixes_page_over_many_actions() {
         unions_page_in_order(open("unions").await).await;
     }
 
     #[tokio::test]
-    #[cfg_attr(not(mongodb_tests), ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB")]
+    #[cfg_attr(
+        not(mongodb_tests),
+        ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+    )]
     async fn pagination_skips_and_repeats_nothing_while_records_arrive() {
         pagination_while_records_arrive(open("pages").await).await;
     }
 
     #[tokio::test]
-    #[cfg_attr(not(mongodb_tests), ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB")]
+    #[cfg_attr(
+        not(mongodb_tests),
+        ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+    )]
     async fn actor_and_ip_filters_over_old_and_new_records() {
         actor_and_ip_old_and_new(open("lookup").await).await;
     }
 
     #[tokio::test]
-    #[cfg_attr(not(mongodb_tests), ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB")]
+    #[cfg_attr(
+        not(mongodb_tests),
+        ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+    )]
     async fn data_survives_reconnecting() {
         let db = format!("reopen_{}", std::process::id());
         let uri = std::env::var("AUDIT_TEST_MONGODB_URI").unwrap();
         let store: Store = Arc::new(MongoStore::connect(&uri, &db, "audit_events").await.unwrap());
-        store.insert(vec![record("s", "s.a", 1, Some("d1"))], None).await.unwrap();
+        store
+            .insert(vec![record("s", "s.a", 1, Some("d1"))], None)
+            .await
+            .unwrap();
         drop(store);
         let store: Store = Arc::new(MongoStore::connect(&uri, &db, "audit_events").await.unwrap());
         assert_eq!(all_pages(&store, q()).await.len(), 1);

@@ -20,11 +20,17 @@ fn main() {
     let _watch = tokio.block_on(async { rt.watch().unwrap() });
     let mut times = Vec::new();
     for i in 0..20u32 {
-        let (bytes, want) = if i % 2 == 0 { (PROBE_V2, "2.0.0") } else { (PROBE_V1, "1.0.0") };
+        let (bytes, want) = if i % 2 == 0 {
+            (PROBE_V2, "2.0.0")
+        } else {
+            (PROBE_V1, "1.0.0")
+        };
         let start = Instant::now();
         install(&file, &tagged(bytes, i));
-        wait_until(Duration::from_secs(10), || rt.describe("probe").map(|d| d.version).as_deref() == Some(want))
-            .expect("the swap happens");
+        wait_until(Duration::from_secs(10), || {
+            rt.describe("probe").map(|d| d.version).as_deref() == Some(want)
+        })
+        .expect("the swap happens");
         times.push(start.elapsed());
     }
     times.sort();

@@ -40,7 +40,9 @@ fn boundary(budget: Duration) {
 fn main() {
     let budget = Duration::from_secs(3);
     boundary(budget);
-    println!("| events | native µs | wasm fresh µs | wasm reuse µs | fresh overhead µs | reuse overhead µs | reuse/native |");
+    println!(
+        "| events | native µs | wasm fresh µs | wasm reuse µs | fresh overhead µs | reuse overhead µs | reuse/native |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for n in [1usize, 100] {
         let delivery = Delivery::from_body("stalwart", stalwart_batch(n, 1));

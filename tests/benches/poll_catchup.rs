@@ -5,17 +5,24 @@
 
 use std::time::Instant;
 
+use audit_ingest::ingest::Shutdown;
 use audit_ingest::ingest::Tenants;
 use audit_ingest::runtime::{InstanceMode, Limits};
-use audit_ingest::ingest::Shutdown;
 use audit_ingest::sources::poll;
 use audit_ingest::store::sqlite::Durability;
 use audit_ingest_tests::authentik::{AK_TOKEN, StandIn};
 use audit_ingest_tests::{embedded_store_with, pipeline, runtime, secret_file, source_context};
 
 fn main() {
-    let backlog: usize = std::env::var("BACKLOG").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
-    let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let backlog: usize = std::env::var("BACKLOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     tokio.block_on(async {
         let ak = StandIn::start().await;
         ak.add_events(backlog);

@@ -6,12 +6,12 @@
 
 use std::time::{Duration, Instant};
 
+use audit_guest_sdk::RawJson;
 use audit_ingest::runtime::{InstanceMode, Limits};
 use audit_ingest::store::sqlite::{Durability, SqliteStore};
 use audit_ingest::store::{NewRecord, Store};
 use audit_ingest_tests::bench::percentile;
 use audit_ingest_tests::{app, call, get, runtime};
-use audit_guest_sdk::RawJson;
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 
@@ -41,10 +41,12 @@ fn record(i: u64) -> NewRecord {
         tenant_slug: Some(["acme", "globex", "initech"][(i % 3) as usize].into()),
         outcome: if i.is_multiple_of(2) { "success" } else { "failure" }.into(),
         external_id: Some(format!("{i:016x}:0")),
-        metadata: RawJson::from_value(&json!({"original": {"id": format!("1750000000{i}"), "createdAt": "2025-06-15T15:06:40Z",
+        metadata: RawJson::from_value(
+            &json!({"original": {"id": format!("1750000000{i}"), "createdAt": "2025-06-15T15:06:40Z",
             "type": "auth.failed", "data": {"accountName": format!("user{}", i % 5000), "accountId": i % 5000,
             "spanId": 1432795268419584001u64 + i, "reason": "Authentication failed", "remoteIp": "198.51.100.7",
-            "listenerId": "imaps", "localPort": 993, "remotePort": 40022}}})),
+            "listenerId": "imaps", "localPort": 993, "remotePort": 40022}}}),
+        ),
         mapper: Some("stalwart@0.1.0".into()),
     }
 }

@@ -12,9 +12,9 @@
 
 use std::time::{Duration, Instant};
 
+use audit_ingest::ingest::ShutdownSignal;
 use audit_ingest::ingest::Tenants;
 use audit_ingest::runtime::{InstanceMode, Limits};
-use audit_ingest::ingest::ShutdownSignal;
 use audit_ingest::sources::tail;
 use audit_ingest::store::Query;
 use audit_ingest::store::sqlite::Durability;
@@ -39,7 +39,11 @@ fn main() {
         Ok("normal") => Durability::Normal,
         _ => Durability::Full,
     };
-    let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     tokio.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
@@ -50,21 +54,33 @@ fn main() {
         let store = embedded_store_with(data.path(), durability);
         let stop = ShutdownSignal::new();
         let rt = runtime(None, InstanceMode::Auto, Limits::default());
-        let ctx = audit_ingest_tests::source_context(audit_ingest_tests::pipeline(store.clone(), rt, Tenants::default()), stop.subscribe());
+        let ctx = audit_ingest_tests::source_context(
+            audit_ingest_tests::pipeline(store.clone(), rt, Tenants::default()),
+            stop.subscribe(),
+        );
         let mut config = tail::Config::ocis(&path);
         config.check_interval_ms = 1000;
         config.mapping_threads = std::env::var("MAPPING_THREADS").ok().and_then(|v| v.parse().ok());
         let start = Instant::now();
         let task = tokio::spawn(tail::run(config.resolve().unwrap(), ctx));
         loop {
-            let offset = store.load_checkpoint("ocis").await.unwrap().and_then(|p| p["state"]["offset"].as_u64()).unwrap_or(0);
+            let offset = store
+                .load_checkpoint("ocis")
+                .await
+                .unwrap()
+                .and_then(|p| p["state"]["offset"].as_u64())
+                .unwrap_or(0);
             if offset >= size {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let secs = start.elapsed().as_secs_f64();
-        println!("oCIS backlog catch-up, durability {durability:?}, {lines} lines ({:.0} MiB): {secs:.2} s, {:.0} lines/s", size as f64 / 1048576.0, lines as f64 / secs);
+        println!(
+            "oCIS backlog catch-up, durability {durability:?}, {lines} lines ({:.0} MiB): {secs:.2} s, {:.0} lines/s",
+            size as f64 / 1048576.0,
+            lines as f64 / secs
+        );
 
         let mut delays = Vec::new();
         for n in 0..samples {
@@ -74,10 +90,19 @@ fn main() {
             let want = format!("{:012x}", number);
             loop {
                 let page = store
-                    .query(&Query { source: Some("ocis".into()), limit: 1, ..Default::default() })
+                    .query(&Query {
+                        source: Some("ocis".into()),
+                        limit: 1,
+                        ..Default::default()
+                    })
                     .await
                     .unwrap();
-                if page.records.first().and_then(|r| r.record.target_id.as_deref()).is_some_and(|t| t.ends_with(&want)) {
+                if page
+                    .records
+                    .first()
+                    .and_then(|r| r.record.target_id.as_deref())
+                    .is_some_and(|t| t.ends_with(&want))
+                {
                     break;
                 }
                 tokio::time::sleep(Duration::from_micros(500)).await;

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use audit_ingest::config::Config;
 use audit_ingest::sources::webhook::signature::stalwart_signature;
 use audit_ingest::store::sqlite::Durability;
-use audit_ingest_tests::bench::{percentile, stalwart_batch};
 use audit_ingest_tests::STALWART_SECRET;
+use audit_ingest_tests::bench::{percentile, stalwart_batch};
 use audit_ingest_tests::ceilings::{self, Ceilings};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -52,7 +52,10 @@ fn main() {
         Ok("normal") => Durability::Normal,
         _ => Durability::Full,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         println!("| server | events/request | connections | requests/s | events/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx |");
         println!("|---|---|---|---|---|---|---|---|---|---|");
@@ -80,7 +83,9 @@ fn main() {
 async fn ratios(measured: &[(usize, f64, f64)], connections: usize, durability: Durability) {
     let budget = Duration::from_secs(env_or("LOAD_CEILING_SECS", 3));
     println!("\nCeilings, events/s (each stage alone on the same bodies, every core):\n");
-    println!("| events/request | HTTP (bare handler) | signature check | mapping, native | mapping, WASM | WASM/native time | store insert |");
+    println!(
+        "| events/request | HTTP (bare handler) | signature check | mapping, native | mapping, WASM | WASM/native time | store insert |"
+    );
     println!("|---|---|---|---|---|---|---|");
     let mut all: Vec<(usize, f64, f64, Ceilings)> = Vec::new();
     for &(batch, service, http) in measured {
@@ -136,7 +141,14 @@ struct Plan {
 
 /// One load run; prints its row and returns its events/s.
 async fn run(plan: &Plan, bare: bool) -> f64 {
-    let Plan { batch, connections, length, durability, rate, swaps } = *plan;
+    let Plan {
+        batch,
+        connections,
+        length,
+        durability,
+        rate,
+        swaps,
+    } = *plan;
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret");
     std::fs::write(&secret, STALWART_SECRET).unwrap();
@@ -149,17 +161,27 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
     config.store.mongodb_uri = Default::default();
     let mut hook = audit_ingest::sources::webhook::Config::stalwart();
     if let audit_ingest::sources::webhook::AuthConfig::Hmac { secret: s, .. } = &mut hook.auth {
-        *s = audit_ingest::config::SecretSource { env: None, file: Some(secret) };
+        *s = audit_ingest::config::SecretSource {
+            env: None,
+            file: Some(secret),
+        };
     }
     config.webhooks = vec![hook];
     let app = audit_ingest::serve::build(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut addr = listener.local_addr().unwrap().to_string();
-    let router = if bare { bare_router() } else { audit_ingest::api::router(app.state.clone()) };
+    let router = if bare {
+        bare_router()
+    } else {
+        audit_ingest::api::router(app.state.clone())
+    };
     let server = tokio::spawn(async move {
-        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .await
-            .unwrap()
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
     });
     // LOAD_TARGET=host:port: load a service running in its own process instead
     // (started with STALWART_WEBHOOK_SECRET=stalwart-test-secret), so its
@@ -188,7 +210,10 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
         })
     });
     let url = format!("http://{addr}/ingest/stalwart/webhook");
-    let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()
+        .unwrap();
     let seed = Arc::new(AtomicU64::new(1));
     // Failed requests by answer: a status code, or the transport error.
     let errors: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
@@ -230,7 +255,13 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
                         let _ = r.bytes().await;
                         latencies.push(t.elapsed());
                     }
-                    Ok(r) => *errors.lock().unwrap().entry(r.status().as_u16().to_string()).or_default() += 1,
+                    Ok(r) => {
+                        *errors
+                            .lock()
+                            .unwrap()
+                            .entry(r.status().as_u16().to_string())
+                            .or_default() += 1
+                    }
                     Err(e) => {
                         let kind = if e.is_timeout() { "timeout" } else { "connection error" };
                         *errors.lock().unwrap().entry(kind.into()).or_default() += 1;
@@ -255,7 +286,11 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
         "| {}{paced}{swapped} | {batch} | {connections} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
-        if bare { "bare axum handler (HTTP ceiling)" } else { "audit-ingest" },
+        if bare {
+            "bare axum handler (HTTP ceiling)"
+        } else {
+            "audit-ingest"
+        },
         requests / took,
         requests * batch as f64 / took,
         ms(percentile(&all, 50.0)),
@@ -273,5 +308,9 @@ fn non_2xx(errors: &BTreeMap<String, u64>) -> String {
     if errors.is_empty() {
         return "0".into();
     }
-    errors.iter().map(|(kind, n)| format!("{kind}: {n}")).collect::<Vec<_>>().join(", ")
+    errors
+        .iter()
+        .map(|(kind, n)| format!("{kind}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

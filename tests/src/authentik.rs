@@ -83,7 +83,10 @@ impl StandIn {
     /// The pks of every event the stand-in holds.
     pub fn pks(&self) -> Vec<String> {
         let s = self.state.lock().expect("state");
-        s.events.iter().map(|e| e["pk"].as_str().expect("pk").to_string()).collect()
+        s.events
+            .iter()
+            .map(|e| e["pk"].as_str().expect("pk").to_string())
+            .collect()
     }
 }
 
@@ -107,7 +110,14 @@ pub fn add(state: &mut Authentik, n: usize) {
 
 fn event(id: u64, created: DateTime<Utc>) -> Value {
     let user_pk = id % 5 + 1;
-    let pk = format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", id, id % 0xffff, id % 0xfff, id % 0xfff, id);
+    let pk = format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        id,
+        id % 0xffff,
+        id % 0xfff,
+        id % 0xfff,
+        id
+    );
     let created_text = created.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let expires = (created + Duration::days(365)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let brand = json!({"pk": "fcba828076b94dedb2d5a6b4c5556fa1", "app": "authentik_brands", "name": "Default brand", "model_name": "brand"});
@@ -167,7 +177,9 @@ async fn events(
         let status = StatusCode::from_u16(code).expect("a status");
         let mut response = detail(status, "stand-in failure");
         if code == 429 {
-            response.headers_mut().insert("retry-after", "7".parse().expect("a header"));
+            response
+                .headers_mut()
+                .insert("retry-after", "7".parse().expect("a header"));
         }
         return response;
     }

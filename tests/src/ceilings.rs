@@ -81,17 +81,27 @@ pub async fn measure(batch: usize, connections: usize, durability: Durability, b
         headers.insert("x-signature", tag.parse().expect("a header value"));
         verifier.verify(&headers, body, 0).expect("a valid signature");
     }) * batch as f64;
-    let deliveries: Vec<Delivery> =
-        signed.iter().map(|(body, _)| Delivery::from_body("stalwart", body.clone())).collect();
+    let deliveries: Vec<Delivery> = signed
+        .iter()
+        .map(|(body, _)| Delivery::from_body("stalwart", body.clone()))
+        .collect();
     let native_mapping = on_every_core(budget, |i| {
         std::hint::black_box(mapper_stalwart::Stalwart::map(&deliveries[i % deliveries.len()]).expect("maps"));
     }) * batch as f64;
     let rt = runtime(None, InstanceMode::Auto, Limits::default());
     let wasm_mapping = on_every_core(budget, |i| {
-        std::hint::black_box(rt.map_blocking("stalwart", &deliveries[i % deliveries.len()]).expect("maps"));
+        std::hint::black_box(
+            rt.map_blocking("stalwart", &deliveries[i % deliveries.len()])
+                .expect("maps"),
+        );
     }) * batch as f64;
     let store = store_ceiling(&rt, &deliveries, connections, durability, budget).await;
-    Ceilings { signature, native_mapping, wasm_mapping, store }
+    Ceilings {
+        signature,
+        native_mapping,
+        wasm_mapping,
+        store,
+    }
 }
 
 /// The mapped records of the bodies inserted from `connections` tasks (the

@@ -37,7 +37,13 @@ pub struct FaultyStore {
 /// `store` behind a new fault switch.
 pub fn with_fault_switch(store: Store) -> (Store, Arc<FaultSwitch>) {
     let switch = Arc::new(FaultSwitch::default());
-    (Arc::new(FaultyStore { inner: store, switch: switch.clone() }), switch)
+    (
+        Arc::new(FaultyStore {
+            inner: store,
+            switch: switch.clone(),
+        }),
+        switch,
+    )
 }
 
 #[async_trait::async_trait]
@@ -53,7 +59,11 @@ impl AuditStore for FaultyStore {
         self.switch.check()?;
         self.inner.dead_letter(letter).await
     }
-    async fn dead_letters_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
+    async fn dead_letters_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, DeadLetter)>, StoreError> {
         self.switch.check()?;
         self.inner.dead_letters_after(after, limit).await
     }

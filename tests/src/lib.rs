@@ -19,8 +19,8 @@ use audit_ingest::ingest::{Pipeline, Shutdown, SourceContext, Tenants};
 use audit_ingest::runtime::{InstanceMode, Limits, Runtime, RuntimeConfig};
 use audit_ingest::sources::webhook::{self, Endpoint};
 use audit_ingest::store::Store;
-use audit_ingest::telemetry::Telemetry;
 use audit_ingest::store::sqlite::{Durability, SqliteStore};
+use audit_ingest::telemetry::Telemetry;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
@@ -110,7 +110,10 @@ pub fn secret_file(value: &str) -> SecretSource {
     let file = tempfile::NamedTempFile::new().expect("a temp file");
     std::fs::write(file.path(), value).expect("write the secret");
     let (_, path) = file.keep().expect("keep the secret file");
-    SecretSource { env: None, file: Some(path) }
+    SecretSource {
+        env: None,
+        file: Some(path),
+    }
 }
 
 /// The app router over `store` with the Stalwart endpoint, accepting [`TOKEN`].

@@ -21,7 +21,11 @@ pub fn line(n: u64) -> String {
     match n % 4 {
         0 => format!(
             r#"{},"Path":"","Owner":"{user}","FileID":"{space}!{item}"}}"#,
-            base(user, &format!("user '{user}' created file '{space}!{item}'"), "file_create")
+            base(
+                user,
+                &format!("user '{user}' created file '{space}!{item}'"),
+                "file_create"
+            )
         ),
         1 => format!(
             r#"{},"Path":"","Owner":"","FileID":"{space}!{item}"}}"#,
@@ -29,11 +33,19 @@ pub fn line(n: u64) -> String {
         ),
         2 => format!(
             r#"{},"FileID":"{item}","Owner":"{user}","Path":"","ShareID":"","ItemType":"","ExpirationDate":"","SharePass":true,"Permissions":"get_path:true stat:true","ShareType":"link","ShareWith":"","ShareOwner":"{user}","ShareToken":"tok{n}"}}"#,
-            base(user, &format!("user '{user}' created a public link to file '{item}' with id 'tok{n}'"), "file_shared")
+            base(
+                user,
+                &format!("user '{user}' created a public link to file '{item}' with id 'tok{n}'"),
+                "file_shared"
+            )
         ),
         _ => format!(
             r#"{},"UserID":"056fc874-dd7f-11ef-ba84-{n:012x}"}}"#,
-            base("", &format!("user 'some-admin-uuid' created the user '056fc874-dd7f-11ef-ba84-{n:012x}'"), "user_created")
+            base(
+                "",
+                &format!("user 'some-admin-uuid' created the user '056fc874-dd7f-11ef-ba84-{n:012x}'"),
+                "user_created"
+            )
         ),
     }
 }

@@ -1,5 +1,6 @@
 //! `GET /audit` and `GET /audit/{id}` as a client sees them.
 
+use audit_guest_sdk::RawJson;
 use audit_ingest::api::{self, AppState};
 use audit_ingest::ingest::Tenants;
 use audit_ingest::runtime::{InstanceMode, Limits};
@@ -7,14 +8,18 @@ use audit_ingest::store::NewRecord;
 use audit_ingest_tests::{TOKEN, app, call, embedded_store, get, runtime};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use audit_guest_sdk::RawJson;
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 
 fn record(i: i64) -> NewRecord {
     NewRecord {
         source: if i % 2 == 0 { "stalwart" } else { "authentik" }.into(),
-        action: if i % 2 == 0 { "stalwart.auth_failed" } else { "authentik.login" }.into(),
+        action: if i % 2 == 0 {
+            "stalwart.auth_failed"
+        } else {
+            "authentik.login"
+        }
+        .into(),
         at: Utc.timestamp_opt(1_750_000_000 + i, 0).unwrap(),
         received_at: Utc.timestamp_opt(1_750_000_100, 0).unwrap(),
         actor_id: None,
@@ -46,10 +51,16 @@ async fn the_timeline_needs_the_bearer_token() {
     let (status, body) = call(&router, Request::get("/audit").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "a bearer token is required");
-    let wrong = Request::get("/audit").header("authorization", "Bearer nope").body(Body::empty()).unwrap();
+    let wrong = Request::get("/audit")
+        .header("authorization", "Bearer nope")
+        .body(Body::empty())
+        .unwrap();
     assert_eq!(call(&router, wrong).await.0, StatusCode::UNAUTHORIZED);
     let near = format!("Bearer {}x", TOKEN);
-    let near = Request::get("/audit/1").header("authorization", near).body(Body::empty()).unwrap();
+    let near = Request::get("/audit/1")
+        .header("authorization", near)
+        .body(Body::empty())
+        .unwrap();
     assert_eq!(call(&router, near).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(call(&router, get("/audit")).await.0, StatusCode::OK);
 }
@@ -78,9 +89,17 @@ async fn pages_walk_newest_first_with_an_opaque_cursor() {
     let (router, _d) = seeded().await;
     let (status, page1) = call(&router, get("/audit?limit=3")).await;
     assert_eq!(status, StatusCode::OK);
-    let names: Vec<_> = page1["records"].as_array().unwrap().iter().map(|r| r["actor"]["name"].clone()).collect();
+    let names: Vec<_> = page1["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["actor"]["name"].clone())
+        .collect();
     assert_eq!(names, vec![json!("user6"), json!("user5"), json!("user4")]);
-    assert!(page1["records"][0].get("metadata").is_none(), "the list leaves metadata out");
+    assert!(
+        page1["records"][0].get("metadata").is_none(),
+        "the list leaves metadata out"
+    );
     let next = page1["next"].as_str().unwrap();
     let (_, page2) = call(&router, get(&format!("/audit?limit=3&cursor={next}"))).await;
     assert_eq!(page2["records"][0]["actor"]["name"], "user3");
@@ -90,7 +109,12 @@ async fn pages_walk_newest_first_with_an_opaque_cursor() {
     assert_eq!(page3["next"], serde_json::Value::Null);
 
     let (_, filtered) = call(&router, get("/audit?action=stalwart.auth_&since=2025-06-15T15:06:42Z")).await;
-    let got: Vec<_> = filtered["records"].as_array().unwrap().iter().map(|r| r["actor"]["name"].clone()).collect();
+    let got: Vec<_> = filtered["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["actor"]["name"].clone())
+        .collect();
     assert_eq!(got, vec![json!("user6"), json!("user4"), json!("user2")]);
 }
 
@@ -136,6 +160,11 @@ async fn readiness_reports_the_store_and_the_mappers() {
     let (status, body) = call(&router, Request::get("/readyz").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["store"]["ok"], true);
-    let names: Vec<_> = body["mappers"].as_array().unwrap().iter().map(|m| m["name"].clone()).collect();
+    let names: Vec<_> = body["mappers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].clone())
+        .collect();
     assert_eq!(names, vec![json!("authentik"), json!("ocis"), json!("stalwart")]);
 }

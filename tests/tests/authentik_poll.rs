@@ -6,10 +6,10 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use audit_ingest::ingest::Tenants;
+use audit_ingest::ingest::{Shutdown, ShutdownSignal, SourceContext};
 use audit_ingest::runtime::{InstanceMode, Limits};
-use audit_ingest::ingest::{ShutdownSignal, Shutdown, SourceContext};
-use audit_ingest::sources::poll::{self, FirstRun, Poller, TickError};
 use audit_ingest::sources::poll::fetch::Failure;
+use audit_ingest::sources::poll::{self, FirstRun, Poller, TickError};
 use audit_ingest::store::Store;
 use audit_ingest_tests::authentik::{AK_TOKEN, StandIn};
 use audit_ingest_tests::faulty::with_fault_switch;
@@ -35,7 +35,10 @@ fn context_until(store: Store, shutdown: Shutdown) -> SourceContext {
 /// Stored external ids; fails the test on any duplicate.
 async fn stored_once(store: &Store) -> HashSet<String> {
     let records = all_records(store, "authentik").await;
-    let ids: Vec<String> = records.iter().map(|r| r.record.external_id.clone().expect("an id")).collect();
+    let ids: Vec<String> = records
+        .iter()
+        .map(|r| r.record.external_id.clone().expect("an id"))
+        .collect();
     let unique: HashSet<String> = ids.iter().cloned().collect();
     assert_eq!(unique.len(), ids.len(), "an event was stored twice");
     unique
@@ -88,7 +91,11 @@ async fn a_5000_event_backlog_lands_once_across_restarts() {
     assert!(s.pages <= 4, "{s:?}");
     // authentik ignores created filters; the poller must not rely on any.
     let queries = ak.state.lock().unwrap().queries.clone();
-    assert!(queries.iter().all(|q| q.get("ordering").map(String::as_str) == Some("-created")));
+    assert!(
+        queries
+            .iter()
+            .all(|q| q.get("ordering").map(String::as_str) == Some("-created"))
+    );
     assert!(queries.iter().all(|q| !q.keys().any(|k| k.starts_with("created"))));
 }
 
@@ -109,7 +116,9 @@ async fn events_arriving_during_a_walk_are_neither_lost_nor_doubled() {
     let mut p = poller(&ak, 0, AK_TOKEN);
     let s = p.tick(&ctx).await.expect("a tick");
     ak.state.lock().unwrap().on_request = None;
-    p.tick(&ctx).await.expect("a second tick picks up what arrived during the first");
+    p.tick(&ctx)
+        .await
+        .expect("a second tick picks up what arrived during the first");
     assert_all_stored(&ak, &ctx.pipeline.store()).await;
     // Each page re-reads the ~37 events that slid onto it (deduplicated);
     // pages that slid entirely are jumped over, not fetched and stored again.
@@ -202,9 +211,22 @@ async fn server_errors_and_rate_limits_end_the_tick_without_moving_the_cursor() 
         other => panic!("expected a transient failure, got {other:?}"),
     }
     ak.state.lock().unwrap().on_request = None;
-    assert_eq!(stored_once(&ctx.pipeline.store()).await.len(), 100, "the page before the failure is committed");
-    let cursor = ctx.pipeline.store().load_checkpoint("authentik").await.unwrap().expect("a cursor");
-    assert_eq!(cursor["state"]["walk"]["offset"], 100, "the walk resumes after the committed page");
+    assert_eq!(
+        stored_once(&ctx.pipeline.store()).await.len(),
+        100,
+        "the page before the failure is committed"
+    );
+    let cursor = ctx
+        .pipeline
+        .store()
+        .load_checkpoint("authentik")
+        .await
+        .unwrap()
+        .expect("a cursor");
+    assert_eq!(
+        cursor["state"]["walk"]["offset"], 100,
+        "the walk resumes after the committed page"
+    );
     ak.state.lock().unwrap().fail_next = vec![429];
     match p.tick(&ctx).await {
         Err(TickError::Fetch(Failure::RateLimited(Some(wait)))) => assert_eq!(wait.as_secs(), 7),
@@ -254,13 +276,26 @@ async fn tenants_come_from_the_users_groups_with_one_lookup_per_user() {
             .map(|r| r.record.tenant_slug.clone())
             .collect()
     };
-    assert_eq!(tenant_of("1"), HashSet::from([Some("acme".to_string())]), "admin group skipped");
+    assert_eq!(
+        tenant_of("1"),
+        HashSet::from([Some("acme".to_string())]),
+        "admin group skipped"
+    );
     assert_eq!(tenant_of("2"), HashSet::from([Some("globex".to_string())]));
     assert_eq!(tenant_of("3"), HashSet::from([None]), "only an admin group");
-    assert_eq!(tenant_of("4"), HashSet::from([Some("acme".to_string())]), "case-insensitive");
+    assert_eq!(
+        tenant_of("4"),
+        HashSet::from([Some("acme".to_string())]),
+        "case-insensitive"
+    );
     assert_eq!(tenant_of("5"), HashSet::from([None]), "deleted user");
     // Failed logins by unknown names have no user to look up.
-    assert!(records.iter().filter(|r| r.record.action == "authentik.login_failed").all(|r| r.record.actor_id.is_none()));
+    assert!(
+        records
+            .iter()
+            .filter(|r| r.record.action == "authentik.login_failed")
+            .all(|r| r.record.actor_id.is_none())
+    );
     assert_eq!(p.tenant_lookups(), 5, "200 events by 5 users cost 5 lookups");
     assert_eq!(ak.state.lock().unwrap().user_requests, 5);
 }
@@ -309,7 +344,10 @@ async fn the_poller_keeps_running_through_a_refused_token_and_stops_on_shutdown(
     let task = tokio::spawn(poll::run(config.resolve().unwrap(), ctx.clone()));
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let requests = ak.state.lock().unwrap().event_requests;
-    assert!(requests >= 2, "retried every interval after a 401 ({requests} requests)");
+    assert!(
+        requests >= 2,
+        "retried every interval after a 401 ({requests} requests)"
+    );
     assert!(!task.is_finished(), "a refused token does not stop the poller");
     assert!(stored_once(&ctx.pipeline.store()).await.is_empty());
     stop.trigger();

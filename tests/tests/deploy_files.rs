@@ -15,16 +15,25 @@ fn read(path: &str) -> String {
 fn variables(text: &str) -> BTreeSet<String> {
     text.split("${")
         .skip(1)
-        .map(|rest| rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect())
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        })
         .collect()
 }
 
 fn env_of<'a>(compose: &'a serde_yaml::Value, service: &str) -> &'a serde_yaml::Mapping {
-    compose["services"][service]["environment"].as_mapping().unwrap_or_else(|| panic!("{service} has an environment map"))
+    compose["services"][service]["environment"]
+        .as_mapping()
+        .unwrap_or_else(|| panic!("{service} has an environment map"))
 }
 
 fn text(value: &serde_yaml::Value) -> String {
-    value.as_str().map(str::to_string).unwrap_or_else(|| serde_yaml::to_string(value).unwrap())
+    value
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| serde_yaml::to_string(value).unwrap())
 }
 
 #[test]
@@ -38,42 +47,80 @@ fn the_compose_file_wires_the_shared_secret_and_the_ocis_audit_file() {
         .map(|l| l.split('=').next().unwrap().trim().to_string())
         .collect();
     for var in variables(&source) {
-        assert!(defined.contains(&var), "${{{var}}} is used in the compose file but not in deploy/.env.example");
+        assert!(
+            defined.contains(&var),
+            "${{{var}}} is used in the compose file but not in deploy/.env.example"
+        );
     }
     let ingest = env_of(&compose, "audit-ingest");
     let stalwart = env_of(&compose, "stalwart");
     let secret = |m: &serde_yaml::Mapping| text(&m[&serde_yaml::Value::from("STALWART_WEBHOOK_SECRET")]);
-    assert_eq!(secret(ingest), secret(stalwart), "Stalwart signs with the secret audit-ingest verifies with");
+    assert_eq!(
+        secret(ingest),
+        secret(stalwart),
+        "Stalwart signs with the secret audit-ingest verifies with"
+    );
 
     let ocis = env_of(&compose, "ocis");
     let get = |m: &serde_yaml::Mapping, k: &str| text(&m[&serde_yaml::Value::from(k)]);
     assert_eq!(get(ocis, "AUDIT_FORMAT"), "json");
     assert_eq!(get(ocis, "AUDIT_LOG_TO_FILE"), "true");
     assert!(get(ocis, "OCIS_ADD_RUN_SERVICES").contains("audit"));
-    assert_eq!(get(ocis, "AUDIT_FILEPATH"), get(ingest, "OCIS_AUDIT_FILE"), "audit-ingest tails the file oCIS writes");
+    assert_eq!(
+        get(ocis, "AUDIT_FILEPATH"),
+        get(ingest, "OCIS_AUDIT_FILE"),
+        "audit-ingest tails the file oCIS writes"
+    );
     let dir = get(ocis, "AUDIT_FILEPATH").rsplit_once('/').unwrap().0.to_string();
     let mount = |service: &str| -> Option<String> {
-        compose["services"][service]["volumes"].as_sequence().unwrap().iter().filter_map(|v| v.as_str()).find_map(|v| {
-            let mut parts = v.split(':');
-            let (volume, target) = (parts.next()?, parts.next()?);
-            (target == dir).then(|| volume.to_string())
-        })
+        compose["services"][service]["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .find_map(|v| {
+                let mut parts = v.split(':');
+                let (volume, target) = (parts.next()?, parts.next()?);
+                (target == dir).then(|| volume.to_string())
+            })
     };
-    assert_eq!(mount("ocis"), mount("audit-ingest"), "both mount the same volume at {dir}");
+    assert_eq!(
+        mount("ocis"),
+        mount("audit-ingest"),
+        "both mount the same volume at {dir}"
+    );
     assert!(mount("ocis").is_some());
 
     // Every audit-ingest setting named in the compose file is one the service reads.
-    let sources: String = ["host/src/config.rs", "host/src/sources/poll/mod.rs", "host/src/sources/webhook/mod.rs"].iter().map(|p| read(p)).collect();
+    let sources: String = [
+        "host/src/config.rs",
+        "host/src/sources/poll/mod.rs",
+        "host/src/sources/webhook/mod.rs",
+    ]
+    .iter()
+    .map(|p| read(p))
+    .collect();
     for key in ingest.keys().filter_map(|k| k.as_str()) {
-        assert!(sources.contains(&format!("\"{key}\"")), "audit-ingest does not read {key}");
+        assert!(
+            sources.contains(&format!("\"{key}\"")),
+            "audit-ingest does not read {key}"
+        );
     }
     // Every named volume is declared.
     let declared = compose["volumes"].as_mapping().unwrap();
     for (name, service) in compose["services"].as_mapping().unwrap() {
-        for v in service["volumes"].as_sequence().into_iter().flatten().filter_map(|v| v.as_str()) {
+        for v in service["volumes"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+        {
             let volume = v.split(':').next().unwrap();
             if !volume.starts_with('.') && !volume.starts_with('/') {
-                assert!(declared.contains_key(serde_yaml::Value::from(volume)), "{name:?}: volume {volume} is not declared");
+                assert!(
+                    declared.contains_key(serde_yaml::Value::from(volume)),
+                    "{name:?}: volume {volume} is not declared"
+                );
             }
         }
     }
@@ -83,18 +130,37 @@ fn the_compose_file_wires_the_shared_secret_and_the_ocis_audit_file() {
 fn the_dockerfile_builds_with_the_pinned_toolchain_and_ships_the_binary() {
     let dockerfile = read("Dockerfile");
     let toolchain = read("rust-toolchain.toml");
-    let channel = toolchain.lines().find_map(|l| l.trim().strip_prefix("channel")).unwrap();
+    let channel = toolchain
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("channel"))
+        .unwrap();
     let version = channel.trim_start_matches([' ', '=']).trim_matches('"');
     let minor = version.rsplit_once('.').unwrap().0; // 1.95.0 → 1.95
-    let stages: Vec<&str> = dockerfile.lines().filter(|l| l.starts_with("FROM ")).filter_map(|l| l.split(" AS ").nth(1)).collect();
-    assert!(dockerfile.contains(&format!("FROM rust:{minor}")), "the build image uses Rust {minor}");
-    assert!(dockerfile.contains("rustup toolchain install"), "the wasm32-wasip2 target comes from rust-toolchain.toml");
+    let stages: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .filter_map(|l| l.split(" AS ").nth(1))
+        .collect();
+    assert!(
+        dockerfile.contains(&format!("FROM rust:{minor}")),
+        "the build image uses Rust {minor}"
+    );
+    assert!(
+        dockerfile.contains("rustup toolchain install"),
+        "the wasm32-wasip2 target comes from rust-toolchain.toml"
+    );
     for line in dockerfile.lines().filter(|l| l.contains("--from=")) {
         let stage = line.split("--from=").nth(1).unwrap().split_whitespace().next().unwrap();
-        assert!(stages.contains(&stage), "COPY --from={stage}: no such stage in {stages:?}");
+        assert!(
+            stages.contains(&stage),
+            "COPY --from={stage}: no such stage in {stages:?}"
+        );
     }
     assert!(dockerfile.contains("cargo build --release --locked -p audit-ingest"));
-    assert!(dockerfile.contains("USER nonroot"), "the runtime image does not run as root");
+    assert!(
+        dockerfile.contains("USER nonroot"),
+        "the runtime image does not run as root"
+    );
     assert!(dockerfile.contains("EXPOSE 3001"));
 }
 
@@ -103,7 +169,11 @@ fn the_systemd_unit_runs_the_service_hardened() {
     let unit = read("deploy/audit-ingest.service");
     let mut section = String::new();
     let mut service = Vec::new();
-    for line in unit.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in unit
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         if line.starts_with('[') {
             section = line.to_string();
         } else if section == "[Service]" {
@@ -112,7 +182,11 @@ fn the_systemd_unit_runs_the_service_hardened() {
         }
     }
     let get = |k: &str| service.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-    assert!(get("ExecStart").unwrap().starts_with("/usr/local/bin/audit-ingest serve"));
+    assert!(
+        get("ExecStart")
+            .unwrap()
+            .starts_with("/usr/local/bin/audit-ingest serve")
+    );
     for (key, want) in [
         ("NoNewPrivileges", "yes"),
         ("ProtectSystem", "strict"),
@@ -125,5 +199,12 @@ fn the_systemd_unit_runs_the_service_hardened() {
     ] {
         assert_eq!(get(key), Some(want), "{key}");
     }
-    assert_eq!(get("Environment=AUDIT_DATA_DIR").or(service.iter().find(|(k, v)| k == "Environment" && v.starts_with("AUDIT_DATA_DIR=")).map(|(_, v)| v.as_str())), Some("AUDIT_DATA_DIR=/var/lib/audit-ingest"), "data under the StateDirectory");
+    assert_eq!(
+        get("Environment=AUDIT_DATA_DIR").or(service
+            .iter()
+            .find(|(k, v)| k == "Environment" && v.starts_with("AUDIT_DATA_DIR="))
+            .map(|(_, v)| v.as_str())),
+        Some("AUDIT_DATA_DIR=/var/lib/audit-ingest"),
+        "data under the StateDirectory"
+    );
 }

@@ -22,7 +22,11 @@ fn check(source: &str, component: &[u8]) {
     assert_eq!(report.info.name, source);
     assert_eq!(report.cases.len(), inputs.len());
     for (name, diffs) in &report.cases {
-        assert!(diffs.is_empty(), "{source}/{name} differs through wasm:\n{}", diffs.join("\n"));
+        assert!(
+            diffs.is_empty(),
+            "{source}/{name} differs through wasm:\n{}",
+            diffs.join("\n")
+        );
     }
 }
 

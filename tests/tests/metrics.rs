@@ -29,27 +29,76 @@ fn value(text: &str, series: &str) -> f64 {
 #[tokio::test]
 async fn metrics_count_what_happened_by_source() {
     let dir = tempfile::tempdir().unwrap();
-    let router = app(embedded_store(dir.path()), runtime(None, InstanceMode::Auto, Limits::default()));
-    let batch = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../mappers/stalwart/tests/fixtures/mixed_batch.input.json")).unwrap();
+    let router = app(
+        embedded_store(dir.path()),
+        runtime(None, InstanceMode::Auto, Limits::default()),
+    );
+    let batch = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../mappers/stalwart/tests/fixtures/mixed_batch.input.json"
+    ))
+    .unwrap();
     let signature = stalwart_signature(STALWART_SECRET, batch.as_bytes());
     let (status, first) = call(&router, post(&batch, &signature)).await;
     assert_eq!(status, StatusCode::OK);
     let n = first["inserted"].as_u64().unwrap() as f64;
-    assert_eq!(call(&router, post(&batch, &signature)).await.0, StatusCode::OK, "a resend");
-    assert_eq!(call(&router, post(&batch, "bm90IHRoZSBzaWduYXR1cmU=")).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&router, post(&batch, &signature)).await.0,
+        StatusCode::OK,
+        "a resend"
+    );
+    assert_eq!(
+        call(&router, post(&batch, "bm90IHRoZSBzaWduYXR1cmU=")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     let bad = "not json";
-    assert_eq!(call(&router, post(bad, &stalwart_signature(STALWART_SECRET, bad.as_bytes()))).await.0, StatusCode::ACCEPTED);
+    assert_eq!(
+        call(&router, post(bad, &stalwart_signature(STALWART_SECRET, bad.as_bytes())))
+            .await
+            .0,
+        StatusCode::ACCEPTED
+    );
 
-    let response = router.clone().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    let response = router
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
     let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-    assert_eq!(value(&text, r#"audit_ingest_events_received_total{source="stalwart"}"#), 2.0 * n);
-    assert_eq!(value(&text, r#"audit_ingest_events_inserted_total{source="stalwart"}"#), n);
-    assert_eq!(value(&text, r#"audit_ingest_events_duplicate_total{source="stalwart"}"#), n);
-    assert_eq!(value(&text, r#"audit_ingest_signature_rejected_total{source="stalwart"}"#), 1.0);
-    assert_eq!(value(&text, r#"audit_ingest_dead_letters_total{source="stalwart"}"#), 1.0);
-    assert_eq!(value(&text, r#"audit_ingest_mapper_call_duration_seconds_count{source="stalwart"}"#), 3.0);
+    assert_eq!(
+        value(&text, r#"audit_ingest_events_received_total{source="stalwart"}"#),
+        2.0 * n
+    );
+    assert_eq!(
+        value(&text, r#"audit_ingest_events_inserted_total{source="stalwart"}"#),
+        n
+    );
+    assert_eq!(
+        value(&text, r#"audit_ingest_events_duplicate_total{source="stalwart"}"#),
+        n
+    );
+    assert_eq!(
+        value(&text, r#"audit_ingest_signature_rejected_total{source="stalwart"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(&text, r#"audit_ingest_dead_letters_total{source="stalwart"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"audit_ingest_mapper_call_duration_seconds_count{source="stalwart"}"#
+        ),
+        3.0
+    );
     assert!(value(&text, r#"audit_ingest_store_write_duration_seconds_count"#) >= 2.0);
     assert!(text.contains(r#"audit_ingest_mapper_reloads_total{outcome="rejected"} 0"#));
     // Every sample line is `name{labels} number` or `name number`.

@@ -24,7 +24,10 @@ struct Running {
 impl Running {
     async fn stop(self) -> Store {
         self.stop.trigger();
-        tokio::time::timeout(Duration::from_secs(20), self.task).await.expect("the tail stops").unwrap();
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("the tail stops")
+            .unwrap();
         self.store
     }
 }
@@ -59,7 +62,9 @@ fn line_number(target_id: &str) -> u64 {
 async fn counts(store: &Store) -> HashMap<u64, usize> {
     let mut counts = HashMap::new();
     for r in all_records(store, "ocis").await {
-        *counts.entry(line_number(r.record.target_id.as_deref().expect("a target"))).or_insert(0) += 1;
+        *counts
+            .entry(line_number(r.record.target_id.as_deref().expect("a target")))
+            .or_insert(0) += 1;
     }
     counts
 }
@@ -73,15 +78,28 @@ async fn expect_each_once(store: &Store, n: u64) {
     let counts = counts(store).await;
     let missing: Vec<u64> = (0..n).filter(|i| !counts.contains_key(i)).collect();
     let twice: Vec<(&u64, &usize)> = counts.iter().filter(|(_, c)| **c > 1).collect();
-    assert!(missing.is_empty(), "{} of {n} lines never stored, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
-    assert!(twice.is_empty(), "lines stored more than once: {:?}", &twice[..twice.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{} of {n} lines never stored, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert!(
+        twice.is_empty(),
+        "lines stored more than once: {:?}",
+        &twice[..twice.len().min(5)]
+    );
     assert_eq!(counts.len() as u64, n, "no line beyond the ones written");
 }
 
 /// What logrotate's `copytruncate` does: copy to `<file>.1`, truncate in place.
 fn copytruncate(path: &Path) {
     std::fs::copy(path, path.with_extension("log.1")).unwrap();
-    std::fs::OpenOptions::new().write(true).truncate(true).open(path).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
 }
 
 /// Waits until at least `n` records are stored, or `limit` passes.
@@ -111,9 +129,16 @@ async fn lines_appended_while_running_land_once_each() {
     expect_each_once(&tail.store, 400).await;
     let records = all_records(&tail.store, "ocis").await;
     let create = records.iter().find(|r| r.record.action == "ocis.file_create").unwrap();
-    assert_eq!(create.record.actor_id.as_deref(), Some("b1f74ec4-dd7e-11ef-a543-03775734d0f7"));
+    assert_eq!(
+        create.record.actor_id.as_deref(),
+        Some("b1f74ec4-dd7e-11ef-a543-03775734d0f7")
+    );
     let created_user = records.iter().find(|r| r.record.action == "ocis.user_created").unwrap();
-    assert_eq!(created_user.record.actor_id.as_deref(), Some("some-admin-uuid"), "actor from Message when User is empty");
+    assert_eq!(
+        created_user.record.actor_id.as_deref(),
+        Some("some-admin-uuid"),
+        "actor from Message when User is empty"
+    );
     tail.stop().await;
 }
 
@@ -128,17 +153,25 @@ async fn a_restart_resumes_mid_file_and_catches_up_what_was_written_meanwhile() 
     // Written while the service is down, ending in half a line.
     append_range(&path, 300, 700);
     let half = line(700);
-    std::fs::OpenOptions::new().append(true).open(&path).and_then(|mut f| {
-        use std::io::Write;
-        f.write_all(&half.as_bytes()[..half.len() / 2])
-    }).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(&half.as_bytes()[..half.len() / 2])
+        })
+        .unwrap();
     let tail = start(dir.path(), &path, StartAt::Beginning);
     expect_each_once(&tail.store, 700).await;
     // The rest of the half line arrives.
-    std::fs::OpenOptions::new().append(true).open(&path).and_then(|mut f| {
-        use std::io::Write;
-        f.write_all(format!("{}\n", &half[half.len() / 2..]).as_bytes())
-    }).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(format!("{}\n", &half[half.len() / 2..]).as_bytes())
+        })
+        .unwrap();
     expect_each_once(&tail.store, 701).await;
     tail.stop().await;
 }
@@ -213,7 +246,11 @@ async fn copytruncate_while_down_finishes_the_unread_lines_from_the_copy() {
     let tail = start(dir.path(), &path, StartAt::Beginning);
     wait_for_records(&tail.store, 300, Duration::from_secs(30)).await;
     let counts = counts(&tail.store).await;
-    assert!((0..260).chain(1000..1040).all(|n| counts.get(&n) == Some(&1)), "every line once: {} stored", counts.len());
+    assert!(
+        (0..260).chain(1000..1040).all(|n| counts.get(&n) == Some(&1)),
+        "every line once: {} stored",
+        counts.len()
+    );
     assert_eq!(counts.len(), 300);
     tail.stop().await;
 }
@@ -225,7 +262,11 @@ async fn plain_truncation_is_detected_and_the_new_content_read() {
     append_range(&path, 0, 150);
     let tail = start(dir.path(), &path, StartAt::Beginning);
     expect_each_once(&tail.store, 150).await;
-    std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     append_range(&path, 150, 170);
     expect_each_once(&tail.store, 170).await;
@@ -250,13 +291,20 @@ async fn a_partial_line_waits_for_its_newline() {
     append_range(&path, 0, 10);
     let text = line(10);
     let (head, rest) = text.split_at(text.len() / 3);
-    std::fs::OpenOptions::new().append(true).open(&path).and_then(|mut f| {
-        use std::io::Write;
-        f.write_all(head.as_bytes())
-    }).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(head.as_bytes())
+        })
+        .unwrap();
     let tail = start(dir.path(), &path, StartAt::Beginning);
     expect_each_once(&tail.store, 10).await;
-    assert!(tail.store.dead_letters(10).await.unwrap().is_empty(), "half a line is not an error");
+    assert!(
+        tail.store.dead_letters(10).await.unwrap().is_empty(),
+        "half a line is not an error"
+    );
     append(&path, rest);
     expect_each_once(&tail.store, 11).await;
     tail.stop().await;
@@ -278,7 +326,11 @@ async fn identical_lines_are_two_events_and_a_reread_is_none() {
     drop(writer);
     let tail = start(dir.path(), &path, StartAt::Beginning);
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(counts(&tail.store).await.get(&1), Some(&2), "same file, same offsets: same ids");
+    assert_eq!(
+        counts(&tail.store).await.get(&1),
+        Some(&2),
+        "same file, same offsets: same ids"
+    );
     tail.stop().await;
 }
 
@@ -289,7 +341,10 @@ async fn embedded_store_cursor_reset(data: &Path) -> (Store, ()) {
     // A position as an earlier version stored it (the bare state, no envelope).
     let old = serde_json::json!({"file": {"dev": 0, "ino": 0, "head": "0000000000000000"}, "offset": 0});
     let position: Position = audit_ingest::store::Checkpoint::read("ocis", old).unwrap();
-    store.save_checkpoint(audit_ingest::store::Checkpoint::new("ocis", &position)).await.unwrap();
+    store
+        .save_checkpoint(audit_ingest::store::Checkpoint::new("ocis", &position))
+        .await
+        .unwrap();
     (store, ())
 }
 
@@ -305,8 +360,17 @@ async fn a_minimal_format_line_is_kept_and_reported_and_the_rest_flows() {
     expect_each_once(&tail.store, 10).await;
     let letters = tail.store.dead_letters(10).await.unwrap();
     assert_eq!(letters.len(), 2, "both lines of the minimal record are kept");
-    assert!(letters.iter().all(|(_, l)| l.error.contains("AUDIT_FORMAT=json")), "{letters:?}");
-    assert!(letters.iter().map(|(_, l)| l.body.clone()).collect::<Vec<_>>().contains(&b"file_delete)".to_vec()));
+    assert!(
+        letters.iter().all(|(_, l)| l.error.contains("AUDIT_FORMAT=json")),
+        "{letters:?}"
+    );
+    assert!(
+        letters
+            .iter()
+            .map(|(_, l)| l.body.clone())
+            .collect::<Vec<_>>()
+            .contains(&b"file_delete)".to_vec())
+    );
     tail.stop().await;
 }
 
@@ -333,7 +397,10 @@ async fn a_mapper_that_reads_one_line_per_call_still_gets_every_line() {
     let actors: std::collections::HashSet<_> = records.iter().filter_map(|r| r.record.actor_name.clone()).collect();
     assert_eq!((records.len(), actors.len()), (300, 300), "each line once");
     assert!(records.iter().all(|r| r.record.action == "stalwart.auth_failed"));
-    assert!(tail.store.dead_letters(10).await.unwrap().is_empty(), "no line was refused");
+    assert!(
+        tail.store.dead_letters(10).await.unwrap().is_empty(),
+        "no line was refused"
+    );
     tail.stop().await;
 }
 
@@ -371,7 +438,11 @@ async fn lines_mapped_on_several_threads_land_once_each_in_file_order() {
         .rev()
         .map(|r| line_number(r.record.target_id.as_deref().expect("a target")))
         .collect();
-    assert_eq!(oldest_first, (0..3000).collect::<Vec<_>>(), "the timeline keeps the file's order");
+    assert_eq!(
+        oldest_first,
+        (0..3000).collect::<Vec<_>>(),
+        "the timeline keeps the file's order"
+    );
     expect_one_dead_letter(&tail.store).await;
     tail.stop().await;
 }

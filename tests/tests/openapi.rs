@@ -12,7 +12,10 @@ use serde_json::Value;
 #[tokio::test]
 async fn the_document_matches_the_routes() {
     let dir = tempfile::tempdir().unwrap();
-    let router = app(embedded_store(dir.path()), runtime(None, InstanceMode::Auto, Limits::default()));
+    let router = app(
+        embedded_store(dir.path()),
+        runtime(None, InstanceMode::Auto, Limits::default()),
+    );
     let (status, doc) = call(&router, Request::get("/openapi.json").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.1.0");
@@ -38,17 +41,27 @@ async fn the_document_matches_the_routes() {
                 .body(Body::from("{}"))
                 .unwrap();
             let (status, _) = call(&router, request).await;
-            assert!(status != StatusCode::NOT_FOUND || path == "/audit/{id}", "{method} {uri}: {status}");
+            assert!(
+                status != StatusCode::NOT_FOUND || path == "/audit/{id}",
+                "{method} {uri}: {status}"
+            );
             assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
             let documented = item[method]["responses"].as_object().unwrap();
-            assert!(documented.contains_key(status.as_str()), "{method} {uri} answered {status}, which is not documented");
+            assert!(
+                documented.contains_key(status.as_str()),
+                "{method} {uri} answered {status}, which is not documented"
+            );
         }
     }
 
     // The record schema lists exactly the fields /audit returns.
     let (_, page) = call(&router, get("/audit")).await;
     assert!(page["records"].is_array());
-    let fields: Vec<&String> = doc["components"]["schemas"]["Record"]["properties"].as_object().unwrap().keys().collect();
+    let fields: Vec<&String> = doc["components"]["schemas"]["Record"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
     let sample = audit_ingest::api::timeline::record_json(
         &audit_ingest::store::Record {
             id: "1".into(),

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use audit_ingest::replay::{ReplayScope, replay};
 use audit_ingest::runtime::{InstanceMode, Limits, Runtime};
-use audit_ingest_tests::{PROBE_AS_STALWART, TOKEN, all_records, app, call, embedded_store, install, pipeline, runtime, wait_until};
+use audit_ingest_tests::{
+    PROBE_AS_STALWART, TOKEN, all_records, app, call, embedded_store, install, pipeline, runtime, wait_until,
+};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
-
 
 fn signed(body: &str) -> Request<Body> {
     audit_ingest_tests::signed_stalwart(body)
@@ -20,7 +21,11 @@ fn signed(body: &str) -> Request<Body> {
 /// The mixed Stalwart fixture batch with a `do` key the probe obeys
 /// (the built-in Stalwart mapper ignores it).
 fn batch_telling_the_probe(what: &str) -> (String, usize) {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../mappers/stalwart/tests/fixtures/mixed_batch.input.json")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../mappers/stalwart/tests/fixtures/mixed_batch.input.json"
+    ))
+    .unwrap();
     let mut body: Value = serde_json::from_str(&text).unwrap();
     let events = body["events"].as_array().unwrap().len();
     body["do"] = what.into();
@@ -36,7 +41,10 @@ async fn trapping_looping_and_hoarding_mappers_dead_letter_then_replay_lands_onc
     let dir = tempfile::tempdir().unwrap();
     let mappers = dir.path().join("mappers.d");
     std::fs::create_dir_all(&mappers).unwrap();
-    let limits = Limits { timeout: Duration::from_millis(200), memory_bytes: 32 << 20 };
+    let limits = Limits {
+        timeout: Duration::from_millis(200),
+        memory_bytes: 32 << 20,
+    };
     let rt = runtime(Some(&mappers), InstanceMode::Fresh, limits);
     let _watch = rt.watch().unwrap();
     let store = embedded_store(dir.path());
@@ -58,14 +66,24 @@ async fn trapping_looping_and_hoarding_mappers_dead_letter_then_replay_lands_onc
     // Something no mapper will ever read.
     assert_eq!(call(&router, signed("not json at all")).await.0, StatusCode::ACCEPTED);
     assert_eq!(store.dead_letters(10).await.unwrap().len(), 4);
-    assert_eq!(mapped(&store).await.len(), 0, "nothing of the broken deliveries was stored");
+    assert_eq!(
+        mapped(&store).await.len(),
+        0,
+        "nothing of the broken deliveries was stored"
+    );
 
     // The fix: the drop-in is removed and the built-in mapper serves again.
     std::fs::remove_file(mappers.join("stalwart.wasm")).unwrap();
     wait_until(Duration::from_secs(10), || serving(&rt) == "0.1.0").expect("the built-in serves again");
     let pipeline = pipeline(store.clone(), rt.clone(), audit_ingest::ingest::Tenants::default());
-    let report = replay(&pipeline, &ReplayScope::default(), |_| {}, || false).await.unwrap();
-    assert_eq!((report.letters, report.resolved, report.still_failing), (4, 3, 1), "{report:?}");
+    let report = replay(&pipeline, &ReplayScope::default(), |_| {}, || false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.letters, report.resolved, report.still_failing),
+        (4, 3, 1),
+        "{report:?}"
+    );
     // The three batches are the same events: one copy lands.
     let records = mapped(&store).await;
     assert_eq!(records.len(), expected / 3, "{report:?}");
@@ -75,14 +93,20 @@ async fn trapping_looping_and_hoarding_mappers_dead_letter_then_replay_lands_onc
     assert_eq!(letters[0].1.body, b"not json at all");
 
     // Replaying again writes nothing and keeps the letter.
-    let again = replay(&pipeline, &ReplayScope::default(), |_| {}, || false).await.unwrap();
+    let again = replay(&pipeline, &ReplayScope::default(), |_| {}, || false)
+        .await
+        .unwrap();
     assert_eq!((again.resolved, again.inserted, again.still_failing), (0, 0, 1));
     assert_eq!(mapped(&store).await.len(), expected / 3);
 }
 
 /// Stored Stalwart records other than the probe's echo of the in-between requests.
 async fn mapped(store: &audit_ingest::store::Store) -> Vec<audit_ingest::store::Record> {
-    all_records(store, "stalwart").await.into_iter().filter(|r| !r.record.action.starts_with("stalwart.echo")).collect()
+    all_records(store, "stalwart")
+        .await
+        .into_iter()
+        .filter(|r| !r.record.action.starts_with("stalwart.echo"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,7 +119,10 @@ async fn the_replay_endpoint_needs_the_token_and_reports() {
     let (status, _) = call(&router, Request::post("/admin/replay").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let with_token = |uri: &str| {
-        Request::post(uri).header("authorization", format!("Bearer {TOKEN}")).body(Body::empty()).unwrap()
+        Request::post(uri)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap()
     };
     let (status, report) = call(&router, with_token("/admin/replay?source=stalwart&limit=10")).await;
     assert_eq!(status, StatusCode::OK, "{report}");
@@ -115,13 +142,23 @@ async fn catch_all_records_are_remapped_in_place_by_a_newer_mapper() {
     let store = embedded_store(dir.path());
     let router = app(store.clone(), rt.clone());
     // Event types this Stalwart mapper has never heard of land on a catch-all verb.
-    let body = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../mappers/stalwart/tests/fixtures/future_type.input.json")).unwrap();
+    let body = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../mappers/stalwart/tests/fixtures/future_type.input.json"
+    ))
+    .unwrap();
     assert_eq!(call(&router, signed(&body)).await.0, StatusCode::OK);
     let before = all_records(&store, "stalwart").await;
-    let unknown: Vec<_> = before.iter().filter(|r| r.record.metadata.parse()["unrecognised"] == true).collect();
+    let unknown: Vec<_> = before
+        .iter()
+        .filter(|r| r.record.metadata.parse()["unrecognised"] == true)
+        .collect();
     assert!(!unknown.is_empty(), "the fixture has catch-all events");
     let pipeline = pipeline(store.clone(), rt.clone(), audit_ingest::ingest::Tenants::default());
-    let scope = ReplayScope { catch_all: true, ..ReplayScope::default() };
+    let scope = ReplayScope {
+        catch_all: true,
+        ..ReplayScope::default()
+    };
 
     // The built-in mapper still does not know them: nothing changes.
     let report = replay(&pipeline, &scope, |_| {}, || false).await.unwrap();
@@ -135,7 +172,10 @@ async fn catch_all_records_are_remapped_in_place_by_a_newer_mapper() {
     let after = all_records(&store, "stalwart").await;
     assert_eq!(after.len(), before.len(), "replaced, not added");
     for old in &unknown {
-        let new = after.iter().find(|r| r.record.external_id == old.record.external_id).expect("the same external id");
+        let new = after
+            .iter()
+            .find(|r| r.record.external_id == old.record.external_id)
+            .expect("the same external id");
         assert_eq!(new.record.action, "stalwart.echo_v2");
         assert_eq!(new.record.received_at, old.record.received_at);
         assert_eq!(new.record.mapper.as_deref(), Some("stalwart@2.0.0"));

@@ -54,8 +54,10 @@ fn a_mapper_replaced_while_calls_flow_never_fails_a_call() {
 
     wait_until(Duration::from_secs(5), || calls.load(Ordering::Relaxed) > 20).expect("calls flow");
     install(&file, PROBE_V2);
-    let took = wait_until(Duration::from_secs(10), || version(&rt, "probe").as_deref() == Some("2.0.0"))
-        .expect("the new version serves");
+    let took = wait_until(Duration::from_secs(10), || {
+        version(&rt, "probe").as_deref() == Some("2.0.0")
+    })
+    .expect("the new version serves");
     // How fast is a benchmark's business (BENCHMARKS.md, hot swap: ~134 ms in
     // release); here it only has to happen, while calls keep succeeding.
     eprintln!("new version serving {took:?} after the file was replaced");
@@ -114,7 +116,11 @@ fn failing_sidecar_fixtures_block_the_swap() {
     )
     .unwrap();
     let rt = runtime(Some(dir.path()), InstanceMode::Fresh, Limits::default());
-    assert_eq!(version(&rt, "probe").as_deref(), Some("1.0.0"), "v1 passes its fixtures");
+    assert_eq!(
+        version(&rt, "probe").as_deref(),
+        Some("1.0.0"),
+        "v1 passes its fixtures"
+    );
 
     // v2 maps to probe.echo_v2, which the fixtures do not expect.
     install(&file, PROBE_V2);
@@ -130,9 +136,13 @@ fn deleting_a_file_falls_back_to_the_built_in() {
     assert_eq!(version(&rt, "stalwart").as_deref(), Some("0.1.0"));
 
     install(&file, PROBE_AS_STALWART);
-    wait_until(Duration::from_secs(10), || version(&rt, "stalwart").as_deref() == Some("2.0.0"))
-        .expect("the file replaces the built-in");
+    wait_until(Duration::from_secs(10), || {
+        version(&rt, "stalwart").as_deref() == Some("2.0.0")
+    })
+    .expect("the file replaces the built-in");
     std::fs::remove_file(&file).unwrap();
-    wait_until(Duration::from_secs(10), || version(&rt, "stalwart").as_deref() == Some("0.1.0"))
-        .expect("the built-in serves again");
+    wait_until(Duration::from_secs(10), || {
+        version(&rt, "stalwart").as_deref() == Some("0.1.0")
+    })
+    .expect("the built-in serves again");
 }

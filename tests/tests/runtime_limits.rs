@@ -49,7 +49,9 @@ fn check_mode(mode: InstanceMode) {
     }
 
     // The host keeps serving: the same mapper answers the next call normally.
-    let ok = rt.map_blocking("probe", &probe_delivery("echo")).expect("a normal call works");
+    let ok = rt
+        .map_blocking("probe", &probe_delivery("echo"))
+        .expect("a normal call works");
     assert_eq!(ok.mapped.events[0].action, "probe.echo_v1");
     assert_eq!(ok.mapper.to_string(), "probe@1.0.0");
 }
@@ -99,7 +101,12 @@ fn reused_instances_are_replaced_after_a_failure() {
     install(&dir.path().join("probe.wasm"), PROBE_V1);
     let rt = runtime(Some(dir.path()), InstanceMode::Reuse, LIMITS);
     let count = |rt: &audit_ingest::runtime::Runtime| {
-        rt.map_blocking("probe", &probe_delivery("remember")).unwrap().mapped.events[0].action.clone()
+        rt.map_blocking("probe", &probe_delivery("remember"))
+            .unwrap()
+            .mapped
+            .events[0]
+            .action
+            .clone()
     };
     assert_eq!(count(&rt), "probe.calls_1");
     assert_eq!(count(&rt), "probe.calls_2", "a warm instance is reused");

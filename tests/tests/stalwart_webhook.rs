@@ -35,7 +35,11 @@ fn service() -> Service {
     let dir = tempfile::tempdir().unwrap();
     let store = embedded_store(dir.path());
     let router = app(store.clone(), runtime(None, InstanceMode::Fresh, Limits::default()));
-    Service { router, store, _dir: dir }
+    Service {
+        router,
+        store,
+        _dir: dir,
+    }
 }
 
 async fn stored(s: &Service) -> Vec<Value> {
@@ -73,7 +77,10 @@ async fn a_signed_batch_is_answered_after_it_is_stored() {
     let id = failed["id"].as_str().unwrap();
     let (_, one) = call(&s.router, get(&format!("/audit/{id}"))).await;
     // 64-bit ids survive exactly, and the sender is metadata, never the actor's IP.
-    assert_eq!(one["metadata"]["original"]["data"]["spanId"], json!(1432795268419584001u64));
+    assert_eq!(
+        one["metadata"]["original"]["data"]["spanId"],
+        json!(1432795268419584001u64)
+    );
     assert_eq!(one["metadata"]["original"]["id"], "1750000001135");
 }
 
@@ -118,18 +125,58 @@ async fn bad_or_missing_signatures_are_refused_and_nothing_is_stored() {
     let body = batch();
     let sig = stalwart_signature(STALWART_SECRET, body.as_bytes());
     let cases: Vec<(&str, Request<Body>)> = vec![
-        ("no signature", Request::post(PATH).header("content-type", "application/json").body(Body::from(body.clone())).unwrap()),
-        ("wrong key", Request::post(PATH).header("x-signature", stalwart_signature("other", body.as_bytes())).body(Body::from(body.clone())).unwrap()),
-        ("hex instead of base64", Request::post(PATH).header("x-signature", hex_signature(STALWART_SECRET, body.as_bytes())).body(Body::from(body.clone())).unwrap()),
-        ("whitespace changed", Request::post(PATH).header("x-signature", sig.clone()).body(Body::from(body.replace("\n", "\r\n"))).unwrap()),
-        ("garbage", Request::post(PATH).header("x-signature", "!!!").body(Body::from(body.clone())).unwrap()),
-        ("sent twice", Request::post(PATH).header("x-signature", sig.clone()).header("x-signature", sig.clone()).body(Body::from(body.clone())).unwrap()),
+        (
+            "no signature",
+            Request::post(PATH)
+                .header("content-type", "application/json")
+                .body(Body::from(body.clone()))
+                .unwrap(),
+        ),
+        (
+            "wrong key",
+            Request::post(PATH)
+                .header("x-signature", stalwart_signature("other", body.as_bytes()))
+                .body(Body::from(body.clone()))
+                .unwrap(),
+        ),
+        (
+            "hex instead of base64",
+            Request::post(PATH)
+                .header("x-signature", hex_signature(STALWART_SECRET, body.as_bytes()))
+                .body(Body::from(body.clone()))
+                .unwrap(),
+        ),
+        (
+            "whitespace changed",
+            Request::post(PATH)
+                .header("x-signature", sig.clone())
+                .body(Body::from(body.replace("\n", "\r\n")))
+                .unwrap(),
+        ),
+        (
+            "garbage",
+            Request::post(PATH)
+                .header("x-signature", "!!!")
+                .body(Body::from(body.clone()))
+                .unwrap(),
+        ),
+        (
+            "sent twice",
+            Request::post(PATH)
+                .header("x-signature", sig.clone())
+                .header("x-signature", sig.clone())
+                .body(Body::from(body.clone()))
+                .unwrap(),
+        ),
     ];
     for (what, request) in cases {
         let (status, answer) = call(&s.router, request).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}");
         assert!(answer["error"].is_string(), "{what}");
-        assert!(!answer.to_string().contains("jdoe"), "{what}: nothing of the body is echoed");
+        assert!(
+            !answer.to_string().contains("jdoe"),
+            "{what}: nothing of the body is echoed"
+        );
     }
     assert!(stored(&s).await.is_empty());
 }
@@ -161,7 +208,10 @@ async fn a_body_cut_off_mid_way_is_a_400_and_nothing_is_stored() {
     let body = batch();
     let cut: Vec<Result<Vec<u8>, std::io::Error>> = vec![
         Ok(body.as_bytes()[..100].to_vec()),
-        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "client went away")),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "client went away",
+        )),
     ];
     let request = Request::post(PATH)
         .header("x-signature", stalwart_signature(STALWART_SECRET, body.as_bytes()))
@@ -197,7 +247,11 @@ async fn unknown_and_legacy_types_land_under_their_own_verbs() {
         let (status, _) = call(&s.router, signed(&body)).await;
         assert_eq!(status, StatusCode::OK, "{fixture}");
     }
-    let actions: Vec<String> = stored(&s).await.iter().map(|r| r["action"].as_str().unwrap().to_string()).collect();
+    let actions: Vec<String> = stored(&s)
+        .await
+        .iter()
+        .map(|r| r["action"].as_str().unwrap().to_string())
+        .collect();
     assert!(actions.contains(&"stalwart.quantum_entanglement_detected".to_string()));
     assert!(actions.contains(&"stalwart.auth_failed".to_string()));
     assert!(actions.contains(&"stalwart.auth_banned".to_string()));
@@ -210,7 +264,9 @@ async fn the_store_being_down_gets_503_with_retry_after_and_nothing_is_lost() {
     let (store, faults) = audit_ingest_tests::faulty::with_fault_switch(embedded_store(dir.path()));
     let router = app(store.clone(), runtime(None, InstanceMode::Fresh, Limits::default()));
     faults.set(true);
-    let response = tower::ServiceExt::oneshot(router.clone(), signed(&batch())).await.unwrap();
+    let response = tower::ServiceExt::oneshot(router.clone(), signed(&batch()))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
     faults.set(false);
@@ -249,11 +305,17 @@ async fn with_every_ingest_slot_busy_senders_get_429_with_retry_after() {
         ingest_slots: slots.clone(),
     });
     let held = slots.clone().acquire_many_owned(2).await.unwrap();
-    let response = tower::ServiceExt::oneshot(router.clone(), signed(&batch())).await.unwrap();
+    let response = tower::ServiceExt::oneshot(router.clone(), signed(&batch()))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(response.headers()["retry-after"], "1");
     drop(held);
-    assert_eq!(call(&router, signed(&batch())).await.0, StatusCode::OK, "served again once a slot is free");
+    assert_eq!(
+        call(&router, signed(&batch())).await.0,
+        StatusCode::OK,
+        "served again once a slot is free"
+    );
 }
 
 #[tokio::test]
@@ -287,7 +349,10 @@ async fn hostile_inputs_get_a_clear_answer_and_store_nothing() {
         ("duplicated signature header", vec![good.as_str(), good.as_str()]),
         ("garbage signature", vec!["%%%not base64%%%"]),
         ("empty signature", vec![""]),
-        ("hex instead of base64", vec!["00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff"]),
+        (
+            "hex instead of base64",
+            vec!["00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff"],
+        ),
     ];
     for (what, values) in signature_cases {
         let mut request = Request::post(PATH).header("content-type", "application/json");
@@ -314,8 +379,18 @@ async fn random_bodies_never_crash_the_webhook_path() {
         seed
     };
     let fragments: [&[u8]; 12] = [
-        b"{", b"}", b"[", b"]", b"\"events\":", b"\"type\":\"auth.failed\"", b",", b"\"createdAt\":\"2026-01-01T00:00:00Z\"",
-        b"\"data\":{\"remoteIp\":\"::1\"}", b"18446744073709551616", b"\xff", b"null",
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b"\"events\":",
+        b"\"type\":\"auth.failed\"",
+        b",",
+        b"\"createdAt\":\"2026-01-01T00:00:00Z\"",
+        b"\"data\":{\"remoteIp\":\"::1\"}",
+        b"18446744073709551616",
+        b"\xff",
+        b"null",
     ];
     for round in 0..300 {
         let mut body = Vec::new();
@@ -323,13 +398,29 @@ async fn random_bodies_never_crash_the_webhook_path() {
             body.extend_from_slice(fragments[(next() % fragments.len() as u64) as usize]);
         }
         let signed_body = round % 2 == 0;
-        let mut request = Request::post(PATH).header("content-type", if next() % 5 == 0 { "text/plain" } else { "application/json" });
+        let mut request = Request::post(PATH).header(
+            "content-type",
+            if next() % 5 == 0 {
+                "text/plain"
+            } else {
+                "application/json"
+            },
+        );
         if signed_body {
             request = request.header("x-signature", stalwart_signature(STALWART_SECRET, &body));
         }
         let (status, _) = call(&s.router, request.body(Body::from(body.clone())).unwrap()).await;
-        let allowed = [StatusCode::OK, StatusCode::ACCEPTED, StatusCode::UNAUTHORIZED, StatusCode::UNSUPPORTED_MEDIA_TYPE];
-        assert!(allowed.contains(&status), "round {round}: {status} for {:?}", String::from_utf8_lossy(&body));
+        let allowed = [
+            StatusCode::OK,
+            StatusCode::ACCEPTED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ];
+        assert!(
+            allowed.contains(&status),
+            "round {round}: {status} for {:?}",
+            String::from_utf8_lossy(&body)
+        );
         if !signed_body {
             assert_eq!(status, StatusCode::UNAUTHORIZED);
         }

@@ -23,9 +23,7 @@ pub struct Guest<'a> {
 fn workspace_root(manifest_dir: &Path) -> PathBuf {
     manifest_dir
         .ancestors()
-        .find(|d| {
-            std::fs::read_to_string(d.join("Cargo.toml")).is_ok_and(|t| t.contains("[workspace]"))
-        })
+        .find(|d| std::fs::read_to_string(d.join("Cargo.toml")).is_ok_and(|t| t.contains("[workspace]")))
         .expect("a workspace Cargo.toml above the crate")
         .to_path_buf()
 }
@@ -48,18 +46,41 @@ pub fn build(guests: &[Guest<'_>]) -> Vec<PathBuf> {
     for guest in guests {
         let mut cmd = Command::new(&cargo);
         cmd.current_dir(&root)
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--package", guest.package])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--package",
+                guest.package,
+            ])
             .arg("--target-dir")
             .arg(&target_dir)
             // Small components compile faster in the host: no debug info.
-            .args(["--config", "profile.release.debug=false", "--config", "profile.release.strip=true"])
+            .args([
+                "--config",
+                "profile.release.debug=false",
+                "--config",
+                "profile.release.strip=true",
+            ])
             // Whole-program optimisation: mapping runs once per event.
-            .args(["--config", "profile.release.lto=true", "--config", "profile.release.codegen-units=1"]);
+            .args([
+                "--config",
+                "profile.release.lto=true",
+                "--config",
+                "profile.release.codegen-units=1",
+            ]);
         if !guest.features.is_empty() {
             cmd.arg("--features").arg(guest.features.join(","));
         }
         // The outer build's flags are for the host target, not for wasm.
-        for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER"] {
+        for var in [
+            "CARGO_ENCODED_RUSTFLAGS",
+            "RUSTFLAGS",
+            "CARGO_BUILD_TARGET",
+            "CARGO_TARGET_DIR",
+            "RUSTC_WORKSPACE_WRAPPER",
+        ] {
             cmd.env_remove(var);
         }
         let status = cmd.status().expect("run cargo for a guest crate");
@@ -73,8 +94,7 @@ pub fn build(guests: &[Guest<'_>]) -> Vec<PathBuf> {
             .join("wasm32-wasip2/release")
             .join(format!("{}.wasm", guest.package.replace('-', "_")));
         let dest = out_dir.join(guest.out_name);
-        std::fs::copy(&built, &dest)
-            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", built.display(), dest.display()));
+        std::fs::copy(&built, &dest).unwrap_or_else(|e| panic!("copy {} to {}: {e}", built.display(), dest.display()));
         outputs.push(dest);
     }
     outputs

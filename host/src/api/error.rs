@@ -73,7 +73,10 @@ impl IntoResponse for AppError {
                 json!({ "error": format!("the body is larger than the limit of {limit} bytes") }),
             ),
             AppError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({ "error": m })),
-            AppError::TooManyRequests { retry_after_secs, message } => {
+            AppError::TooManyRequests {
+                retry_after_secs,
+                message,
+            } => {
                 retry_after = Some(retry_after_secs);
                 (StatusCode::TOO_MANY_REQUESTS, json!({ "error": message }))
             }
@@ -92,7 +95,9 @@ impl IntoResponse for AppError {
         };
         let mut response = (status, Json(body)).into_response();
         if let Some(secs) = retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if status == StatusCode::UNAUTHORIZED {
             response

@@ -17,8 +17,14 @@ pub async fn live() -> Json<Value> {
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.pipeline.telemetry().render(state.pipeline.runtime().reload_counts()),
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state
+            .pipeline
+            .telemetry()
+            .render(state.pipeline.runtime().reload_counts()),
     )
 }
 
@@ -35,7 +41,11 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let mappers = state.pipeline.runtime().status();
     let wedged = state.health.wedged();
     let ok = store["ok"] == json!(true) && !mappers.is_empty() && wedged.is_empty();
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         status,
         Json(json!({

@@ -12,7 +12,11 @@ use super::{AppError, AppState, auth};
 use crate::replay::{ReplayReport, ReplayScope, replay};
 
 /// Runs a bounded replay and answers with its report.
-pub async fn run(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Result<Json<ReplayReport>, AppError> {
+pub async fn run(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<ReplayReport>, AppError> {
     auth::require_token(&headers, state.api_token.as_ref())?;
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
         .map_err(|e| AppError::BadRequest(format!("the query string is not valid: {e}")))?;
@@ -28,7 +32,11 @@ pub async fn run(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw
                 scope.catch_all = match value.as_str() {
                     "true" | "1" => true,
                     "false" | "0" => false,
-                    _ => return Err(AppError::BadRequest(format!("`catch_all`: `{value}` is not true or false"))),
+                    _ => {
+                        return Err(AppError::BadRequest(format!(
+                            "`catch_all`: `{value}` is not true or false"
+                        )));
+                    }
                 }
             }
             "limit" => {
@@ -36,10 +44,16 @@ pub async fn run(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw
                     .parse()
                     .ok()
                     .filter(|n| (1..=100_000).contains(n))
-                    .ok_or_else(|| AppError::BadRequest(format!("`limit`: `{value}` is not a number from 1 to 100000")))?;
+                    .ok_or_else(|| {
+                        AppError::BadRequest(format!("`limit`: `{value}` is not a number from 1 to 100000"))
+                    })?;
                 scope.limit = Some(n);
             }
-            other => return Err(AppError::BadRequest(format!("unknown parameter `{other}`; known: source, limit, catch_all"))),
+            other => {
+                return Err(AppError::BadRequest(format!(
+                    "unknown parameter `{other}`; known: source, limit, catch_all"
+                )));
+            }
         }
     }
     let report = replay(&state.pipeline, &scope, |_| {}, || false).await?;

@@ -52,9 +52,7 @@ pub fn parse_query(raw: Option<&str>) -> Result<Query, AppError> {
             "q" => query.text = Some(value),
             "cursor" => {
                 query.after = Some(PageCursor::decode(&value).ok_or_else(|| {
-                    AppError::BadRequest(
-                        "parameter `cursor` is not a cursor this API returned".into(),
-                    )
+                    AppError::BadRequest("parameter `cursor` is not a cursor this API returned".into())
                 })?)
             }
             "limit" => {

@@ -31,7 +31,13 @@ impl Received {
     }
 
     /// The delivery a mapper gets for it: the one place a `Delivery` is made.
-    pub fn delivery(&self, transport: Transport, headers: Vec<(String, String)>, origin: Option<String>, body: Vec<u8>) -> Delivery {
+    pub fn delivery(
+        &self,
+        transport: Transport,
+        headers: Vec<(String, String)>,
+        origin: Option<String>,
+        body: Vec<u8>,
+    ) -> Delivery {
         Delivery {
             source: self.source.clone(),
             transport,

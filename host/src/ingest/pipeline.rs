@@ -7,10 +7,12 @@ use std::time::Instant;
 
 use audit_guest_sdk::{Delivery, PollPage};
 
-use super::normalise::{self, Received};
 use super::Tenants;
+use super::normalise::{self, Received};
 use crate::runtime::{MapError, MapOutput, MapperId, Runtime};
-use crate::store::{Checkpoint, CheckpointError, CheckpointState, Commit, DeadLetter, NewRecord, Store, StoreError, WriteSummary};
+use crate::store::{
+    Checkpoint, CheckpointError, CheckpointState, Commit, DeadLetter, NewRecord, Store, StoreError, WriteSummary,
+};
 use crate::telemetry::Telemetry;
 
 /// The pipeline of one service: cheap to clone.
@@ -69,7 +71,12 @@ pub enum ResumeError {
 impl Pipeline {
     /// A pipeline writing to `store` with the mappers of `runtime`.
     pub fn new(store: Store, runtime: Runtime, tenants: Tenants, telemetry: Telemetry) -> Pipeline {
-        Pipeline { store, runtime, tenants, telemetry }
+        Pipeline {
+            store,
+            runtime,
+            tenants,
+            telemetry,
+        }
     }
 
     /// The store records go to.
@@ -97,13 +104,21 @@ impl Pipeline {
     pub fn map_blocking(&self, mapper: &str, received: &Received, delivery: &Delivery) -> Result<Mapped, MapError> {
         let started = Instant::now();
         let result = self.runtime.map_blocking(mapper, delivery);
-        self.telemetry.source(&received.source).mapper_seconds.observe(started.elapsed());
+        self.telemetry
+            .source(&received.source)
+            .mapper_seconds
+            .observe(started.elapsed());
         result.map(|output| self.normalise(received, output))
     }
 
     /// [`Pipeline::map_blocking`] on the blocking pool, so a slow mapper never
     /// holds an async worker; hands the delivery back for a dead letter.
-    pub async fn map(&self, mapper: &str, received: &Received, delivery: Delivery) -> (Delivery, Result<Mapped, MapError>) {
+    pub async fn map(
+        &self,
+        mapper: &str,
+        received: &Received,
+        delivery: Delivery,
+    ) -> (Delivery, Result<Mapped, MapError>) {
         let (pipeline, mapper, received) = (self.clone(), mapper.to_string(), received.clone());
         let mapping = tokio::task::spawn_blocking(move || {
             let result = pipeline.map_blocking(&mapper, &received, &delivery);
@@ -119,12 +134,22 @@ impl Pipeline {
     fn normalise(&self, received: &Received, output: MapOutput) -> Mapped {
         let (mapper, poll) = (output.mapper.clone(), output.mapped.poll);
         let (records, event_times) = normalise::records(received, output, &self.tenants);
-        Mapped { records, event_times, poll, mapper }
+        Mapped {
+            records,
+            event_times,
+            poll,
+            mapper,
+        }
     }
 
     /// Writes `records` of `source` and what `commit` names; once durable,
     /// counts them. The only way records reach the store.
-    pub async fn write(&self, source: &str, records: Vec<NewRecord>, commit: Commit) -> Result<WriteSummary, StoreError> {
+    pub async fn write(
+        &self,
+        source: &str,
+        records: Vec<NewRecord>,
+        commit: Commit,
+    ) -> Result<WriteSummary, StoreError> {
         let count = records.len();
         let started = Instant::now();
         let written = self.store.write(records, commit).await;
@@ -137,7 +162,9 @@ impl Pipeline {
     /// Saves a source's checkpoint on its own (nothing new to write with it).
     pub async fn save_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StoreError> {
         let source = checkpoint.source.clone();
-        self.write(&source, Vec::new(), Commit::Checkpoint(checkpoint)).await.map(|_| ())
+        self.write(&source, Vec::new(), Commit::Checkpoint(checkpoint))
+            .await
+            .map(|_| ())
     }
 
     /// The dead letter for a delivery `error` stopped (not stored yet).
@@ -149,7 +176,10 @@ impl Pipeline {
     pub async fn keep(&self, letter: DeadLetter) -> Result<String, StoreError> {
         let (source, mapper, error) = (letter.source.clone(), letter.mapper.clone(), letter.error.clone());
         let id = self.store.dead_letter(letter).await?;
-        self.telemetry.source(&source).dead_lettered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.telemetry
+            .source(&source)
+            .dead_lettered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(source = %source, mapper = ?mapper, error = %error, dead_letter = %id, "delivery kept as a dead letter for re-mapping");
         Ok(id)
     }
@@ -161,7 +191,10 @@ impl Pipeline {
             (_, Ok(mapped)) => {
                 let received_count = mapped.records.len();
                 let summary = self.write(&received.source, mapped.records, Commit::Records).await?;
-                Ok(Delivered::Written { received: received_count, summary })
+                Ok(Delivered::Written {
+                    received: received_count,
+                    summary,
+                })
             }
             (delivery, Err(error)) => {
                 let id = self.keep(Pipeline::dead_letter(&received, delivery, &error)).await?;

@@ -14,7 +14,11 @@ pub struct Tenants {
 }
 
 fn normalise(slugs: impl IntoIterator<Item = String>) -> BTreeSet<String> {
-    slugs.into_iter().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()).collect()
+    slugs
+        .into_iter()
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 impl Tenants {
@@ -65,4 +69,3 @@ impl Tenants {
         }
     }
 }
-

@@ -89,9 +89,7 @@ fn event_from_wit(e: wit::AuditEvent) -> sdk::AuditEvent {
     }
 }
 
-pub(crate) fn result_from_wit(
-    r: Result<wit::Mapped, wit::MappingError>,
-) -> Result<sdk::Mapped, sdk::MappingError> {
+pub(crate) fn result_from_wit(r: Result<wit::Mapped, wit::MappingError>) -> Result<sdk::Mapped, sdk::MappingError> {
     match r {
         Ok(m) => Ok(sdk::Mapped {
             events: m.events.into_iter().map(event_from_wit).collect(),

@@ -98,8 +98,8 @@ pub(crate) fn compile(bytes: &[u8]) -> anyhow::Result<Component> {
     if let Some(c) = shared.compiled.lock().expect("compile cache").by_hash.get(&key) {
         return Ok(c.clone());
     }
-    let component =
-        Component::new(&shared.engine, bytes).map_err(|e| anyhow::anyhow!("not a valid WebAssembly component: {e:#}"))?;
+    let component = Component::new(&shared.engine, bytes)
+        .map_err(|e| anyhow::anyhow!("not a valid WebAssembly component: {e:#}"))?;
     let mut cache = shared.compiled.lock().expect("compile cache");
     if cache.by_hash.insert(key, component.clone()).is_none() {
         cache.order.push(key);

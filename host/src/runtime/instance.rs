@@ -155,19 +155,13 @@ impl LoadedMapper {
     }
 
     /// Maps one delivery.
-    pub(crate) fn map(
-        &self,
-        delivery: &sdk::Delivery,
-    ) -> Result<Result<sdk::Mapped, sdk::MappingError>, CallFailure> {
+    pub(crate) fn map(&self, delivery: &sdk::Delivery) -> Result<Result<sdk::Mapped, sdk::MappingError>, CallFailure> {
         let input = bindings::delivery_to_wit(delivery);
         self.call(|store, m| m.call_map_delivery(store, &input).map(bindings::result_from_wit))
     }
 
     /// The query for one page of a poll source's list.
-    pub(crate) fn page_query(
-        &self,
-        request: &sdk::PageRequest,
-    ) -> Result<Vec<sdk::QueryParam>, CallFailure> {
+    pub(crate) fn page_query(&self, request: &sdk::PageRequest) -> Result<Vec<sdk::QueryParam>, CallFailure> {
         let input = bindings::page_request_to_wit(request);
         self.call(|store, m| m.call_page_query(store, input).map(bindings::params_from_wit))
     }
@@ -175,10 +169,7 @@ impl LoadedMapper {
     fn instantiate(&self) -> Result<Warm, CallFailure> {
         let mut store = new_store(&self.limits);
         store.set_epoch_deadline(engine::ticks(self.limits.timeout));
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(&store, e))?;
+        let bindings = self.pre.instantiate(&mut store).map_err(|e| classify(&store, e))?;
         Ok(Warm {
             store,
             bindings,
@@ -221,7 +212,9 @@ impl LoadedMapper {
 /// root cause (not the wasm backtrace) plus what the guest wrote to stderr,
 /// which is where a Rust guest's panic message goes.
 fn classify(store: &Store<GuestState>, error: wasmtime::Error) -> CallFailure {
-    let stderr = String::from_utf8_lossy(&store.data().stderr.contents()).trim().to_string();
+    let stderr = String::from_utf8_lossy(&store.data().stderr.contents())
+        .trim()
+        .to_string();
     let cause = error.root_cause().to_string();
     let detail = if stderr.is_empty() {
         cause.clone()

@@ -194,7 +194,10 @@ impl Runtime {
     /// Maps a delivery with the mapper serving `source`, on the calling
     /// thread (which the call may hold for up to its deadline).
     pub fn map_blocking(&self, source: &str, delivery: &Delivery) -> Result<MapOutput, MapError> {
-        let active = self.registry.get(source).ok_or_else(|| MapError::NoMapper(source.to_string()))?;
+        let active = self
+            .registry
+            .get(source)
+            .ok_or_else(|| MapError::NoMapper(source.to_string()))?;
         let mapper = active.id();
         match active.map(delivery) {
             Ok(Ok(mapped)) => Ok(MapOutput { mapped, mapper }),
@@ -206,8 +209,12 @@ impl Runtime {
     /// The query that fetches one page of a poll source's list, asked of the
     /// mapper on the blocking pool (a guest call never runs on an async worker).
     pub async fn page_query(&self, source: &str, request: PageRequest) -> Result<Vec<QueryParam>, MapError> {
-        let active = self.registry.get(source).ok_or_else(|| MapError::NoMapper(source.to_string()))?;
-        let asked = tokio::task::spawn_blocking(move || active.page_query(&request).map_err(|failure| (active.id(), failure)));
+        let active = self
+            .registry
+            .get(source)
+            .ok_or_else(|| MapError::NoMapper(source.to_string()))?;
+        let asked =
+            tokio::task::spawn_blocking(move || active.page_query(&request).map_err(|failure| (active.id(), failure)));
         match asked.await {
             Ok(answer) => answer.map_err(|(mapper, failure)| MapError::Failed { mapper, failure }),
             Err(e) => std::panic::resume_unwind(e.into_panic()),
@@ -267,8 +274,7 @@ pub fn check_mapper_file(wasm: &Path, fixture_inputs: &[PathBuf]) -> anyhow::Res
     let bytes = std::fs::read(wasm).with_context(|| format!("read {}", wasm.display()))?;
     let component = engine::compile(&bytes)?;
     let linker = instance::linker()?;
-    let mapper =
-        instance::LoadedMapper::load(&component, &linker, Limits::default(), InstanceMode::Fresh)?;
+    let mapper = instance::LoadedMapper::load(&component, &linker, Limits::default(), InstanceMode::Fresh)?;
     let mut cases = Vec::new();
     for input in fixture_inputs {
         let fixture = Fixture::load(input, &mapper.info.name)?;

@@ -163,11 +163,7 @@ impl Registry {
                     .map_err(|f| anyhow::anyhow!("fixture {}: {f}", fixture.name))?;
                 let diffs = fixture.compare(&result)?;
                 if !diffs.is_empty() {
-                    anyhow::bail!(
-                        "fixture {} differs: {}",
-                        fixture.name,
-                        diffs.join("; ")
-                    );
+                    anyhow::bail!("fixture {} differs: {}", fixture.name, diffs.join("; "));
                 }
             }
         }
@@ -191,11 +187,7 @@ impl Registry {
         }
         let gone: Vec<(PathBuf, Option<String>)> = {
             let mut files = self.files.lock().expect("seen files");
-            let gone: Vec<PathBuf> = files
-                .keys()
-                .filter(|p| !present.contains(p))
-                .cloned()
-                .collect();
+            let gone: Vec<PathBuf> = files.keys().filter(|p| !present.contains(p)).cloned().collect();
             gone.into_iter()
                 .map(|p| {
                     let serves = files.remove(&p).and_then(|s| s.serves);
@@ -302,8 +294,7 @@ impl Registry {
     /// `path` no longer provides `name`: serve the built-in again (or nothing).
     fn fall_back(&self, name: &str, path: &Path) {
         let mut active = self.active.write().expect("active mappers");
-        let from_this_file =
-            matches!(active.get(name), Some(a) if a.origin == Origin::File(path.to_path_buf()));
+        let from_this_file = matches!(active.get(name), Some(a) if a.origin == Origin::File(path.to_path_buf()));
         if !from_this_file {
             return;
         }

@@ -153,8 +153,14 @@ mod tests {
     #[test]
     fn a_checkpoint_reads_back_and_old_bare_states_still_read() {
         let saved = Checkpoint::new("s", &Spot { offset: 7 });
-        assert_eq!(Checkpoint::read::<Spot>("s", saved.envelope.clone()).unwrap(), Spot { offset: 7 });
-        assert_eq!(Checkpoint::read::<Spot>("s", serde_json::json!({"offset": 3})).unwrap(), Spot { offset: 3 });
+        assert_eq!(
+            Checkpoint::read::<Spot>("s", saved.envelope.clone()).unwrap(),
+            Spot { offset: 7 }
+        );
+        assert_eq!(
+            Checkpoint::read::<Spot>("s", serde_json::json!({"offset": 3})).unwrap(),
+            Spot { offset: 3 }
+        );
         assert!(matches!(
             Checkpoint::read::<Other>("s", saved.envelope),
             Err(CheckpointError::WrongKind { .. })

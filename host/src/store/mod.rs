@@ -16,10 +16,10 @@ pub mod sqlite;
 
 use std::sync::Arc;
 
+use audit_guest_sdk::{RawJson, Transport};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use audit_guest_sdk::{RawJson, Transport};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -203,12 +203,18 @@ impl StoreError {
 
     /// Stored data is not what this version wrote.
     pub fn corrupt(what: impl Into<String>) -> StoreError {
-        StoreError::Corrupt { what: what.into(), cause: None }
+        StoreError::Corrupt {
+            what: what.into(),
+            cause: None,
+        }
     }
 
     /// Stored data is not what this version wrote, and a lower layer said why.
     pub fn corrupt_because(what: impl Into<String>, cause: impl Into<BoxError>) -> StoreError {
-        StoreError::Corrupt { what: what.into(), cause: Some(cause.into()) }
+        StoreError::Corrupt {
+            what: what.into(),
+            cause: Some(cause.into()),
+        }
     }
 }
 
@@ -253,7 +259,11 @@ pub trait AuditStore: Send + Sync {
     async fn dead_letter(&self, letter: DeadLetter) -> Result<String, StoreError>;
 
     /// Dead letters after the one with id `after` (oldest first), for paging.
-    async fn dead_letters_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError>;
+    async fn dead_letters_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, DeadLetter)>, StoreError>;
 
     /// One page of the timeline.
     async fn query(&self, query: &Query) -> Result<Page, StoreError>;
@@ -281,8 +291,13 @@ pub type Store = Arc<dyn AuditStore>;
 
 impl dyn AuditStore {
     /// Writes a batch, with the checkpoint that covers it if any.
-    pub async fn insert(&self, batch: Vec<NewRecord>, checkpoint: Option<Checkpoint>) -> Result<WriteSummary, StoreError> {
-        self.write(batch, checkpoint.map_or(Commit::Records, Commit::Checkpoint)).await
+    pub async fn insert(
+        &self,
+        batch: Vec<NewRecord>,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<WriteSummary, StoreError> {
+        self.write(batch, checkpoint.map_or(Commit::Records, Commit::Checkpoint))
+            .await
     }
 
     /// Saves a source's checkpoint on its own (durable on return).

@@ -12,12 +12,12 @@
 //! duplicates, never logged as errors. Indexes are created at start-up; the
 //! server treats creating an identical index again as a no-op.
 
+use audit_guest_sdk::RawJson;
 use futures_util::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc, oid::ObjectId};
 use mongodb::error::ErrorKind;
 use mongodb::options::IndexOptions;
 use mongodb::{Client, Collection, Database, IndexModel};
-use audit_guest_sdk::RawJson;
 use serde_json::Value;
 
 use super::{
@@ -165,7 +165,6 @@ impl MongoStore {
         Ok(summary)
     }
 
-
     async fn replace_record(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
         let oid = object_id(id, "record")?;
         let mut batch = batch.into_iter();
@@ -188,7 +187,10 @@ impl MongoStore {
     async fn resolve_dead_letter(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
         let oid = object_id(id, "dead letter")?;
         let written = self.insert(batch, None).await?;
-        self.dead_letters.delete_one(doc! { "_id": oid }).await.map_err(unavailable)?;
+        self.dead_letters
+            .delete_one(doc! { "_id": oid })
+            .await
+            .map_err(unavailable)?;
         Ok(written)
     }
 }
@@ -228,11 +230,22 @@ impl AuditStore for MongoStore {
     }
 
     async fn unrecognised_records(&self, after: Option<&str>, limit: usize) -> Result<Vec<Record>, StoreError> {
-        let docs = page_after(&self.events, doc! { "metadata.unrecognised": true }, after, "record", limit).await?;
+        let docs = page_after(
+            &self.events,
+            doc! { "metadata.unrecognised": true },
+            after,
+            "record",
+            limit,
+        )
+        .await?;
         docs.iter().map(doc_to_record).collect()
     }
 
-    async fn dead_letters_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
+    async fn dead_letters_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, DeadLetter)>, StoreError> {
         let docs = page_after(&self.dead_letters, doc! {}, after, "dead letter", limit).await?;
         let mut out = Vec::new();
         for d in docs {
@@ -240,7 +253,10 @@ impl AuditStore for MongoStore {
             let id = d.get_object_id("_id").map_err(|_| corrupt("_id"))?.to_hex();
             let letter = DeadLetter {
                 source: d.get_str("source").map_err(|_| corrupt("source"))?.to_string(),
-                received_at: d.get_datetime("receivedAt").map_err(|_| corrupt("receivedAt"))?.to_chrono(),
+                received_at: d
+                    .get_datetime("receivedAt")
+                    .map_err(|_| corrupt("receivedAt"))?
+                    .to_chrono(),
                 sender: d.get_str("sender").ok().map(str::to_string),
                 transport: d
                     .get_str("transport")
@@ -347,11 +363,7 @@ impl AuditStore for MongoStore {
         let Ok(oid) = ObjectId::parse_str(id) else {
             return Ok(None);
         };
-        let found = self
-            .events
-            .find_one(doc! { "_id": oid })
-            .await
-            .map_err(unavailable)?;
+        let found = self.events.find_one(doc! { "_id": oid }).await.map_err(unavailable)?;
         found.as_ref().map(doc_to_record).transpose()
     }
 
@@ -378,7 +390,10 @@ impl AuditStore for MongoStore {
             .distinct("slug", doc! {})
             .await
             .map_err(unavailable)?;
-        Ok(values.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        Ok(values
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -440,11 +455,7 @@ fn json_to_bson(v: &Value) -> Bson {
         },
         Value::String(s) => Bson::String(s.clone()),
         Value::Array(a) => Bson::Array(a.iter().map(json_to_bson).collect()),
-        Value::Object(o) => Bson::Document(
-            o.iter()
-                .map(|(k, v)| (k.clone(), json_to_bson(v)))
-                .collect(),
-        ),
+        Value::Object(o) => Bson::Document(o.iter().map(|(k, v)| (k.clone(), json_to_bson(v))).collect()),
     }
 }
 

@@ -27,7 +27,11 @@ const ACTIONS: &[(&str, &str, Outcome)] = &[
     ("flow_execution", "flow_execution", Outcome::Unknown),
     ("policy_execution", "policy_execution", Outcome::Unknown),
     ("policy_exception", "policy_exception", Outcome::Failure),
-    ("property_mapping_exception", "property_mapping_exception", Outcome::Failure),
+    (
+        "property_mapping_exception",
+        "property_mapping_exception",
+        Outcome::Failure,
+    ),
     ("system_task_execution", "system_task_execution", Outcome::Success),
     ("system_task_exception", "system_task_exception", Outcome::Failure),
     ("system_exception", "system_exception", Outcome::Failure),
@@ -69,11 +73,19 @@ pub struct Verb {
 /// Maps one action name.
 pub fn verb_of(action: &str) -> Verb {
     if let Some((_, verb, outcome)) = ACTIONS.iter().find(|(a, ..)| *a == action) {
-        return Verb { verb: verb.to_string(), outcome: *outcome, known: true };
+        return Verb {
+            verb: verb.to_string(),
+            outcome: *outcome,
+            known: true,
+        };
     }
     let clean = sanitize(action);
     if clean.is_empty() {
-        return Verb { verb: "unknown".into(), outcome: Outcome::Unknown, known: false };
+        return Verb {
+            verb: "unknown".into(),
+            outcome: Outcome::Unknown,
+            known: false,
+        };
     }
     Verb {
         known: action.starts_with(CUSTOM_PREFIX) && action.len() > CUSTOM_PREFIX.len(),
@@ -98,7 +110,13 @@ fn sanitize(action: &str) -> String {
         .trim()
         .chars()
         .take(64)
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

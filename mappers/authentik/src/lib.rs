@@ -14,8 +14,7 @@ use actions::{Verb, verb_of};
 use audit_guest_sdk::json::{event_slices, field, find_events, first_text, path, text, u64_exact};
 use audit_guest_sdk::serde_json::Value;
 use audit_guest_sdk::{
-    AuditEvent, Delivery, Mapped, Mapper, MapperInfo, MappingError, PageRequest, PollPage,
-    QueryParam, RawJson,
+    AuditEvent, Delivery, Mapped, Mapper, MapperInfo, MappingError, PageRequest, PollPage, QueryParam, RawJson,
 };
 
 /// The Authentik mapper.
@@ -49,8 +48,8 @@ impl Mapper for Authentik {
 
     fn map(delivery: &Delivery) -> Result<Mapped, MappingError> {
         let body = delivery.json()?;
-        let results = find_events(&body)
-            .ok_or_else(|| MappingError::UnsupportedShape("expected a `results` list".into()))?;
+        let results =
+            find_events(&body).ok_or_else(|| MappingError::UnsupportedShape("expected a `results` list".into()))?;
         // Keep each original byte for byte when the raw slices line up.
         let slices = event_slices(&delivery.body).filter(|s| s.len() == results.len());
         let mut events: Vec<AuditEvent> = results

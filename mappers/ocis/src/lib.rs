@@ -9,22 +9,49 @@ use std::borrow::Cow;
 
 use audit_guest_sdk::serde_json::{self, error::Category};
 use audit_guest_sdk::{AuditEvent, Delivery, Mapped, Mapper, MapperInfo, MappingError, Outcome, RawJson};
-use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// The oCIS mapper.
 pub struct Ocis;
 
 /// Actions oCIS and OpenCloud emit (`services/audit/pkg/types/messages.go`).
 const ACTIONS: &[&str] = &[
-    "file_shared", "share_permission_updated", "share_name_updated", "share_password_updated",
-    "share_expiration_updated", "share_updated", "share_state_changed", "file_unshared",
-    "share_accepted", "share_declined", "public_link_accessed", "container_create", "file_create",
-    "file_read", "file_viewed", "file_delete", "file_rename", "file_trash_delete",
-    "file_trash_restore", "file_version_restore", "space_created", "space_renamed",
-    "space_disabled", "space_enabled", "space_deleted", "space_shared", "space_unshared",
-    "space_updated", "user_created", "user_deleted", "user_feature_changed", "group_created",
-    "group_deleted", "group_member_added", "group_member_removed",
+    "file_shared",
+    "share_permission_updated",
+    "share_name_updated",
+    "share_password_updated",
+    "share_expiration_updated",
+    "share_updated",
+    "share_state_changed",
+    "file_unshared",
+    "share_accepted",
+    "share_declined",
+    "public_link_accessed",
+    "container_create",
+    "file_create",
+    "file_read",
+    "file_viewed",
+    "file_delete",
+    "file_rename",
+    "file_trash_delete",
+    "file_trash_restore",
+    "file_version_restore",
+    "space_created",
+    "space_renamed",
+    "space_disabled",
+    "space_enabled",
+    "space_deleted",
+    "space_shared",
+    "space_unshared",
+    "space_updated",
+    "user_created",
+    "user_deleted",
+    "user_feature_changed",
+    "group_created",
+    "group_deleted",
+    "group_member_added",
+    "group_member_removed",
     "science_mesh_invite_token_generated",
 ];
 
@@ -49,9 +76,8 @@ impl Mapper for Ocis {
 
 /// One line of the audit file.
 fn map_text_line(bytes: &[u8]) -> Result<AuditEvent, MappingError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        MappingError::Malformed(format!("line is not UTF-8 ({e}); set AUDIT_FORMAT=json"))
-    })?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| MappingError::Malformed(format!("line is not UTF-8 ({e}); set AUDIT_FORMAT=json")))?;
     let not_json = |e: serde_json::Error| {
         MappingError::Malformed(format!(
             "line is not JSON ({e}); is oCIS writing the `minimal` format? set AUDIT_FORMAT=json"
@@ -59,7 +85,9 @@ fn map_text_line(bytes: &[u8]) -> Result<AuditEvent, MappingError> {
     };
     if !text.trim_start().starts_with('{') {
         serde_json::from_str::<IgnoredAny>(text).map_err(not_json)?;
-        return Err(MappingError::UnsupportedShape("an audit line must be a JSON object".into()));
+        return Err(MappingError::UnsupportedShape(
+            "an audit line must be a JSON object".into(),
+        ));
     }
     let line: Line<'_> = serde_json::from_str(text).map_err(|e| match e.classify() {
         Category::Data => MappingError::UnsupportedShape(format!("an audit line must be a JSON object ({e})")),
@@ -224,7 +252,11 @@ fn target(event: AuditEvent, action: &str, line: &Line<'_>) -> AuditEvent {
         return event.target("user", Some(user), None);
     }
     if action.starts_with("space_") {
-        return event.target("space", line.space_id.get(), line.name.get().or_else(|| line.new_name.get()));
+        return event.target(
+            "space",
+            line.space_id.get(),
+            line.name.get().or_else(|| line.new_name.get()),
+        );
     }
     if action.contains("share") || action == "public_link_accessed" {
         // Public links and shares both log `file_shared`; ShareType tells them apart.
@@ -256,13 +288,19 @@ mod tests {
 
     #[test]
     fn a_line_that_is_json_but_not_an_object_is_refused_as_a_shape() {
-        assert!(matches!(map(r#"["file_read"]"#), Err(MappingError::UnsupportedShape(_))));
+        assert!(matches!(
+            map(r#"["file_read"]"#),
+            Err(MappingError::UnsupportedShape(_))
+        ));
     }
 
     #[test]
     fn a_minimal_format_line_says_how_to_fix_it() {
         let err = map("2025-02-13T15:50:18Z user 'x' read file 'y' (file_read)").unwrap_err();
-        assert!(matches!(&err, MappingError::Malformed(m) if m.contains("AUDIT_FORMAT=json")), "{err:?}");
+        assert!(
+            matches!(&err, MappingError::Malformed(m) if m.contains("AUDIT_FORMAT=json")),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -273,9 +311,15 @@ mod tests {
         .unwrap();
         assert_eq!(event.action, "ocis.group_member_added");
         let target = event.target.clone().unwrap();
-        assert_eq!((target.id.as_deref(), target.name.as_deref()), (Some("u-1"), Some("4711")));
+        assert_eq!(
+            (target.id.as_deref(), target.name.as_deref()),
+            (Some("u-1"), Some("4711"))
+        );
         assert_eq!(event.occurred_at.as_deref(), Some("2025-02-13T15:50:18Z"));
-        assert!(event.original.get().contains(r#""nested":[1,{"x":null}]"#), "the line is kept whole");
+        assert!(
+            event.original.get().contains(r#""nested":[1,{"x":null}]"#),
+            "the line is kept whole"
+        );
     }
 
     #[test]
@@ -284,7 +328,9 @@ mod tests {
             "ocis",
             b"{\"Action\":\"file_read\",\"FileID\":\"a\"}\n{\"Action\":\"file_delete\",\"FileID\":\"b\"}".to_vec(),
         );
-        delivery.headers.push((audit_guest_sdk::LINES_HEADER.into(), "2".into()));
+        delivery
+            .headers
+            .push((audit_guest_sdk::LINES_HEADER.into(), "2".into()));
         let mapped = Ocis::map(&delivery).unwrap();
         let actions: Vec<_> = mapped.events.iter().map(|e| e.action.as_str()).collect();
         assert_eq!(actions, ["ocis.file_read", "ocis.file_delete"]);
@@ -294,7 +340,8 @@ mod tests {
 
     #[test]
     fn escaped_text_is_unescaped() {
-        let event = map(r#"{"Action":"file_read","Message":"user 'a\u00e9b' read","FileID":"f\"1","Success":"yes"}"#).unwrap();
+        let event =
+            map(r#"{"Action":"file_read","Message":"user 'a\u00e9b' read","FileID":"f\"1","Success":"yes"}"#).unwrap();
         assert_eq!(event.actor.id.as_deref(), Some("aéb"));
         assert_eq!(event.target.unwrap().id.as_deref(), Some("f\"1"));
     }

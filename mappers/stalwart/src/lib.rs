@@ -64,9 +64,8 @@ fn map_event(raw: &Value, ids: &mut identity::Occurrences) -> Result<AuditEvent,
             "an event is not an object: {raw}"
         )));
     }
-    let typ = first_text(raw, &["type", "eventType", "event"]).ok_or_else(|| {
-        MappingError::UnsupportedShape("an event has no `type`".into())
-    })?;
+    let typ = first_text(raw, &["type", "eventType", "event"])
+        .ok_or_else(|| MappingError::UnsupportedShape("an event has no `type`".into()))?;
     // Current format: fields under `data`. Legacy 0.8: typed fields beside `type`.
     let data = match field(raw, "data") {
         Some(d) if d.is_object() => d,

@@ -19,9 +19,9 @@
 //! password being changed (no `principal.*`, `account.*` or password event in
 //! any version), so there are no such verbs.
 
+use audit_guest_sdk::Outcome;
 use audit_guest_sdk::json::{field, snake_case, text};
 use audit_guest_sdk::serde_json::Value;
-use audit_guest_sdk::Outcome;
 
 use crate::known_types::{self, Level};
 
@@ -115,9 +115,29 @@ const TABLE: &[(&str, &str, Outcome, TargetKind)] = &[
 /// Name fragments that make an otherwise unmapped type a failure, checked
 /// before the success fragments (`invalid` contains `valid`).
 const FAILURE_WORDS: [&str; 23] = [
-    "fail", "error", "reject", "denied", "refused", "invalid", "ban", "blocked", "unauthorized",
-    "not-allowed", "not-found", "expired", "too-many", "exceeded", "timeout", "abort", "broken",
-    "missing", "mismatch", "unsupported", "no-valid", "revoked", "syntax",
+    "fail",
+    "error",
+    "reject",
+    "denied",
+    "refused",
+    "invalid",
+    "ban",
+    "blocked",
+    "unauthorized",
+    "not-allowed",
+    "not-found",
+    "expired",
+    "too-many",
+    "exceeded",
+    "timeout",
+    "abort",
+    "broken",
+    "missing",
+    "mismatch",
+    "unsupported",
+    "no-valid",
+    "revoked",
+    "syntax",
 ];
 const SUCCESS_WORDS: [&str; 6] = ["success", "pass", "completed", "delivered", "accepted", "valid"];
 
@@ -173,12 +193,19 @@ mod tests {
 
     #[test]
     fn every_type_stalwart_sends_maps_deliberately() {
-        let names = known_types::CURRENT.iter().map(|(n, _)| *n).chain(known_types::REMOVED_IN_0_16);
+        let names = known_types::CURRENT
+            .iter()
+            .map(|(n, _)| *n)
+            .chain(known_types::REMOVED_IN_0_16);
         let mut count = 0;
         for name in names {
             let v = classify(name, &json!({}));
             assert!(!v.catch_all, "{name} fell through to the catch-all");
-            assert!(!v.name.is_empty() && !v.name.contains(['.', '-']), "{name} → {}", v.name);
+            assert!(
+                !v.name.is_empty() && !v.name.contains(['.', '-']),
+                "{name} → {}",
+                v.name
+            );
             count += 1;
         }
         assert_eq!(count, 637 + 51);
@@ -213,7 +240,13 @@ mod tests {
         assert_eq!(classify("dkim.no-valid-algorithm", &json!({})).outcome, Failure);
         assert_eq!(classify("acme.order-valid", &json!({})).outcome, Success);
         assert_eq!(classify("smtp.connection-start", &json!({})).outcome, Unknown);
-        assert_eq!(classify("spam.classify", &json!({"result": "reject"})).name, "spam_detected");
-        assert_eq!(classify("spam.classify", &json!({"result": "ham"})).name, "spam_classify");
+        assert_eq!(
+            classify("spam.classify", &json!({"result": "reject"})).name,
+            "spam_detected"
+        );
+        assert_eq!(
+            classify("spam.classify", &json!({"result": "ham"})).name,
+            "spam_classify"
+        );
     }
 }

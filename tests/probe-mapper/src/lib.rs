@@ -14,7 +14,11 @@ pub struct Probe;
 
 static CALLS: AtomicU64 = AtomicU64::new(0);
 
-const NAME: &str = if cfg!(feature = "as-stalwart") { "stalwart" } else { "probe" };
+const NAME: &str = if cfg!(feature = "as-stalwart") {
+    "stalwart"
+} else {
+    "probe"
+};
 const VERSION: &str = if cfg!(feature = "v2") { "2.0.0" } else { "1.0.0" };
 
 impl Mapper for Probe {
@@ -47,9 +51,7 @@ impl Mapper for Probe {
             "trap" => panic!("the probe was asked to trap"),
             "reject" => Err(MappingError::UnsupportedShape("the probe was asked to reject".into())),
             "remember" => Ok(vec![AuditEvent::new(format!("probe.calls_{calls}"))].into()),
-            _ => Ok(vec![AuditEvent::new(format!("{NAME}.echo_v{}", &VERSION[..1]))
-                .original(body)]
-            .into()),
+            _ => Ok(vec![AuditEvent::new(format!("{NAME}.echo_v{}", &VERSION[..1])).original(body)].into()),
         }
     }
 }

@@ -51,12 +51,7 @@ impl std::fmt::Display for Failure {
 }
 
 /// Fetches `url` with `query` and the bearer token.
-pub async fn get(
-    client: &reqwest::Client,
-    url: &str,
-    query: &[(String, String)],
-    token: Option<&Secret>,
-) -> Answer {
+pub async fn get(client: &reqwest::Client, url: &str, query: &[(String, String)], token: Option<&Secret>) -> Answer {
     let mut request = client.get(url).query(query);
     if let Some(token) = token {
         request = request.bearer_auth(token.expose());
@@ -76,12 +71,13 @@ pub async fn get(
                 headers,
                 url: fetched,
             },
-            Err(e) => Answer::Failed(Failure::Transient(format!("reading the body failed: {}", without_url(&e)))),
+            Err(e) => Answer::Failed(Failure::Transient(format!(
+                "reading the body failed: {}",
+                without_url(&e)
+            ))),
         },
         StatusCode::NOT_FOUND => Answer::NoSuchPage,
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            Answer::Failed(Failure::Unauthorized(status.as_u16()))
-        }
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Answer::Failed(Failure::Unauthorized(status.as_u16())),
         StatusCode::TOO_MANY_REQUESTS => Answer::Failed(Failure::RateLimited(retry_after(response.headers()))),
         s if s.is_server_error() => Answer::Failed(Failure::Transient(format!("HTTP {}", s.as_u16()))),
         s => Answer::Failed(Failure::Unexpected(s.as_u16())),
@@ -97,7 +93,12 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 fn lower_case(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect()
 }
 

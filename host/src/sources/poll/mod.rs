@@ -141,7 +141,9 @@ impl<'de> Deserialize<'de> for FirstRun {
                 .and_then(|n| n.parse().ok())
                 .filter(|n| *n > 0)
                 .map(FirstRun::LastDays)
-                .ok_or_else(|| serde::de::Error::custom(format!("`{text}`: expected everything, now or <N>d such as 7d"))),
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!("`{text}`: expected everything, now or <N>d such as 7d"))
+                }),
         }
     }
 }
@@ -176,13 +178,18 @@ impl Config {
         crate::config::check_source_name(&key, &self.source)?;
         let base = self.base_url.trim_end_matches('/');
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ConfigError(format!("{key}.base_url: `{}` is not an http(s) URL", self.base_url)));
+            return Err(ConfigError(format!(
+                "{key}.base_url: `{}` is not an http(s) URL",
+                self.base_url
+            )));
         }
         if !self.path.starts_with('/') {
             return Err(ConfigError(format!("{key}.path: must start with /")));
         }
         if self.interval_secs == 0 || self.request_timeout_secs == 0 {
-            return Err(ConfigError(format!("{key}: interval_secs and request_timeout_secs must be above 0")));
+            return Err(ConfigError(format!(
+                "{key}: interval_secs and request_timeout_secs must be above 0"
+            )));
         }
         if !(1..=1000).contains(&self.page_size) {
             return Err(ConfigError(format!("{key}.page_size: expected 1 to 1000")));
@@ -385,7 +392,11 @@ impl Poller {
             page,
             page_size: self.page_size,
         };
-        let params = pipeline.runtime().page_query(&self.mapper, request).await.map_err(TickError::Map)?;
+        let params = pipeline
+            .runtime()
+            .page_query(&self.mapper, request)
+            .await
+            .map_err(TickError::Map)?;
         Ok(params.into_iter().map(|p| (p.name, p.value)).collect())
     }
 
@@ -454,7 +465,8 @@ pub async fn run(mut poller: Poller, ctx: SourceContext) {
     let mut refused_logged = false;
     tracing::info!(source = %poller.source, url = %poller.url, interval_secs = poller.interval.as_secs(), "poller started");
     // Wedged: no successful tick for three intervals plus the longest backoff.
-    ctx.health.expect_progress(&poller.source, poller.interval * 3 + MAX_BACKOFF);
+    ctx.health
+        .expect_progress(&poller.source, poller.interval * 3 + MAX_BACKOFF);
     loop {
         let started = std::time::Instant::now();
         let wait = match poller.tick(&ctx).await {

@@ -231,7 +231,11 @@ mod tests {
         assert_eq!(plan(&w, 3, Some(1000), 100), Plan::Process);
         assert_eq!(plan(&w, 3, Some(1099), 100), Plan::Process, "it moved within page 3");
         assert_eq!(plan(&w, 3, Some(1250), 100), Plan::Fetch(5), "pages 3 and 4 were read");
-        assert_eq!(plan(&w, 3, Some(999), 100), Plan::Fetch(2), "one deletion above may move it up");
+        assert_eq!(
+            plan(&w, 3, Some(999), 100),
+            Plan::Fetch(2),
+            "one deletion above may move it up"
+        );
         assert_eq!(plan(&w, 3, Some(500), 100), Plan::Fetch(1));
         assert_eq!(plan(&walk_at(230, 1000), 3, Some(970), 100), Plan::Process);
     }
@@ -240,7 +244,16 @@ mod tests {
     fn a_missing_page_ends_the_list_unless_the_walk_expected_it() {
         assert_eq!(past_the_end(&walk_at(200, 200), 3), None);
         assert_eq!(past_the_end(&walk_at(200, 201), 3), Some(2));
-        assert_eq!(past_the_end(&Walk { total: None, ..walk_at(0, 0) }, 1), None);
+        assert_eq!(
+            past_the_end(
+                &Walk {
+                    total: None,
+                    ..walk_at(0, 0)
+                },
+                1
+            ),
+            None
+        );
     }
 
     #[test]
@@ -253,7 +266,10 @@ mod tests {
         assert_eq!(w.stop_before, Some(key(940, "").at));
         let (keep, ended) = select(&mut w, &[Some(key(1200, "c")), None, Some(key(950, "b"))], false);
         assert_eq!((keep, ended), (vec![true, true, true], false));
-        assert!(w.past_known, "950 is at or before the stored 1000: only the overlap is left");
+        assert!(
+            w.past_known,
+            "950 is at or before the stored 1000: only the overlap is left"
+        );
         let (keep, ended) = select(&mut w, &[Some(key(945, "x")), Some(key(900, "old"))], false);
         assert_eq!((keep, ended), (vec![true, false], true));
         let next = stored.after_page(&w, true);
@@ -281,6 +297,10 @@ mod tests {
         };
         assert_eq!(c.begin(Duration::seconds(300)).stop_before, Some(floor));
         let ended = c.after_page(&c.begin(Duration::seconds(300)), true);
-        assert_eq!(ended.floor, Some(floor), "an empty first walk keeps the first-run policy");
+        assert_eq!(
+            ended.floor,
+            Some(floor),
+            "an empty first walk keeps the first-run policy"
+        );
     }
 }

@@ -127,7 +127,11 @@ impl Reader {
     pub fn open(path: &Path, offset: u64) -> io::Result<Reader> {
         let mut file = File::open(path)?;
         let (dev, ino) = dev_ino(&file.metadata()?);
-        let key = first_line(&mut file)?.map(|l| FileKey { dev, ino, head: head_hash(&l) });
+        let key = first_line(&mut file)?.map(|l| FileKey {
+            dev,
+            ino,
+            head: head_hash(&l),
+        });
         file.seek(SeekFrom::Start(offset))?;
         Ok(Reader {
             file,
@@ -174,7 +178,9 @@ impl Reader {
             // Hand out complete lines already buffered.
             let mut start = 0;
             while lines.len() < max_lines {
-                let Some(end) = self.partial[start..].iter().position(|b| *b == b'\n') else { break };
+                let Some(end) = self.partial[start..].iter().position(|b| *b == b'\n') else {
+                    break;
+                };
                 let mut bytes = &self.partial[start..start + end];
                 if bytes.last() == Some(&b'\r') {
                     bytes = &bytes[..bytes.len() - 1];
@@ -239,7 +245,10 @@ impl Reader {
 /// rotation, or (with `copy`) a file with the same first line but another
 /// inode, the copy `copytruncate` made.
 pub fn find_sibling(path: &Path, key: &FileKey, copy: bool) -> Option<PathBuf> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     for entry in fs::read_dir(dir).ok()?.flatten() {
         let candidate = entry.path();
         let Ok(meta) = entry.metadata() else { continue };

@@ -127,7 +127,10 @@ impl LineMapper<'_> {
 
     fn map_run(&self, lines: &[Line], batch: &Batch<'_>) -> MappedLines {
         let mut out = MappedLines::with_capacity(lines.len());
-        let lines: Vec<&Line> = lines.iter().filter(|l| !l.bytes.iter().all(u8::is_ascii_whitespace)).collect();
+        let lines: Vec<&Line> = lines
+            .iter()
+            .filter(|l| !l.bytes.iter().all(u8::is_ascii_whitespace))
+            .collect();
         for call in lines.chunks(LINES_PER_CALL) {
             let several = (call.len() > 1 && !self.maps_single_lines()).then(|| self.map_several(call, batch));
             match several {
@@ -148,19 +151,32 @@ impl LineMapper<'_> {
     }
 
     fn maps_single_lines(&self) -> bool {
-        let Some(id) = self.pipeline.runtime().mapper_id(self.mapper) else { return true };
-        self.single_line.lock().expect("single-line mappers").contains(&id.to_string())
+        let Some(id) = self.pipeline.runtime().mapper_id(self.mapper) else {
+            return true;
+        };
+        self.single_line
+            .lock()
+            .expect("single-line mappers")
+            .contains(&id.to_string())
     }
 
     fn delivery(&self, body: Vec<u8>, batch: &Batch<'_>, lines: Option<usize>) -> Delivery {
-        let headers = lines.map(|n| vec![(LINES_HEADER.to_string(), n.to_string())]).unwrap_or_default();
-        batch.received.delivery(Transport::File, headers, Some(batch.origin.to_string()), body)
+        let headers = lines
+            .map(|n| vec![(LINES_HEADER.to_string(), n.to_string())])
+            .unwrap_or_default();
+        batch
+            .received
+            .delivery(Transport::File, headers, Some(batch.origin.to_string()), body)
     }
 
     /// Several lines in one call: their records, or the mapper (`name@version`)
     /// that did not answer with one event per line.
     fn map_several(&self, lines: &[&Line], batch: &Batch<'_>) -> Result<Vec<NewRecord>, String> {
-        let body = lines.iter().map(|l| l.bytes.as_slice()).collect::<Vec<_>>().join(&b'\n');
+        let body = lines
+            .iter()
+            .map(|l| l.bytes.as_slice())
+            .collect::<Vec<_>>()
+            .join(&b'\n');
         let delivery = self.delivery(body, batch, Some(lines.len()));
         let mapped = match self.pipeline.map_blocking(self.mapper, &batch.received, &delivery) {
             Ok(mapped) => mapped,

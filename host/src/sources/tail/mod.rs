@@ -215,8 +215,15 @@ impl Tail {
         let (tx, rx) = std_mpsc::channel::<()>();
         let mut watcher = self.watch(tx.clone());
         tracing::info!(source = %self.t.source, path = %self.t.path.display(), "tailing");
-        self.ctx.health.expect_progress(&self.t.source, self.t.check_every * 10 + Duration::from_secs(60));
-        self.ctx.pipeline.telemetry().source(&self.t.source).is_tail.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.ctx
+            .health
+            .expect_progress(&self.t.source, self.t.check_every * 10 + Duration::from_secs(60));
+        self.ctx
+            .pipeline
+            .telemetry()
+            .source(&self.t.source)
+            .is_tail
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         while !self.stopping() {
             // The directory may only appear with oCIS's first event.
             if watcher.is_none() {
@@ -248,14 +255,23 @@ impl Tail {
         let m = self.ctx.pipeline.telemetry().source(&self.t.source);
         if let Some(reader) = &self.reader {
             let len = std::fs::metadata(&reader.path).map(|m| m.len()).unwrap_or(0);
-            m.tail_behind_bytes.store(len.saturating_sub(reader.committed), std::sync::atomic::Ordering::Relaxed);
+            m.tail_behind_bytes.store(
+                len.saturating_sub(reader.committed),
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
     }
 
     /// Watches the file's directory (the file may not exist yet, and
     /// rotation replaces it). None while the directory does not exist.
     fn watch(&mut self, tx: std_mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
-        let dir = self.t.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        let dir = self
+            .t
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
         if !dir.is_dir() {
             return None; // checked periodically until it appears
         }
@@ -438,7 +454,12 @@ impl Tail {
             Checkpoint::new(&self.t.source, &position),
             self.ctx.shutdown.clone(),
         );
-        self.pending = Some(Pending { write: self.handle.spawn(write), position, lines, origin });
+        self.pending = Some(Pending {
+            write: self.handle.spawn(write),
+            position,
+            lines,
+            origin,
+        });
         if !overlap {
             self.flush()?;
         }
@@ -462,7 +483,13 @@ impl Tail {
     /// Waits for the write in flight, then moves the position to it. A write
     /// the store refused is retried with backoff, its lines mapped again.
     fn flush(&mut self) -> anyhow::Result<()> {
-        let Some(Pending { write, position, lines, origin }) = self.pending.take() else {
+        let Some(Pending {
+            write,
+            position,
+            lines,
+            origin,
+        }) = self.pending.take()
+        else {
             return Ok(());
         };
         let written = match self.handle.block_on(write)?? {
@@ -471,7 +498,10 @@ impl Tail {
                 tracing::warn!(source = %self.t.source, error = %e, "store unavailable; the tail waits");
                 let checkpoint = Checkpoint::new(&self.t.source, &position);
                 self.block_on_retry(|pipeline, source| {
-                    let records = self.line_mapper(false).map(&lines, &position.file.identity(), &origin).records;
+                    let records = self
+                        .line_mapper(false)
+                        .map(&lines, &position.file.identity(), &origin)
+                        .records;
                     let commit = Commit::Checkpoint(checkpoint.clone());
                     async move { pipeline.write(&source, records, commit).await }
                 })?
@@ -490,7 +520,10 @@ impl Tail {
     fn resume(&self) -> anyhow::Result<Option<Position>> {
         let mut backoff = Backoff::new();
         loop {
-            match self.handle.block_on(self.ctx.pipeline.resume::<Position>(&self.t.source)) {
+            match self
+                .handle
+                .block_on(self.ctx.pipeline.resume::<Position>(&self.t.source))
+            {
                 Ok(position) => return Ok(position),
                 Err(ResumeError::Checkpoint(e)) => return Err(e.into()),
                 Err(ResumeError::Store(e)) => {
@@ -509,7 +542,10 @@ impl Tail {
     {
         let mut backoff = Backoff::new();
         loop {
-            match self.handle.block_on(call(self.ctx.pipeline.clone(), self.t.source.clone())) {
+            match self
+                .handle
+                .block_on(call(self.ctx.pipeline.clone(), self.t.source.clone()))
+            {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     let wait = backoff.next(&self.t.source, &e, &self.ctx.shutdown)?;

@@ -151,7 +151,10 @@ impl Config {
         let trusted = self
             .trusted_proxies
             .iter()
-            .map(|p| Cidr::parse(p).ok_or_else(|| ConfigError(format!("{key}.trusted_proxies: `{p}` is not an address or CIDR"))))
+            .map(|p| {
+                Cidr::parse(p)
+                    .ok_or_else(|| ConfigError(format!("{key}.trusted_proxies: `{p}` is not an address or CIDR")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let missing = |what: &str, src: &SecretSource| {
             let hint = match (&src.env, &src.file) {
@@ -162,7 +165,12 @@ impl Config {
             Verifier::MissingSecret(hint)
         };
         let verifier = match &self.auth {
-            AuthConfig::Hmac { header, encoding, prefix, secret } => match secret.resolve(&format!("{key}.auth.secret"))? {
+            AuthConfig::Hmac {
+                header,
+                encoding,
+                prefix,
+                secret,
+            } => match secret.resolve(&format!("{key}.auth.secret"))? {
                 Some(k) => Verifier::Hmac {
                     header: header.to_ascii_lowercase(),
                     encoding: *encoding,
@@ -171,13 +179,15 @@ impl Config {
                 },
                 None => missing("secret", secret),
             },
-            AuthConfig::StandardWebhooks { secret, tolerance_secs } => match secret.resolve(&format!("{key}.auth.secret"))? {
-                Some(k) => Verifier::StandardWebhooks {
-                    key: signature::standard_webhooks_key(&k),
-                    tolerance: Duration::from_secs(*tolerance_secs),
-                },
-                None => missing("secret", secret),
-            },
+            AuthConfig::StandardWebhooks { secret, tolerance_secs } => {
+                match secret.resolve(&format!("{key}.auth.secret"))? {
+                    Some(k) => Verifier::StandardWebhooks {
+                        key: signature::standard_webhooks_key(&k),
+                        tolerance: Duration::from_secs(*tolerance_secs),
+                    },
+                    None => missing("secret", secret),
+                }
+            }
             AuthConfig::Bearer { token } => match token.resolve(&format!("{key}.auth.token"))? {
                 Some(t) => Verifier::Bearer(t),
                 None => missing("token", token),
@@ -274,7 +284,12 @@ fn sender(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[Cidr]) -> Option
         .filter_map(|h| h.trim().parse().ok())
         .collect();
     // Walk from the nearest hop outwards, skipping our own proxies.
-    Some(hops.into_iter().rev().find(|h| !trusted.iter().any(|c| c.contains(*h))).unwrap_or(peer))
+    Some(
+        hops.into_iter()
+            .rev()
+            .find(|h| !trusted.iter().any(|c| c.contains(*h)))
+            .unwrap_or(peer),
+    )
 }
 
 /// The routes of every enabled endpoint.
@@ -328,7 +343,10 @@ async fn accept(state: &AppState, endpoint: &Endpoint, request: Request) -> Resu
         return Err(AppError::PayloadTooLarge(endpoint.max_body_bytes as u64));
     }
     let body = axum::body::to_bytes(body, endpoint.max_body_bytes).await.map_err(|e| {
-        let over_limit = e.into_inner().downcast_ref::<http_body_util::LengthLimitError>().is_some();
+        let over_limit = e
+            .into_inner()
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some();
         if over_limit {
             AppError::PayloadTooLarge(endpoint.max_body_bytes as u64)
         } else {
@@ -339,20 +357,29 @@ async fn accept(state: &AppState, endpoint: &Endpoint, request: Request) -> Resu
         let sender = from.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
         tracing::warn!(source = %endpoint.source, sender = %sender, reason = %refusal, "webhook refused: signature");
         let metrics = state.pipeline.telemetry().source(&endpoint.source);
-        metrics.rejected_signature.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics
+            .rejected_signature
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Err(AppError::Unauthorized(refusal.to_string()));
     }
     if let Some(ct) = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
         && !ct.to_ascii_lowercase().contains("json")
     {
-        return Err(AppError::UnsupportedMediaType(format!("content type `{ct}` is not JSON")));
+        return Err(AppError::UnsupportedMediaType(format!(
+            "content type `{ct}` is not JSON"
+        )));
     }
     let received = Received::now(&endpoint.source, from.map(|ip| ip.to_string()));
     let headers = parts
         .headers
         .iter()
         .filter(|(name, _)| !is_credential(name.as_str()))
-        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let delivery = received.delivery(Transport::Webhook, headers, received.sender.clone(), body.into());
     match state.pipeline.deliver(&endpoint.mapper, received, delivery).await? {

@@ -106,7 +106,9 @@ fn decode(encoding: Encoding, text: &str) -> Option<Vec<u8>> {
 
 fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Refusal> {
     let mut values = headers.get_all(name).iter();
-    let first = values.next().ok_or_else(|| Refusal::Missing(format!("{name} header")))?;
+    let first = values
+        .next()
+        .ok_or_else(|| Refusal::Missing(format!("{name} header")))?;
     if values.next().is_some() {
         // Two signatures for one body: refuse rather than guess which one counts.
         return Err(Refusal::Mismatch(format!("{name} header (sent more than once)")));
@@ -132,7 +134,9 @@ impl Verifier {
                 // garbage signature costs as long as a near miss.
                 let expected = mac(key.expose().as_bytes(), &[body]);
                 let what = || format!("signature in {header}");
-                let encoded = value.strip_prefix(prefix.as_str()).ok_or_else(|| Refusal::Mismatch(what()))?;
+                let encoded = value
+                    .strip_prefix(prefix.as_str())
+                    .ok_or_else(|| Refusal::Mismatch(what()))?;
                 let given = decode(*encoding, encoded.trim()).ok_or_else(|| Refusal::Mismatch(what()))?;
                 if bool::from(given.as_slice().ct_eq(&expected)) {
                     Ok(())
@@ -144,9 +148,7 @@ impl Verifier {
                 let id = single_header(headers, "webhook-id")?;
                 let ts = single_header(headers, "webhook-timestamp")?;
                 let sigs = single_header(headers, "webhook-signature")?;
-                let ts_num: i64 = ts
-                    .parse()
-                    .map_err(|_| Refusal::Mismatch("webhook-timestamp".into()))?;
+                let ts_num: i64 = ts.parse().map_err(|_| Refusal::Mismatch("webhook-timestamp".into()))?;
                 if (now - ts_num).unsigned_abs() > tolerance.as_secs() {
                     return Err(Refusal::Stale);
                 }
@@ -210,7 +212,10 @@ pub fn stalwart_signature(key: &str, body: &[u8]) -> String {
 
 /// Hex HMAC-SHA256 (GitHub style, without the prefix).
 pub fn hex_signature(key: &str, body: &[u8]) -> String {
-    mac(key.as_bytes(), &[body]).iter().map(|b| format!("{b:02x}")).collect()
+    mac(key.as_bytes(), &[body])
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A Standard Webhooks `v1,` signature.
@@ -257,7 +262,10 @@ mod tests {
         // Hex instead of base64, a changed body, a missing or doubled header: refused.
         let hex = hex_signature("s3cret", body);
         assert!(v.verify(&headers(&[("x-signature", &hex)]), body, 0).is_err());
-        assert!(v.verify(&headers(&[("x-signature", &sig)]), br#"{"events": []}"#, 0).is_err());
+        assert!(
+            v.verify(&headers(&[("x-signature", &sig)]), br#"{"events": []}"#, 0)
+                .is_err()
+        );
         assert!(matches!(v.verify(&headers(&[]), body, 0), Err(Refusal::Missing(_))));
         let doubled = headers(&[("x-signature", &sig), ("x-signature", &sig)]);
         assert!(v.verify(&doubled, body, 0).is_err());
@@ -275,7 +283,10 @@ mod tests {
         let good = format!("sha256={}", hex_signature("k", body));
         assert_eq!(v.verify(&headers(&[("X-Hub-Signature-256", &good)]), body, 0), Ok(()));
         let no_prefix = hex_signature("k", body);
-        assert!(v.verify(&headers(&[("X-Hub-Signature-256", &no_prefix)]), body, 0).is_err());
+        assert!(
+            v.verify(&headers(&[("X-Hub-Signature-256", &no_prefix)]), body, 0)
+                .is_err()
+        );
     }
 
     #[test]
@@ -300,6 +311,9 @@ mod tests {
     #[test]
     fn a_missing_secret_refuses_everything() {
         let v = Verifier::MissingSecret("set STALWART_WEBHOOK_SECRET".into());
-        assert!(matches!(v.verify(&HeaderMap::new(), b"", 0), Err(Refusal::NotConfigured(_))));
+        assert!(matches!(
+            v.verify(&HeaderMap::new(), b"", 0),
+            Err(Refusal::NotConfigured(_))
+        ));
     }
 }

@@ -86,9 +86,8 @@ pub(super) fn text_matches(conn: &Connection, term: &str, watermark: i64) -> rus
         return Ok(None);
     }
     let phrase = format!("\"{}\"", term.replace('"', "\"\""));
-    let mut stmt = conn.prepare_cached(
-        "SELECT rowid FROM lk.audit_text WHERE audit_text MATCH ?1 AND rowid <= ?2 LIMIT ?3",
-    )?;
+    let mut stmt =
+        conn.prepare_cached("SELECT rowid FROM lk.audit_text WHERE audit_text MATCH ?1 AND rowid <= ?2 LIMIT ?3")?;
     let ids: Vec<i64> = stmt
         .query_map(params![phrase, watermark, TEXT_MATCHES + 1], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
@@ -194,8 +193,7 @@ fn watermark_of(write: &Connection) -> rusqlite::Result<i64> {
 #[cfg(target_os = "linux")]
 fn set_background(idle: bool) {
     use thread_priority::unix::{
-        NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
-        thread_native_id,
+        NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy, thread_native_id,
     };
     let policy = if idle {
         NormalThreadSchedulePolicy::Idle
@@ -259,8 +257,7 @@ fn pass(read: &Connection, write: &mut Connection) -> rusqlite::Result<i64> {
     keys.sort_unstable();
     let tx = write.transaction()?;
     {
-        let mut insert =
-            tx.prepare_cached("INSERT OR IGNORE INTO audit_lookup (key, at, id) VALUES (?1, ?2, ?3)")?;
+        let mut insert = tx.prepare_cached("INSERT OR IGNORE INTO audit_lookup (key, at, id) VALUES (?1, ?2, ?3)")?;
         for (key, at, id) in &keys {
             insert.execute(params![key, at, id])?;
         }

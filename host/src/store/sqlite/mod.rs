@@ -20,8 +20,8 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -31,7 +31,9 @@ use tokio::sync::oneshot;
 pub(super) use super::unavailable;
 use super::{AuditStore, Commit, DeadLetter, NewRecord, Page, Query, Record, StoreError, WriteSummary};
 use query::{from_micros, row_to_record, run_query};
-use schema::{COLUMNS, DEAD_LETTER_ARRIVAL_COLUMNS, DROP_OLD_TENANT_INDEX, MIGRATE_SOURCE_INDEX, SCHEMA, writer_pragmas};
+use schema::{
+    COLUMNS, DEAD_LETTER_ARRIVAL_COLUMNS, DROP_OLD_TENANT_INDEX, MIGRATE_SOURCE_INDEX, SCHEMA, writer_pragmas,
+};
 use writer::{Also, Job, writer_loop};
 
 /// How many jobs may wait for the writer before callers wait to enqueue.
@@ -69,20 +71,18 @@ impl Drop for SqliteStore {
 /// A record or letter id this store handed out (its row id); anything else
 /// is the caller's mistake.
 fn parse_id(id: &str, what: &str) -> Result<i64, StoreError> {
-    id.parse().map_err(|_| StoreError::InvalidInput(format!("`{id}` is not a {what} id")))
+    id.parse()
+        .map_err(|_| StoreError::InvalidInput(format!("`{id}` is not a {what} id")))
 }
 
 impl SqliteStore {
     /// Opens (or creates) the database file and starts the writer thread.
     pub fn open(path: &Path, durability: Durability) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| unavailable(format!("create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("create {}: {e}", dir.display())))?;
         }
         // The write connection is only ever used by the writer thread.
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
             .map_err(|e| unavailable(format!("open {}: {e}", path.display())))?;
         let sync = match durability {
@@ -100,9 +100,7 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
         migrate(&conn).map_err(unavailable)?;
         let maintenance = Connection::open(path).map_err(unavailable)?;
-        maintenance
-            .busy_timeout(Duration::from_secs(10))
-            .map_err(unavailable)?;
+        maintenance.busy_timeout(Duration::from_secs(10)).map_err(unavailable)?;
         let lookup_path = lookup::path_for(path);
         let newest: i64 = conn
             .query_row("SELECT coalesce(max(id), 0) FROM audit_events", [], |r| r.get(0))
@@ -235,14 +233,24 @@ impl AuditStore for SqliteStore {
             Commit::ResolveDeadLetter(id) => (None, Also::ResolveDeadLetter(parse_id(&id, "dead letter")?)),
             Commit::ReplaceRecord(id) => (None, Also::ReplaceRecord(parse_id(&id, "record")?)),
         };
-        self.call(|reply| Job::Write { batch, checkpoint, also, reply }).await
+        self.call(|reply| Job::Write {
+            batch,
+            checkpoint,
+            also,
+            reply,
+        })
+        .await
     }
 
     async fn dead_letter(&self, letter: DeadLetter) -> Result<String, StoreError> {
         self.call(|reply| Job::DeadLetter { letter, reply }).await
     }
 
-    async fn dead_letters_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, DeadLetter)>, StoreError> {
+    async fn dead_letters_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, DeadLetter)>, StoreError> {
         let after = after.map_or(Ok(0), |id| parse_id(id, "dead letter"))?;
         self.read(move |conn| {
             let mut stmt = conn
@@ -286,10 +294,14 @@ impl AuditStore for SqliteStore {
             return Ok(None);
         };
         self.read(move |conn| {
-            conn.query_row(&format!("SELECT {COLUMNS} FROM audit_events WHERE id = ?1"), [id], row_to_record)
-                .optional()
-                .map_err(unavailable)?
-                .transpose()
+            conn.query_row(
+                &format!("SELECT {COLUMNS} FROM audit_events WHERE id = ?1"),
+                [id],
+                row_to_record,
+            )
+            .optional()
+            .map_err(unavailable)?
+            .transpose()
         })
         .await
     }
@@ -298,11 +310,14 @@ impl AuditStore for SqliteStore {
         let source = source.to_string();
         self.read(move |conn| {
             let text: Option<String> = conn
-                .query_row("SELECT cursor FROM ingest_cursors WHERE source = ?1", [&source], |r| r.get(0))
+                .query_row("SELECT cursor FROM ingest_cursors WHERE source = ?1", [&source], |r| {
+                    r.get(0)
+                })
                 .optional()
                 .map_err(unavailable)?;
             text.map(|t| {
-                serde_json::from_str(&t).map_err(|e| StoreError::corrupt_because(format!("the checkpoint of {source}"), e))
+                serde_json::from_str(&t)
+                    .map_err(|e| StoreError::corrupt_because(format!("the checkpoint of {source}"), e))
             })
             .transpose()
         })
@@ -318,7 +333,9 @@ impl AuditStore for SqliteStore {
                      AND json_extract(metadata, '$.unrecognised') = 1 ORDER BY id LIMIT ?2"
                 ))
                 .map_err(unavailable)?;
-            let rows = stmt.query_map([after, limit as i64], row_to_record).map_err(unavailable)?;
+            let rows = stmt
+                .query_map([after, limit as i64], row_to_record)
+                .map_err(unavailable)?;
             let mut out = Vec::new();
             for row in rows {
                 out.push(row.map_err(unavailable)??);
@@ -338,7 +355,8 @@ impl AuditStore for SqliteStore {
         if self.writer_stopped.load(Ordering::Relaxed) {
             return Err(unavailable("the store writer has stopped"));
         }
-        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable)).await
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable))
+            .await
     }
 }
 

@@ -18,9 +18,7 @@ use rusqlite::{Connection, params_from_iter};
 use super::schema::E_COLUMNS;
 use super::union::walk_union;
 use super::{lookup, unavailable};
-use crate::store::{
-    ActionFilter, NewRecord, Page, PageCursor, Query, Record, StoreError, micros,
-};
+use crate::store::{ActionFilter, NewRecord, Page, PageCursor, Query, Record, StoreError, micros};
 
 /// One ordered index walk: `column = value` for each of `eq` (the index's
 /// leading columns), forced onto `index`.
@@ -38,9 +36,8 @@ impl Branch {
 }
 
 pub(super) fn from_micros(us: i64) -> Result<chrono::DateTime<chrono::Utc>, rusqlite::Error> {
-    chrono::DateTime::from_timestamp_micros(us).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, "bad time".into())
-    })
+    chrono::DateTime::from_timestamp_micros(us)
+        .ok_or_else(|| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, "bad time".into()))
 }
 
 pub(super) fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Record, StoreError>> {
@@ -106,7 +103,10 @@ fn conditions(q: &Query) -> Result<(String, Vec<Sql>), StoreError> {
     }
     if let Some(a) = &q.actor {
         let v = Sql::Text(a.clone());
-        add("(e.actor_id = ? OR e.actor_name = ? OR e.actor_email = ?)", vec![v.clone(), v.clone(), v]);
+        add(
+            "(e.actor_id = ? OR e.actor_name = ? OR e.actor_email = ?)",
+            vec![v.clone(), v.clone(), v],
+        );
     }
     if let Some(ip) = &q.ip {
         add("e.ip = ?", vec![Sql::Text(ip.clone())]);
@@ -122,7 +122,13 @@ fn conditions(q: &Query) -> Result<(String, Vec<Sql>), StoreError> {
     }
     if let Some(text) = &q.text {
         let pattern = Sql::Text(format!("%{}%", like_escape(text)));
-        let cols = ["e.actor_id", "e.actor_name", "e.actor_email", "e.target_id", "e.target_name"];
+        let cols = [
+            "e.actor_id",
+            "e.actor_name",
+            "e.actor_email",
+            "e.target_id",
+            "e.target_name",
+        ];
         let clause = cols
             .iter()
             .map(|c| format!("{c} LIKE ? ESCAPE '\\'"))
@@ -213,7 +219,10 @@ fn branches(conn: &Connection, q: &Query) -> Result<Option<Vec<Branch>>, StoreEr
                     index: TENANT_INDEX,
                     eq: vec![("tenant_slug", t.to_string()), ("action", action)],
                 },
-                None => Branch { index: ACTION_INDEX, eq: vec![("action", action)] },
+                None => Branch {
+                    index: ACTION_INDEX,
+                    eq: vec![("action", action)],
+                },
             })
             .collect(),
     ))
@@ -283,7 +292,10 @@ fn walk_lookup(
     );
     let mut args = vec![Sql::Text(key.to_string()), Sql::Integer(watermark)];
     if let Some(after) = &q.after {
-        let id: i64 = after.id.parse().map_err(|_| StoreError::InvalidInput("parameter `cursor` is not a cursor this API returned".into()))?;
+        let id: i64 = after
+            .id
+            .parse()
+            .map_err(|_| StoreError::InvalidInput("parameter `cursor` is not a cursor this API returned".into()))?;
         sql.push_str("(l.at, l.id) < (?, ?) AND ");
         args.extend([Sql::Integer(after.at), Sql::Integer(id)]);
     }

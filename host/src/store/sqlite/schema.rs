@@ -114,8 +114,14 @@ COMMIT;
 /// replay as the webhook deliveries they mostly were (added one at a time,
 /// each only where it is missing; see `migrate`).
 pub(super) const DEAD_LETTER_ARRIVAL_COLUMNS: [(&str, &str); 3] = [
-    ("transport", "ALTER TABLE dead_letters ADD COLUMN transport TEXT NOT NULL DEFAULT 'webhook'"),
-    ("headers", "ALTER TABLE dead_letters ADD COLUMN headers TEXT NOT NULL DEFAULT '[]'"),
+    (
+        "transport",
+        "ALTER TABLE dead_letters ADD COLUMN transport TEXT NOT NULL DEFAULT 'webhook'",
+    ),
+    (
+        "headers",
+        "ALTER TABLE dead_letters ADD COLUMN headers TEXT NOT NULL DEFAULT '[]'",
+    ),
     ("origin", "ALTER TABLE dead_letters ADD COLUMN origin TEXT"),
 ];
 

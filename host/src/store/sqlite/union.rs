@@ -13,7 +13,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use rusqlite::Connection;
 use rusqlite::types::Value as Sql;
 
-use super::query::{fetch_ids, Branch};
+use super::query::{Branch, fetch_ids};
 use super::unavailable;
 use crate::store::{Record, StoreError};
 

@@ -74,11 +74,7 @@ impl KnownActions {
     }
 }
 
-pub(super) fn writer_loop(
-    mut conn: Connection,
-    jobs: mpsc::Receiver<Job>,
-    activity: super::lookup::WriterActivity,
-) {
+pub(super) fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, activity: super::lookup::WriterActivity) {
     // Freeing a written batch (thousands of small strings) is work the next
     // commit should not wait for: a helper thread does it.
     let (done, freed) = mpsc::channel::<Vec<NewRecord>>();
@@ -96,7 +92,12 @@ pub(super) fn writer_loop(
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
-                Job::Write { batch, checkpoint, also, reply } => writes.push((batch, (checkpoint, also), reply)),
+                Job::Write {
+                    batch,
+                    checkpoint,
+                    also,
+                    reply,
+                } => writes.push((batch, (checkpoint, also), reply)),
                 Job::DeadLetter { letter, reply } => {
                     let _ = reply.send(insert_dead_letter(&conn, &letter).map_err(unavailable));
                 }
@@ -133,7 +134,9 @@ fn insert_dead_letter(conn: &Connection, letter: &DeadLetter) -> rusqlite::Resul
         letter.mapper,
         letter.error,
         letter.body,
-        serde_json::to_value(letter.transport).ok().and_then(|t| t.as_str().map(str::to_string)),
+        serde_json::to_value(letter.transport)
+            .ok()
+            .and_then(|t| t.as_str().map(str::to_string)),
         serde_json::to_string(&letter.headers).unwrap_or_else(|_| "[]".into()),
         letter.origin,
     ])?;
@@ -177,7 +180,8 @@ fn write_group(
             // take it) but stays until the new rows are in: deleted first,
             // the highest row's id would be handed out again, and the lookup
             // builder, already past it, would never index the new record.
-            tx.prepare_cached("UPDATE audit_events SET external_id = NULL WHERE id = ?1")?.execute([id])?;
+            tx.prepare_cached("UPDATE audit_events SET external_id = NULL WHERE id = ?1")?
+                .execute([id])?;
         }
         let mut insert = tx.prepare_cached(INSERT)?;
         let mut inserted = 0;
@@ -189,7 +193,8 @@ fn write_group(
         }
         drop(insert);
         if let Also::ReplaceRecord(id) = also {
-            tx.prepare_cached("DELETE FROM audit_events WHERE id = ?1")?.execute([id])?;
+            tx.prepare_cached("DELETE FROM audit_events WHERE id = ?1")?
+                .execute([id])?;
         }
         if let Some(Checkpoint { source, envelope }) = checkpoint {
             tx.prepare_cached(
@@ -199,7 +204,8 @@ fn write_group(
             .execute(params![source, envelope.to_string(), micros(&Utc::now())])?;
         }
         if let Also::ResolveDeadLetter(id) = also {
-            tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?.execute([id])?;
+            tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?
+                .execute([id])?;
         }
         summaries.push(WriteSummary {
             inserted: inserted as u64,
