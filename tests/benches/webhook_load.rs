@@ -192,7 +192,7 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
 
     let mappers_dir = config.mappers_dir.clone();
     let swapper = (swaps > 0 && !bare).then(|| {
-        let runtime = app.state.runtime.clone();
+        let runtime = app.state.pipeline.runtime().clone();
         tokio::spawn(async move {
             let every = length / (swaps + 1);
             for tag in 0..swaps {

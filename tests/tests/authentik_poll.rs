@@ -82,8 +82,8 @@ async fn a_5000_event_backlog_lands_once_across_restarts() {
     let ctx = reopen(dir.path());
     let mut p = poller(&ak, 10, AK_TOKEN);
     tick_until_caught_up(&mut p, &ctx, 10).await;
-    assert_eq!(stored_once(&ctx.pipeline.store()).await.len(), 5060);
-    assert_all_stored(&ak, &ctx.pipeline.store()).await;
+    assert_eq!(stored_once(ctx.pipeline.store()).await.len(), 5060);
+    assert_all_stored(&ak, ctx.pipeline.store()).await;
     // Once caught up, a tick re-reads only the 5-minute overlap window (about
     // 300 events here) and writes nothing new.
     let s = p.tick(&ctx).await.unwrap();
@@ -119,7 +119,7 @@ async fn events_arriving_during_a_walk_are_neither_lost_nor_doubled() {
     p.tick(&ctx)
         .await
         .expect("a second tick picks up what arrived during the first");
-    assert_all_stored(&ak, &ctx.pipeline.store()).await;
+    assert_all_stored(&ak, ctx.pipeline.store()).await;
     // Each page re-reads the ~37 events that slid onto it (deduplicated);
     // pages that slid entirely are jumped over, not fetched and stored again.
     assert!(s.duplicates < 2000, "{s:?}");
@@ -145,7 +145,7 @@ async fn events_deleted_during_a_walk_do_not_make_it_skip_any() {
     let mut p = poller(&ak, 0, AK_TOKEN);
     p.tick(&ctx).await.expect("a tick");
     ak.state.lock().unwrap().on_request = None;
-    assert_all_stored(&ak, &ctx.pipeline.store()).await;
+    assert_all_stored(&ak, ctx.pipeline.store()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,14 +163,14 @@ async fn a_capped_walk_finishes_its_gap_before_moving_on() {
     let newest_50: HashSet<String> = ak.pks().into_iter().rev().take(50).collect();
     let s = p.tick(&ctx).await.unwrap();
     assert!(s.capped);
-    let stored = stored_once(&ctx.pipeline.store()).await;
+    let stored = stored_once(ctx.pipeline.store()).await;
     assert!(first_newest.is_subset(&stored));
     assert!(stored.is_disjoint(&newest_50), "the gap comes first: nothing newer yet");
     // 50 arrivals shifted the gap by half a page: page 2 now starts with 50
     // events already read (deduplicated) and 50 of the gap.
     assert_eq!(stored.len(), 150, "one more page of the gap");
     tick_until_caught_up(&mut p, &ctx, 20).await;
-    assert_all_stored(&ak, &ctx.pipeline.store()).await;
+    assert_all_stored(&ak, ctx.pipeline.store()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,11 +184,11 @@ async fn a_refused_token_stores_nothing_and_the_next_good_tick_catches_up() {
         Err(TickError::Fetch(Failure::Unauthorized(401))) => {}
         other => panic!("expected a 401, got {other:?}"),
     }
-    assert!(stored_once(&ctx.pipeline.store()).await.is_empty());
+    assert!(stored_once(ctx.pipeline.store()).await.is_empty());
     assert_eq!(ctx.pipeline.store().load_checkpoint("authentik").await.unwrap(), None);
     let mut good = poller(&ak, 10, AK_TOKEN);
     good.tick(&ctx).await.unwrap();
-    assert_eq!(stored_once(&ctx.pipeline.store()).await.len(), 30);
+    assert_eq!(stored_once(ctx.pipeline.store()).await.len(), 30);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,7 +212,7 @@ async fn server_errors_and_rate_limits_end_the_tick_without_moving_the_cursor() 
     }
     ak.state.lock().unwrap().on_request = None;
     assert_eq!(
-        stored_once(&ctx.pipeline.store()).await.len(),
+        stored_once(ctx.pipeline.store()).await.len(),
         100,
         "the page before the failure is committed"
     );
@@ -233,7 +233,7 @@ async fn server_errors_and_rate_limits_end_the_tick_without_moving_the_cursor() 
         other => panic!("expected a rate limit with Retry-After, got {other:?}"),
     }
     p.tick(&ctx).await.expect("the API is back");
-    assert_eq!(stored_once(&ctx.pipeline.store()).await.len(), 250);
+    assert_eq!(stored_once(ctx.pipeline.store()).await.len(), 250);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,7 +249,7 @@ async fn a_store_outage_mid_walk_resumes_without_loss_or_duplicates() {
     assert!(matches!(p.tick(&ctx).await, Err(TickError::Store(_))));
     fault.set(false);
     tick_until_caught_up(&mut p, &ctx, 10).await;
-    assert_all_stored(&ak, &ctx.pipeline.store()).await;
+    assert_all_stored(&ak, ctx.pipeline.store()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,7 +268,7 @@ async fn tenants_come_from_the_users_groups_with_one_lookup_per_user() {
     let ctx = reopen(dir.path());
     let mut p = poller(&ak, 0, AK_TOKEN);
     p.tick(&ctx).await.unwrap();
-    let records = all_records(&ctx.pipeline.store(), "authentik").await;
+    let records = all_records(ctx.pipeline.store(), "authentik").await;
     let tenant_of = |user: &str| -> HashSet<Option<String>> {
         records
             .iter()
@@ -313,7 +313,7 @@ async fn first_run_now_skips_history_but_not_what_follows() {
     // The stand-in's history is two days old; new events are created "now".
     let mut p = config.resolve().unwrap();
     p.tick(&ctx).await.unwrap();
-    assert!(stored_once(&ctx.pipeline.store()).await.is_empty());
+    assert!(stored_once(ctx.pipeline.store()).await.is_empty());
     {
         let mut s = ak.state.lock().unwrap();
         let now = chrono::Utc::now() + chrono::Duration::seconds(1);
@@ -326,7 +326,7 @@ async fn first_run_now_skips_history_but_not_what_follows() {
         }
     }
     p.tick(&ctx).await.unwrap();
-    let stored = stored_once(&ctx.pipeline.store()).await;
+    let stored = stored_once(ctx.pipeline.store()).await;
     assert_eq!(stored.len(), 3);
     assert!(stored.iter().all(|id| id.starts_with("fresh-")));
 }
@@ -349,7 +349,7 @@ async fn the_poller_keeps_running_through_a_refused_token_and_stops_on_shutdown(
         "retried every interval after a 401 ({requests} requests)"
     );
     assert!(!task.is_finished(), "a refused token does not stop the poller");
-    assert!(stored_once(&ctx.pipeline.store()).await.is_empty());
+    assert!(stored_once(ctx.pipeline.store()).await.is_empty());
     stop.trigger();
     tokio::time::timeout(std::time::Duration::from_secs(5), task)
         .await
