@@ -22,7 +22,8 @@
 //!    timeline, health and metrics, with one `AppError` for every answer.
 //!
 //! Around them: `config` (the one place settings are parsed and checked),
-//! `serve` (assembling and stopping the service), `replay` (re-mapping dead
+//! `presets` (what the service knows of Stalwart, authentik and oCIS), `serve`
+//! (assembling and stopping the service), `replay` (re-mapping dead
 //! letters), `telemetry` (metrics) and `health` (progress of background
 //! sources), `builtin` (the mappers shipped in the binary).
 
@@ -31,6 +32,7 @@ pub mod builtin;
 pub mod config;
 pub mod health;
 pub mod ingest;
+pub mod presets;
 pub mod replay;
 pub mod runtime;
 pub mod serve;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use audit_ingest::config::{Config, LogFormat};
+use audit_ingest::config::{LogFormat, Settings};
 use clap::{Parser, Subcommand};
 
 /// Collects the audit trail of a self-hosted platform (Stalwart, Authentik,
@@ -108,23 +108,29 @@ fn init_logs(format: LogFormat) {
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// Loads, checks and resolves the configuration, or says what is wrong
+/// (exit code 2): the one way every command starts.
+fn load_or_exit(file: Option<&std::path::Path>) -> Result<Settings, ExitCode> {
+    Settings::load(file).map_err(|e| {
+        eprintln!("configuration error: {e}");
+        ExitCode::from(2)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, json_logs } => {
-            let mut config = match Config::load(config.as_deref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("configuration error: {e}");
-                    return ExitCode::from(2);
-                }
+            let mut settings = match load_or_exit(config.as_deref()) {
+                Ok(s) => s,
+                Err(code) => return code,
             };
             if json_logs {
-                config.log_format = LogFormat::Json;
+                settings.config.log_format = LogFormat::Json;
             }
-            init_logs(config.log_format);
+            init_logs(settings.config.log_format);
             let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
-            match runtime.block_on(audit_ingest::serve::serve(config)) {
+            match runtime.block_on(audit_ingest::serve::serve(settings)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "audit-ingest stopped with an error");
@@ -134,16 +140,13 @@ fn main() -> ExitCode {
         }
         Command::Config {
             command: ConfigCommand::Check { file },
-        } => match Config::load(file.as_deref()) {
-            Ok(config) => {
+        } => match load_or_exit(file.as_deref()) {
+            Ok(settings) => {
                 println!("configuration is valid; effective settings:\n");
-                print!("{}", toml::to_string_pretty(&config).unwrap_or_default());
+                print!("{}", toml::to_string_pretty(&settings.config).unwrap_or_default());
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("configuration error: {e}");
-                ExitCode::from(2)
-            }
+            Err(code) => code,
         },
         Command::Mapper {
             command: MapperCommand::Check { wasm, fixtures },
@@ -154,21 +157,18 @@ fn main() -> ExitCode {
             limit,
             catch_all,
         } => {
-            let config = match Config::load(config.as_deref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("configuration error: {e}");
-                    return ExitCode::from(2);
-                }
+            let settings = match load_or_exit(config.as_deref()) {
+                Ok(s) => s,
+                Err(code) => return code,
             };
-            init_logs(config.log_format);
+            init_logs(settings.config.log_format);
             let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
             let scope = audit_ingest::replay::ReplayScope {
                 source,
                 limit,
                 catch_all,
             };
-            match runtime.block_on(replay(config, scope)) {
+            match runtime.block_on(replay(settings, scope)) {
                 Ok(report) => {
                     println!(
                         "{} dead letters: {} now map ({} events written, {} already stored), {} still fail and are kept",
@@ -190,12 +190,12 @@ fn main() -> ExitCode {
 
 /// `replay`: the store and mappers of the configuration, a progress bar, Ctrl-C to stop.
 async fn replay(
-    config: Config,
+    settings: Settings,
     scope: audit_ingest::replay::ReplayScope,
 ) -> anyhow::Result<audit_ingest::replay::ReplayReport> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-    let pipeline = audit_ingest::serve::pipeline_for(&config, audit_ingest::telemetry::Telemetry::new()).await?;
+    let pipeline = audit_ingest::serve::pipeline_for(&settings, audit_ingest::telemetry::Telemetry::new()).await?;
     pipeline
         .tenants()
         .set_learned(pipeline.store().tenant_slugs().await.unwrap_or_default());

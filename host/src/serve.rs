@@ -7,7 +7,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
-use crate::config::Config;
+use crate::config::{Config, Secret, Settings};
 use crate::health::Health;
 use crate::ingest::{Pipeline, ShutdownSignal, SourceContext, Tenants};
 use crate::runtime::{Runtime, RuntimeConfig, WatchHandle};
@@ -45,9 +45,9 @@ impl App {
     }
 }
 
-/// Opens the configured store.
-pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    match config.store.mongodb_uri.resolve("store.mongodb_uri")? {
+/// Opens the configured store: MongoDB at `mongodb_uri`, or the embedded one.
+pub async fn open_store(config: &Config, mongodb_uri: Option<&Secret>) -> anyhow::Result<Store> {
+    match mongodb_uri {
         Some(uri) => {
             let store = MongoStore::connect(uri.expose(), &config.store.database, &config.store.collection)
                 .await
@@ -87,29 +87,37 @@ pub async fn runtime_for(config: &Config) -> anyhow::Result<Runtime> {
     .context("load mappers")?
 }
 
-/// The store, mappers and tenants of a configuration, as one pipeline.
-pub async fn pipeline_for(config: &Config, telemetry: Telemetry) -> anyhow::Result<Pipeline> {
-    let store = open_store(config).await?;
+/// The store, mappers and tenants of the settings, as one pipeline: the same
+/// for `serve` and `replay`.
+pub async fn pipeline_for(settings: &Settings, telemetry: Telemetry) -> anyhow::Result<Pipeline> {
+    let config = &settings.config;
+    let store = open_store(config, settings.mongodb_uri.as_ref()).await?;
     let runtime = runtime_for(config).await?;
     let tenants = Tenants::new(config.tenant_slugs.clone());
     Ok(Pipeline::new(store, runtime, tenants, telemetry))
 }
 
-/// Builds the service from its configuration.
-pub async fn build(config: &Config) -> anyhow::Result<App> {
-    let pipeline = pipeline_for(config, Telemetry::new()).await?;
+/// Builds the service from its settings.
+pub async fn build(settings: Settings) -> anyhow::Result<App> {
+    let pipeline = pipeline_for(&settings, Telemetry::new()).await?;
+    let Settings {
+        config,
+        api_token,
+        webhooks,
+        pollers,
+        tails,
+        ..
+    } = settings;
     let runtime = pipeline.runtime().clone();
     for m in runtime.status() {
         tracing::info!(mapper = %m.name, version = %m.version, file = ?m.file, "mapper serving");
     }
     let watch = runtime.watch().context("watch the mapper directory")?;
-    let api_token = config.api.token.resolve("api.token")?;
     if api_token.is_none() {
         tracing::warn!(
-            "no API token is configured: every /audit request will be refused; set AUDIT_API_TOKEN (or [api] token.file)"
+            "no API token is configured: every /audit request will be refused; set AUDIT_API_TOKEN (or [api] token = {{ file = \"...\" }})"
         );
     }
-    let webhooks = config.webhook_endpoints()?;
     for w in &webhooks {
         match &w.verifier {
             Verifier::Unsigned => tracing::warn!(
@@ -131,7 +139,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         ingest_slots: api::ingest_slots(config.max_in_flight_requests),
     };
     let shutdown = ShutdownSignal::new();
-    let tasks = start_sources(config, &state, &shutdown)?;
+    let tasks = start_sources(&config, pollers, tails, &state, &shutdown);
     let mut background = Vec::new();
     let store = state.pipeline.store().clone();
     if store.kind() == "mongodb" {
@@ -154,9 +162,11 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
 /// Starts the pollers and file tails, unless ingest is switched off.
 fn start_sources(
     config: &Config,
+    pollers: Vec<crate::sources::poll::Poller>,
+    tails: Vec<crate::sources::tail::Tailer>,
     state: &AppState,
     shutdown: &ShutdownSignal,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+) -> Vec<tokio::task::JoinHandle<()>> {
     let ctx = || SourceContext {
         pipeline: state.pipeline.clone(),
         shutdown: shutdown.subscribe(),
@@ -164,34 +174,34 @@ fn start_sources(
     };
     let mut tasks = Vec::new();
     if !config.ingest_enabled {
-        if !config.pollers.is_empty() || !config.tails.is_empty() {
+        if !pollers.is_empty() || !tails.is_empty() {
             tracing::warn!("AUDIT_INGEST_ENABLED=false: pollers and file tails do not run");
         }
-        return Ok(tasks);
+        return tasks;
     }
-    for p in config.pollers.iter().filter(|p| p.enabled) {
-        let poller = p.resolve()?;
+    for poller in pollers {
         if !poller.has_token() {
-            tracing::warn!(source = %p.source, "poller not started: no token; {}", poller.token_hint());
+            tracing::warn!(source = %poller.source, "poller not started: no token; {}", poller.token_hint());
             continue;
         }
         tasks.push(tokio::spawn(crate::sources::poll::run(poller, ctx())));
     }
-    for t in config.tails.iter().filter(|t| t.enabled) {
-        tasks.push(tokio::spawn(crate::sources::tail::run(t.resolve()?, ctx())));
+    for tailer in tails {
+        tasks.push(tokio::spawn(crate::sources::tail::run(tailer, ctx())));
     }
-    Ok(tasks)
+    tasks
 }
 
 /// Runs the service until SIGTERM or Ctrl-C.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let app = build(&config).await?;
-    let listener = TcpListener::bind(config.listen)
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let (listen, shutdown_timeout_secs) = (settings.config.listen, settings.config.shutdown_timeout_secs);
+    let app = build(settings).await?;
+    let listener = TcpListener::bind(listen)
         .await
-        .with_context(|| format!("listen on {}", config.listen))?;
+        .with_context(|| format!("listen on {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, "audit-ingest is listening");
     let router = api::router(app.state.clone());
-    let bound = std::time::Duration::from_secs(config.shutdown_timeout_secs);
+    let bound = std::time::Duration::from_secs(shutdown_timeout_secs);
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(
         listener,

@@ -8,7 +8,6 @@ use std::time::Instant;
 use audit_ingest::ingest::Shutdown;
 use audit_ingest::ingest::Tenants;
 use audit_ingest::runtime::{InstanceMode, Limits};
-use audit_ingest::sources::poll;
 use audit_ingest::store::sqlite::Durability;
 use audit_ingest_tests::authentik::{AK_TOKEN, StandIn};
 use audit_ingest_tests::{embedded_store_with, pipeline, runtime, secret_file, source_context};
@@ -31,7 +30,7 @@ fn main() {
         let store = embedded_store_with(dir.path(), Durability::Full);
         let rt = runtime(None, InstanceMode::Auto, Limits::default());
         let ctx = source_context(pipeline(store, rt, Tenants::default()), Shutdown::never());
-        let mut config = poll::Config::authentik(&ak.base_url);
+        let mut config = audit_ingest::presets::authentik_poller(&ak.base_url);
         config.token = secret_file(AK_TOKEN);
         config.max_pages_per_tick = 0;
         let mut poller = config.resolve().unwrap();

@@ -58,7 +58,7 @@ fn main() {
             audit_ingest_tests::pipeline(store.clone(), rt, Tenants::default()),
             stop.subscribe(),
         );
-        let mut config = tail::Config::ocis(&path);
+        let mut config = audit_ingest::presets::ocis_tail(&path);
         config.check_interval_ms = 1000;
         config.mapping_threads = std::env::var("MAPPING_THREADS").ok().and_then(|v| v.parse().ok());
         let start = Instant::now();

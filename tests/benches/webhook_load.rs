@@ -159,7 +159,7 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
     };
     config.store.durability = durability;
     config.store.mongodb_uri = Default::default();
-    let mut hook = audit_ingest::sources::webhook::Config::stalwart();
+    let mut hook = audit_ingest::presets::stalwart_webhook();
     if let audit_ingest::sources::webhook::AuthConfig::Hmac { secret: s, .. } = &mut hook.auth {
         *s = audit_ingest::config::SecretSource {
             env: None,
@@ -167,7 +167,9 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
         };
     }
     config.webhooks = vec![hook];
-    let app = audit_ingest::serve::build(&config).await.unwrap();
+    let mappers_dir = config.mappers_dir.clone();
+    let settings = audit_ingest::config::Settings::resolve(config).unwrap();
+    let app = audit_ingest::serve::build(settings).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut addr = listener.local_addr().unwrap().to_string();
     let router = if bare {
@@ -190,7 +192,6 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
         addr = target;
     }
 
-    let mappers_dir = config.mappers_dir.clone();
     let swapper = (swaps > 0 && !bare).then(|| {
         let runtime = app.state.pipeline.runtime().clone();
         tokio::spawn(async move {

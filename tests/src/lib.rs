@@ -93,7 +93,7 @@ pub fn signed_stalwart(body: &str) -> Request<Body> {
 
 /// Stalwart's endpoint as shipped (`X-Signature`, base64), keyed with [`STALWART_SECRET`].
 pub fn stalwart_endpoint() -> Endpoint {
-    let mut config = webhook::Config::stalwart();
+    let mut config = audit_ingest::presets::stalwart_webhook();
     config.auth = webhook::AuthConfig::Hmac {
         header: "X-Signature".into(),
         encoding: webhook::signature::Encoding::Base64,

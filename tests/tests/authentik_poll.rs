@@ -16,7 +16,7 @@ use audit_ingest_tests::faulty::with_fault_switch;
 use audit_ingest_tests::{all_records, embedded_store, pipeline, runtime, secret_file, source_context};
 
 fn poller(stand_in: &StandIn, cap: u32, token: &str) -> Poller {
-    let mut config = poll::Config::authentik(&stand_in.base_url);
+    let mut config = audit_ingest::presets::authentik_poller(&stand_in.base_url);
     config.token = secret_file(token);
     config.max_pages_per_tick = cap;
     config.resolve().expect("a valid poller")
@@ -306,7 +306,7 @@ async fn first_run_now_skips_history_but_not_what_follows() {
     ak.add_events(120);
     let dir = tempfile::tempdir().unwrap();
     let ctx = reopen(dir.path());
-    let mut config = poll::Config::authentik(&ak.base_url);
+    let mut config = audit_ingest::presets::authentik_poller(&ak.base_url);
     config.token = secret_file(AK_TOKEN);
     config.first_run = FirstRun::Now;
     config.overlap_secs = 0;
@@ -336,7 +336,7 @@ async fn the_poller_keeps_running_through_a_refused_token_and_stops_on_shutdown(
     let ak = StandIn::start().await;
     ak.add_events(10);
     let dir = tempfile::tempdir().unwrap();
-    let mut config = poll::Config::authentik(&ak.base_url);
+    let mut config = audit_ingest::presets::authentik_poller(&ak.base_url);
     config.token = secret_file("wrong-token");
     config.interval_secs = 1;
     let stop = ShutdownSignal::new();

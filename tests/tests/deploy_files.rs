@@ -93,7 +93,8 @@ fn the_compose_file_wires_the_shared_secret_and_the_ocis_audit_file() {
 
     // Every audit-ingest setting named in the compose file is one the service reads.
     let sources: String = [
-        "host/src/config.rs",
+        "host/src/config/mod.rs",
+        "host/src/presets.rs",
         "host/src/sources/poll/mod.rs",
         "host/src/sources/webhook/mod.rs",
     ]

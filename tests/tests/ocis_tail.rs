@@ -43,7 +43,7 @@ fn start_with(data: &Path, path: &Path, adjust: impl FnOnce(&mut tail::Config)) 
 
 /// A tail into `store`.
 fn start_on(store: Store, path: &Path, adjust: impl FnOnce(&mut tail::Config)) -> Running {
-    let mut config = tail::Config::ocis(path);
+    let mut config = audit_ingest::presets::ocis_tail(path);
     config.max_batch_lines = 500;
     adjust(&mut config);
     let stop = ShutdownSignal::new();

@@ -1,9 +1,10 @@
-//! One wasmtime engine per process, its epoch ticker, and a cache of compiled
+//! The runtime's wasmtime engine, its epoch ticker, and a cache of compiled
 //! components keyed by content hash (so the same artifact is compiled once,
-//! however many times it is loaded).
+//! however many times it is loaded). Owned by the runtime: dropping the last
+//! handle stops the ticker; two runtimes in one process share nothing.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -20,36 +21,69 @@ pub(crate) const MAX_MEMORY_CEILING: usize = 1 << 30;
 /// reference, so eviction only costs a recompile of an artifact seen again.
 const CACHE_ENTRIES: usize = 32;
 
-struct Shared {
-    engine: Engine,
-    compiled: Mutex<CompileCache>,
-}
-
 #[derive(Default)]
 struct CompileCache {
     by_hash: HashMap<[u8; 32], Component>,
     order: Vec<[u8; 32]>,
 }
 
-fn shared() -> &'static Shared {
-    static SHARED: OnceLock<Shared> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        let engine = build_engine();
+/// The runtime's own engine: wasmtime's engine, its epoch ticker (which
+/// stops when this is dropped) and the compile cache.
+pub(crate) struct MapperEngine {
+    engine: Engine,
+    compiled: Mutex<CompileCache>,
+    /// The ticker thread ends when this sender is dropped with the engine.
+    _ticker: mpsc::Sender<()>,
+}
+
+impl MapperEngine {
+    /// A new engine with its ticker running.
+    pub(crate) fn new() -> anyhow::Result<MapperEngine> {
+        let engine = build_engine()?;
+        let (stop, stopped) = mpsc::channel::<()>();
         let ticker = engine.clone();
         std::thread::Builder::new()
             .name("mapper-epoch".into())
             .spawn(move || {
-                loop {
-                    std::thread::sleep(EPOCH_TICK);
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
                     ticker.increment_epoch();
                 }
             })
-            .expect("spawn the epoch ticker thread");
-        Shared {
+            .map_err(|e| anyhow::anyhow!("spawn the epoch ticker thread: {e}"))?;
+        Ok(MapperEngine {
             engine,
             compiled: Mutex::new(CompileCache::default()),
+            _ticker: stop,
+        })
+    }
+
+    /// wasmtime's engine.
+    pub(crate) fn wasmtime(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles (or fetches from the cache) the component in `bytes`.
+    pub(crate) fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
+        let key: [u8; 32] = Sha256::digest(bytes).into();
+        if let Some(c) = self.cache().by_hash.get(&key) {
+            return Ok(c.clone());
         }
-    })
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| anyhow::anyhow!("not a valid WebAssembly component: {e:#}"))?;
+        let mut cache = self.cache();
+        if cache.by_hash.insert(key, component.clone()).is_none() {
+            cache.order.push(key);
+        }
+        if cache.order.len() > CACHE_ENTRIES {
+            let oldest = cache.order.remove(0);
+            cache.by_hash.remove(&oldest);
+        }
+        Ok(component)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, CompileCache> {
+        self.compiled.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 fn base_config() -> Config {
@@ -64,7 +98,7 @@ fn base_config() -> Config {
     config
 }
 
-fn build_engine() -> Engine {
+fn build_engine() -> anyhow::Result<Engine> {
     // The pooling allocator makes a fresh instance per call cheap (pre-reserved
     // slots, copy-on-write memory images). If the host refuses the virtual
     // memory reservation, fall back to on-demand allocation.
@@ -78,40 +112,48 @@ fn build_engine() -> Engine {
     let mut config = base_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     match Engine::new(&config) {
-        Ok(engine) => engine,
+        Ok(engine) => Ok(engine),
         Err(e) => {
             tracing::warn!(error = %e, "pooling allocator unavailable; mapper instances use on-demand allocation");
-            Engine::new(&base_config()).expect("a default wasmtime engine")
+            Engine::new(&base_config()).map_err(|e| anyhow::anyhow!("start the WebAssembly engine: {e:#}"))
         }
     }
-}
-
-/// The process-wide engine.
-pub(crate) fn engine() -> &'static Engine {
-    &shared().engine
-}
-
-/// Compiles (or fetches from the cache) the component in `bytes`.
-pub(crate) fn compile(bytes: &[u8]) -> anyhow::Result<Component> {
-    let key: [u8; 32] = Sha256::digest(bytes).into();
-    let shared = shared();
-    if let Some(c) = shared.compiled.lock().expect("compile cache").by_hash.get(&key) {
-        return Ok(c.clone());
-    }
-    let component = Component::new(&shared.engine, bytes)
-        .map_err(|e| anyhow::anyhow!("not a valid WebAssembly component: {e:#}"))?;
-    let mut cache = shared.compiled.lock().expect("compile cache");
-    if cache.by_hash.insert(key, component.clone()).is_none() {
-        cache.order.push(key);
-    }
-    if cache.order.len() > CACHE_ENTRIES {
-        let oldest = cache.order.remove(0);
-        cache.by_hash.remove(&oldest);
-    }
-    Ok(component)
 }
 
 /// Converts a wall-clock timeout to epoch ticks (at least one).
 pub(crate) fn ticks(timeout: Duration) -> u64 {
     (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// Threads of this process named like the epoch ticker.
+    fn tickers() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                    .filter(|name| name.trim() == "mapper-epoch")
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn the_epoch_ticker_stops_with_its_engine() {
+        let engine = MapperEngine::new().unwrap();
+        let running = tickers();
+        assert!(running >= 1, "the ticker runs");
+        drop(engine);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while tickers() >= running {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the ticker thread outlived its engine"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }

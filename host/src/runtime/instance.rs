@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use audit_guest_sdk as sdk;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -31,8 +31,50 @@ const WARM_INSTANCES: usize = 8;
 pub(crate) struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: GuestLimits,
     stderr: MemoryOutputPipe,
+}
+
+/// The store's limits, remembering whether a memory growth was refused, so
+/// a failed call is classified from what happened, not from message text.
+struct GuestLimits {
+    limits: StoreLimits,
+    memory_refused: bool,
+}
+
+impl ResourceLimiter for GuestLimits {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum);
+        if !matches!(allowed, Ok(true)) {
+            self.memory_refused = true;
+        }
+        allowed
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_refused = true;
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 impl WasiView for GuestState {
@@ -64,7 +106,7 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
     }
 }
 
-fn new_store(limits: &Limits) -> Store<GuestState> {
+fn new_store(engine: &Engine, limits: &Limits) -> Store<GuestState> {
     let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
     let wasi = WasiCtx::builder()
         .stderr(stderr.clone())
@@ -80,20 +122,23 @@ fn new_store(limits: &Limits) -> Store<GuestState> {
     let state = GuestState {
         wasi,
         table: ResourceTable::new(),
-        limits: StoreLimitsBuilder::new()
-            .memory_size(limits.memory_bytes)
-            .trap_on_grow_failure(true)
-            .build(),
+        limits: GuestLimits {
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+            memory_refused: false,
+        },
         stderr,
     };
-    let mut store = Store::new(engine::engine(), state);
+    let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
     store
 }
 
 /// The linker every mapper is instantiated with: WASI only, capability-free.
-pub(crate) fn linker() -> anyhow::Result<Linker<GuestState>> {
-    let mut linker = Linker::new(engine::engine());
+pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<GuestState>> {
+    let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     Ok(linker)
 }
@@ -108,6 +153,7 @@ struct Warm {
 pub(crate) struct LoadedMapper {
     pub(crate) info: sdk::MapperInfo,
     pre: MapperPre<GuestState>,
+    engine: Engine,
     limits: Limits,
     mode: InstanceMode,
     warm: Mutex<Vec<Warm>>,
@@ -133,6 +179,7 @@ impl LoadedMapper {
                 event_types: Vec::new(),
             },
             pre,
+            engine: linker.engine().clone(),
             limits,
             mode,
             warm: Mutex::new(Vec::new()),
@@ -167,7 +214,7 @@ impl LoadedMapper {
     }
 
     fn instantiate(&self) -> Result<Warm, CallFailure> {
-        let mut store = new_store(&self.limits);
+        let mut store = new_store(&self.engine, &self.limits);
         store.set_epoch_deadline(engine::ticks(self.limits.timeout));
         let bindings = self.pre.instantiate(&mut store).map_err(|e| classify(&store, e))?;
         Ok(Warm {
@@ -224,9 +271,7 @@ fn classify(store: &Store<GuestState>, error: wasmtime::Error) -> CallFailure {
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => CallFailure::TimedOut(detail),
         Some(Trap::AllocationTooLarge) => CallFailure::OutOfMemory(detail),
-        _ if cause.contains("growing memory") || cause.contains("memory allocation of") => {
-            CallFailure::OutOfMemory(detail)
-        }
+        _ if store.data().limits.memory_refused => CallFailure::OutOfMemory(detail),
         _ => CallFailure::Trapped(detail),
     }
 }

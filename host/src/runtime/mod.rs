@@ -1,8 +1,8 @@
 //! The mapper runtime: the only module that names wasmtime.
 //!
-//! Everything else calls [`Runtime::map`] with a source name and a delivery.
-//! Inside: one process-wide engine with the pooling allocator and an epoch
-//! ticker (`engine`), the WIT bindings (`bindings`), bounded calls into one
+//! Everything else calls [`Runtime::map_blocking`] with a source name and a
+//! delivery. Inside: the runtime's own engine with the pooling allocator and
+//! an epoch ticker that stops with it (`engine`), the WIT bindings (`bindings`), bounded calls into one
 //! loaded mapper (`instance`), the registry of serving mappers with validation
 //! and fallback (`registry`), and the directory watcher (`watch`).
 
@@ -185,7 +185,8 @@ impl Runtime {
             config.limits.memory_bytes,
             engine::MAX_MEMORY_CEILING
         );
-        let registry = registry::Registry::new(builtins, config.dir, config.limits, config.mode)?;
+        let engine = std::sync::Arc::new(engine::MapperEngine::new()?);
+        let registry = registry::Registry::new(engine, builtins, config.dir, config.limits, config.mode)?;
         Ok(Runtime {
             registry: Arc::new(registry),
         })
@@ -272,8 +273,9 @@ pub struct FixtureReport {
 pub fn check_mapper_file(wasm: &Path, fixture_inputs: &[PathBuf]) -> anyhow::Result<FixtureReport> {
     use anyhow::Context;
     let bytes = std::fs::read(wasm).with_context(|| format!("read {}", wasm.display()))?;
-    let component = engine::compile(&bytes)?;
-    let linker = instance::linker()?;
+    let engine = engine::MapperEngine::new()?;
+    let component = engine.compile(&bytes)?;
+    let linker = instance::linker(engine.wasmtime())?;
     let mapper = instance::LoadedMapper::load(&component, &linker, Limits::default(), InstanceMode::Fresh)?;
     let mut cases = Vec::new();
     for input in fixture_inputs {

@@ -19,7 +19,7 @@ use audit_guest_sdk::fixtures::Fixture;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Linker;
 
-use super::engine;
+use super::engine::MapperEngine;
 use super::instance::{GuestState, LoadedMapper, linker};
 use super::{InstanceMode, Limits, MapperStatus};
 
@@ -66,6 +66,7 @@ pub(crate) struct ReloadCounts {
 }
 
 pub(crate) struct Registry {
+    engine: Arc<MapperEngine>,
     linker: Linker<GuestState>,
     limits: Limits,
     mode: InstanceMode,
@@ -79,15 +80,16 @@ pub(crate) struct Registry {
 impl Registry {
     /// Loads the built-in mappers (which must all load) and the directory's.
     pub(crate) fn new(
+        engine: Arc<MapperEngine>,
         builtins: &[&[u8]],
         dir: Option<PathBuf>,
         limits: Limits,
         mode: InstanceMode,
     ) -> anyhow::Result<Registry> {
-        let linker = linker()?;
+        let linker = linker(engine.wasmtime())?;
         let mut loaded = HashMap::new();
         for bytes in builtins {
-            let component = engine::compile(bytes).context("compile a built-in mapper")?;
+            let component = engine.compile(bytes).context("compile a built-in mapper")?;
             let mapper = LoadedMapper::load(&component, &linker, limits, mode.for_mapper(true))
                 .context("load a built-in mapper")?;
             loaded.insert(mapper.info.name.clone(), Arc::new(mapper));
@@ -103,6 +105,7 @@ impl Registry {
             })
             .collect();
         let registry = Registry {
+            engine,
             linker,
             limits,
             mode,
@@ -151,7 +154,7 @@ impl Registry {
 
     /// Compiles and validates one candidate file.
     pub(crate) fn validate(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<LoadedMapper> {
-        let component = engine::compile(bytes)?;
+        let component = self.engine.compile(bytes)?;
         let mode = self.mode.for_mapper(false);
         let mapper = LoadedMapper::load(&component, &self.linker, self.limits, mode)?;
         let fixtures_dir = path.with_extension("fixtures");

@@ -77,6 +77,9 @@ pub struct Config {
     /// Tenant inference from the acting user's groups (none: hints only).
     #[serde(default)]
     pub tenant_lookup: Option<LookupConfig>,
+    /// What a refused token needs, in the API's own terms (set by a preset).
+    #[serde(skip)]
+    pub refused_token_help: Option<String>,
 }
 
 fn yes() -> bool {
@@ -149,26 +152,24 @@ impl<'de> Deserialize<'de> for FirstRun {
 }
 
 impl Config {
-    /// authentik's events list at `base_url`, token from `AUTHENTIK_TOKEN`,
-    /// tenants from the acting user's groups.
-    pub fn authentik(base_url: &str) -> Config {
+    /// A poller of `base_url` + `path` for `source`, every other setting at
+    /// its default (no token, no tenant lookup).
+    pub fn new(source: &str, base_url: &str, path: &str) -> Config {
         Config {
-            source: "authentik".into(),
+            source: source.into(),
             mapper: None,
             enabled: true,
             base_url: base_url.to_string(),
-            path: "/api/v3/events/events/".into(),
-            token: SecretSource {
-                env: Some("AUTHENTIK_TOKEN".into()),
-                file: None,
-            },
+            path: path.into(),
+            token: SecretSource::default(),
             interval_secs: default_interval(),
             page_size: default_page_size(),
             max_pages_per_tick: default_cap(),
             first_run: FirstRun::Everything,
             overlap_secs: default_overlap(),
             request_timeout_secs: default_timeout(),
-            tenant_lookup: Some(LookupConfig::default()),
+            tenant_lookup: None,
+            refused_token_help: None,
         }
     }
 
@@ -178,28 +179,29 @@ impl Config {
         crate::config::check_source_name(&key, &self.source)?;
         let base = self.base_url.trim_end_matches('/');
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ConfigError(format!(
-                "{key}.base_url: `{}` is not an http(s) URL",
-                self.base_url
-            )));
+            return Err(ConfigError::new(
+                format!("{key}.base_url"),
+                format!("`{}` is not an http(s) URL", self.base_url),
+            ));
         }
         if !self.path.starts_with('/') {
-            return Err(ConfigError(format!("{key}.path: must start with /")));
+            return Err(ConfigError::new(format!("{key}.path"), "must start with /"));
         }
         if self.interval_secs == 0 || self.request_timeout_secs == 0 {
-            return Err(ConfigError(format!(
-                "{key}: interval_secs and request_timeout_secs must be above 0"
-            )));
+            return Err(ConfigError::new(
+                key.clone(),
+                "interval_secs and request_timeout_secs must be above 0",
+            ));
         }
         if !(1..=1000).contains(&self.page_size) {
-            return Err(ConfigError(format!("{key}.page_size: expected 1 to 1000")));
+            return Err(ConfigError::new(format!("{key}.page_size"), "expected 1 to 1000"));
         }
         let token = self.token.resolve(&format!("{key}.token"))?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(self.request_timeout_secs))
             .user_agent(concat!("audit-ingest/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ConfigError(format!("{key}: cannot build an HTTP client: {e}")))?;
+            .map_err(|e| ConfigError::new(key.clone(), format!("cannot build an HTTP client: {e}")))?;
         Ok(Poller {
             source: self.source.clone(),
             mapper: self.mapper.clone().unwrap_or_else(|| self.source.clone()),
@@ -216,6 +218,7 @@ impl Config {
             first_run: self.first_run,
             overlap: chrono::Duration::seconds(self.overlap_secs as i64),
             lookup: self.tenant_lookup.clone().map(|c| TenantLookup::new(c, base)),
+            refused_token_help: self.refused_token_help.clone(),
             client,
         })
     }
@@ -236,6 +239,7 @@ pub struct Poller {
     first_run: FirstRun,
     overlap: chrono::Duration,
     lookup: Option<TenantLookup>,
+    refused_token_help: Option<String>,
     client: reqwest::Client,
 }
 
@@ -482,10 +486,13 @@ pub async fn run(mut poller: Poller, ctx: SourceContext) {
             Err(TickError::Fetch(Failure::Unauthorized(code))) => {
                 if !refused_logged {
                     refused_logged = true;
+                    let help = poller
+                        .refused_token_help
+                        .as_deref()
+                        .unwrap_or("check that it is valid and allowed to read the list");
                     tracing::error!(
                         source = %poller.source, status = code,
-                        "the API refused {}: it must be an API-intent, non-expiring token whose user has \
-                         view_event (and view_user, view_group for tenants); retrying every interval",
+                        "the API refused {}: {help}; retrying every interval",
                         poller.token_hint
                     );
                 }

@@ -96,10 +96,10 @@ fn default_batch() -> usize {
 }
 
 impl Config {
-    /// oCIS's audit file at `path`.
-    pub fn ocis(path: &Path) -> Config {
+    /// A tail of `path` for `source`, every other setting at its default.
+    pub fn new(source: &str, path: &Path) -> Config {
         Config {
-            source: "ocis".into(),
+            source: source.into(),
             mapper: None,
             enabled: true,
             path: path.to_path_buf(),
@@ -115,16 +115,22 @@ impl Config {
         let key = format!("tails[{}]", self.source);
         crate::config::check_source_name(&key, &self.source)?;
         if self.path.as_os_str().is_empty() || self.path.file_name().is_none() {
-            return Err(ConfigError(format!("{key}.path: must name a file")));
+            return Err(ConfigError::new(format!("{key}.path"), "must name a file"));
         }
         if !(10..=60_000).contains(&self.check_interval_ms) {
-            return Err(ConfigError(format!("{key}.check_interval_ms: expected 10 to 60000")));
+            return Err(ConfigError::new(
+                format!("{key}.check_interval_ms"),
+                "expected 10 to 60000",
+            ));
         }
         if !(1..=100_000).contains(&self.max_batch_lines) {
-            return Err(ConfigError(format!("{key}.max_batch_lines: expected 1 to 100000")));
+            return Err(ConfigError::new(
+                format!("{key}.max_batch_lines"),
+                "expected 1 to 100000",
+            ));
         }
         if self.mapping_threads.is_some_and(|n| !(1..=256).contains(&n)) {
-            return Err(ConfigError(format!("{key}.mapping_threads: expected 1 to 256")));
+            return Err(ConfigError::new(format!("{key}.mapping_threads"), "expected 1 to 256"));
         }
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Ok(Tailer {

@@ -110,24 +110,16 @@ fn default_max_body() -> usize {
 }
 
 impl Config {
-    /// Stalwart's endpoint: `X-Signature`, base64, secret from `STALWART_WEBHOOK_SECRET`.
-    pub fn stalwart() -> Config {
+    /// An endpoint for `source` with `auth` and every other setting at its default.
+    pub fn new(source: &str, auth: AuthConfig) -> Config {
         Config {
-            source: "stalwart".into(),
+            source: source.into(),
             mapper: None,
             path: None,
             enabled: true,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             trusted_proxies: Vec::new(),
-            auth: AuthConfig::Hmac {
-                header: "X-Signature".into(),
-                encoding: Encoding::Base64,
-                prefix: String::new(),
-                secret: SecretSource {
-                    env: Some("STALWART_WEBHOOK_SECRET".into()),
-                    file: None,
-                },
-            },
+            auth,
         }
     }
 
@@ -143,17 +135,21 @@ impl Config {
         let key = format!("webhooks[{}]", self.source);
         crate::config::check_source_name(&key, &self.source)?;
         if !self.route().starts_with('/') {
-            return Err(ConfigError(format!("{key}.path: must start with /")));
+            return Err(ConfigError::new(format!("{key}.path"), "must start with /"));
         }
         if self.max_body_bytes == 0 {
-            return Err(ConfigError(format!("{key}.max_body_bytes: must be above 0")));
+            return Err(ConfigError::new(format!("{key}.max_body_bytes"), "must be above 0"));
         }
         let trusted = self
             .trusted_proxies
             .iter()
             .map(|p| {
-                Cidr::parse(p)
-                    .ok_or_else(|| ConfigError(format!("{key}.trusted_proxies: `{p}` is not an address or CIDR")))
+                Cidr::parse(p).ok_or_else(|| {
+                    ConfigError::new(
+                        format!("{key}.trusted_proxies"),
+                        format!("`{p}` is not an address or CIDR"),
+                    )
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let missing = |what: &str, src: &SecretSource| {

@@ -1,5 +1,6 @@
 //! The one place where settings are read and validated: a TOML file (optional)
-//! plus environment overrides. Unknown keys are errors; secrets are never in
+//! plus environment overrides, checked here and resolved once (secrets read,
+//! HTTP clients built) into [`Settings`]. Unknown keys are errors; secrets are never in
 //! the file itself, only named there (an environment variable or a file), and
 //! they print as `<redacted>`.
 
@@ -7,7 +8,11 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod settings;
+
 use serde::{Deserialize, Serialize};
+
+pub use settings::Settings;
 
 use crate::runtime::InstanceMode;
 use crate::store::sqlite::Durability;
@@ -62,10 +67,13 @@ impl SecretSource {
     pub fn resolve(&self, key: &str) -> Result<Option<Secret>, ConfigError> {
         if let Some(path) = &self.file {
             let text = std::fs::read_to_string(path)
-                .map_err(|e| ConfigError(format!("{key}.file: cannot read {}: {e}", path.display())))?;
+                .map_err(|e| ConfigError::new(format!("{key}.file"), format!("cannot read {}: {e}", path.display())))?;
             let value = text.trim_end_matches(['\n', '\r']).to_string();
             if value.is_empty() {
-                return Err(ConfigError(format!("{key}.file: {} is empty", path.display())));
+                return Err(ConfigError::new(
+                    format!("{key}.file"),
+                    format!("{} is empty", path.display()),
+                ));
             }
             return Ok(Some(Secret(value)));
         }
@@ -82,15 +90,34 @@ impl SecretSource {
 /// digits, `-` and `_` only. `key` names the table in the message.
 pub fn check_source_name(key: &str, name: &str) -> Result<(), ConfigError> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(ConfigError(format!("{key}.source: use letters, digits, - and _ only")));
+        return Err(ConfigError::new(
+            format!("{key}.source"),
+            "use letters, digits, - and _ only",
+        ));
     }
     Ok(())
 }
 
-/// A configuration problem, naming the key and what is expected.
+/// A configuration problem: the key (or environment variable, or file) at
+/// fault and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+#[error("{key}: {problem}")]
+pub struct ConfigError {
+    /// The key, e.g. `webhooks[stalwart].auth.secret.file` or `AUDIT_LISTEN`.
+    pub key: String,
+    /// What is wrong and what is expected.
+    pub problem: String,
+}
+
+impl ConfigError {
+    /// A problem with `key`.
+    pub fn new(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+        ConfigError {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -124,7 +151,8 @@ pub struct Config {
     /// Limits of mapper calls.
     pub mapper: MapperConfig,
     /// Webhook endpoints (`[[webhooks]]`). Stalwart's is added with its
-    /// defaults unless an entry with `source = "stalwart"` is given.
+    /// defaults unless an entry with `source = "stalwart"` is given (see
+    /// `presets`).
     pub webhooks: Vec<crate::sources::webhook::Config>,
     /// Whether pollers and file tails run (`AUDIT_INGEST_ENABLED`); false
     /// leaves only pushed webhooks, e.g. in test environments.
@@ -229,40 +257,37 @@ impl Default for Config {
 }
 
 /// Reads an environment variable, treating an empty value as unset.
-fn env(name: &str) -> Option<String> {
+pub(crate) fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 impl Config {
     /// Parses TOML text; `origin` names the file in messages.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError(format!("{origin}: {e}")))
+        toml::from_str(text).map_err(|e| ConfigError::new(origin, e.to_string()))
     }
 
     /// Loads the file (if any), applies environment overrides and validates.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config = match path {
             Some(p) => {
-                let text =
-                    std::fs::read_to_string(p).map_err(|e| ConfigError(format!("cannot read {}: {e}", p.display())))?;
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError::new(p.display().to_string(), format!("cannot read it: {e}")))?;
                 Config::from_toml(&text, &p.display().to_string())?
             }
             None => Config::default(),
         };
         config.apply_env()?;
-        if !config.webhooks.iter().any(|w| w.source == "stalwart") {
-            config.webhooks.push(crate::sources::webhook::Config::stalwart());
-        }
-        config.apply_source_env()?;
+        crate::presets::apply(&mut config)?;
         config.validate()?;
         Ok(config)
     }
 
     fn apply_env(&mut self) -> Result<(), ConfigError> {
         if let Some(v) = env("AUDIT_LISTEN") {
-            self.listen = v
-                .parse()
-                .map_err(|_| ConfigError(format!("AUDIT_LISTEN: `{v}` is not an address such as 0.0.0.0:3001")))?;
+            self.listen = v.parse().map_err(|_| {
+                ConfigError::new("AUDIT_LISTEN", format!("`{v}` is not an address such as 0.0.0.0:3001"))
+            })?;
         }
         if let Some(v) = env("AUDIT_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
@@ -275,9 +300,10 @@ impl Config {
                 "human" => LogFormat::Human,
                 "json" => LogFormat::Json,
                 other => {
-                    return Err(ConfigError(format!(
-                        "AUDIT_LOG_FORMAT: `{other}` is not one of human, json"
-                    )));
+                    return Err(ConfigError::new(
+                        "AUDIT_LOG_FORMAT",
+                        format!("`{other}` is not one of human, json"),
+                    ));
                 }
             };
         }
@@ -286,7 +312,10 @@ impl Config {
                 "true" | "1" | "yes" | "on" => true,
                 "false" | "0" | "no" | "off" => false,
                 _ => {
-                    return Err(ConfigError(format!("AUDIT_INGEST_ENABLED: `{v}` is not true or false")));
+                    return Err(ConfigError::new(
+                        "AUDIT_INGEST_ENABLED",
+                        format!("`{v}` is not true or false"),
+                    ));
                 }
             };
         }
@@ -300,94 +329,57 @@ impl Config {
         Ok(())
     }
 
-    /// The per-source switches: `AUTHENTIK_URL` adds authentik's poller,
-    /// `AUTHENTIK_POLL_INTERVAL_SECS` sets its interval, `OCIS_AUDIT_FILE`
-    /// adds oCIS's file tail.
-    fn apply_source_env(&mut self) -> Result<(), ConfigError> {
-        if let Some(url) = env("AUTHENTIK_URL") {
-            match self.pollers.iter_mut().find(|p| p.source == "authentik") {
-                Some(p) => p.base_url = url,
-                None => self.pollers.push(crate::sources::poll::Config::authentik(&url)),
-            }
-        }
-        if let Some(path) = env("OCIS_AUDIT_FILE") {
-            match self.tails.iter_mut().find(|t| t.source == "ocis") {
-                Some(t) => t.path = PathBuf::from(path),
-                None => self.tails.push(crate::sources::tail::Config::ocis(Path::new(&path))),
-            }
-        }
-        if let Some(v) = env("AUTHENTIK_POLL_INTERVAL_SECS") {
-            let secs: u64 = v.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
-                ConfigError(format!(
-                    "AUTHENTIK_POLL_INTERVAL_SECS: `{v}` is not a number of seconds above 0"
-                ))
-            })?;
-            for p in self.pollers.iter_mut().filter(|p| p.source == "authentik") {
-                p.interval_secs = secs;
-            }
-        }
-        Ok(())
-    }
-
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=60_000).contains(&self.mapper.timeout_ms) {
-            return Err(ConfigError(
-                "mapper.timeout_ms: expected 1 to 60000 milliseconds".into(),
+            return Err(ConfigError::new(
+                "mapper.timeout_ms",
+                "expected 1 to 60000 milliseconds",
             ));
         }
         let ceiling = 1usize << 30;
         if !(1 << 20..=ceiling).contains(&self.mapper.memory_limit_bytes) {
-            return Err(ConfigError(format!(
-                "mapper.memory_limit_bytes: expected 1048576 (1 MiB) to {ceiling} (1 GiB)"
-            )));
-        }
-        if !(1..=100_000).contains(&self.max_in_flight_requests) {
-            return Err(ConfigError("max_in_flight_requests: expected 1 to 100000".into()));
-        }
-        if self.store.collection.trim().is_empty() || self.store.database.trim().is_empty() {
-            return Err(ConfigError(
-                "store.database and store.collection must not be empty".into(),
+            return Err(ConfigError::new(
+                "mapper.memory_limit_bytes",
+                format!("expected 1048576 (1 MiB) to {ceiling} (1 GiB)"),
             ));
         }
-        self.api.token.resolve("api.token")?;
-        self.store.mongodb_uri.resolve("store.mongodb_uri")?;
+        if !(1..=100_000).contains(&self.max_in_flight_requests) {
+            return Err(ConfigError::new("max_in_flight_requests", "expected 1 to 100000"));
+        }
+        if self.store.collection.trim().is_empty() || self.store.database.trim().is_empty() {
+            return Err(ConfigError::new(
+                "store.database",
+                "store.database and store.collection must not be empty",
+            ));
+        }
         let mut paths = std::collections::HashSet::new();
         for w in &self.webhooks {
-            w.resolve()?;
             if !paths.insert(w.route()) {
-                return Err(ConfigError(format!(
-                    "webhooks: two endpoints use the path {}",
-                    w.route()
-                )));
+                return Err(ConfigError::new(
+                    "webhooks",
+                    format!("two endpoints use the path {}", w.route()),
+                ));
             }
         }
         let mut sources = std::collections::HashSet::new();
         for p in &self.pollers {
-            p.resolve()?;
             if !sources.insert(p.source.as_str()) {
-                return Err(ConfigError(format!("pollers: two pollers use the source {}", p.source)));
+                return Err(ConfigError::new(
+                    "pollers",
+                    format!("two pollers use the source {}", p.source),
+                ));
             }
         }
         for t in &self.tails {
-            t.resolve()?;
             if !sources.insert(t.source.as_str()) {
-                return Err(ConfigError(format!(
-                    "tails: the source {} is already used by another poller or tail",
-                    t.source
-                )));
+                return Err(ConfigError::new(
+                    "tails",
+                    format!("the source {} is already used by another poller or tail", t.source),
+                ));
             }
         }
         Ok(())
-    }
-
-    /// The enabled webhook endpoints, secrets resolved.
-    pub fn webhook_endpoints(&self) -> Result<Vec<crate::sources::webhook::Endpoint>, ConfigError> {
-        self.webhooks
-            .iter()
-            .filter(|w| w.enabled)
-            .map(|w| w.resolve())
-            .collect()
     }
 
     /// Runtime limits from `[mapper]`.
@@ -406,18 +398,18 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors_that_name_the_key() {
         let err = Config::from_toml("listen = \"127.0.0.1:1\"\nlisten_port = 3\n", "x.toml").unwrap_err();
-        assert!(err.0.contains("listen_port"), "{err}");
+        assert!(err.to_string().contains("listen_port"), "{err}");
         let err = Config::from_toml("[mapper]\ntimeout = 3\n", "x.toml").unwrap_err();
-        assert!(err.0.contains("timeout"), "{err}");
+        assert!(err.to_string().contains("timeout"), "{err}");
     }
 
     #[test]
     fn wrong_types_and_impossible_values_are_explained() {
         let err = Config::from_toml("[mapper]\ntimeout_ms = \"fast\"\n", "x.toml").unwrap_err();
-        assert!(err.0.contains("timeout_ms"), "{err}");
+        assert!(err.to_string().contains("timeout_ms"), "{err}");
         let mut c = Config::default();
         c.mapper.timeout_ms = 0;
-        assert!(c.validate().unwrap_err().0.contains("mapper.timeout_ms"));
+        assert_eq!(c.validate().unwrap_err().key, "mapper.timeout_ms");
     }
 
     #[test]
@@ -434,8 +426,10 @@ mod tests {
             file: Some("/nonexistent/token".into()),
         };
         let err = src.resolve("api.token").unwrap_err();
+        assert_eq!(err.key, "api.token.file");
         assert!(
-            err.0.starts_with("api.token.file: cannot read /nonexistent/token"),
+            err.to_string()
+                .starts_with("api.token.file: cannot read /nonexistent/token"),
             "{err}"
         );
     }

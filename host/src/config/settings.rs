@@ -1,0 +1,69 @@
+//! A configuration resolved once: secrets read, endpoints, pollers and tails
+//! built (each poller with its HTTP client). `serve`, `replay` and
+//! `config check` all start from here, so nothing is resolved twice.
+
+use std::path::Path;
+
+use super::{Config, ConfigError, Secret};
+use crate::sources::poll::Poller;
+use crate::sources::tail::Tailer;
+use crate::sources::webhook::Endpoint;
+
+/// Everything the service needs to start.
+pub struct Settings {
+    /// The checked configuration (listen address, directories, limits, ...).
+    pub config: Config,
+    /// The read API's bearer token, if one is configured.
+    pub api_token: Option<Secret>,
+    /// MongoDB's connection string; none means the embedded store.
+    pub mongodb_uri: Option<Secret>,
+    /// The enabled webhook endpoints.
+    pub webhooks: Vec<Endpoint>,
+    /// The enabled pollers.
+    pub pollers: Vec<Poller>,
+    /// The enabled file tails.
+    pub tails: Vec<Tailer>,
+}
+
+impl Settings {
+    /// Loads the file (if any) with the environment, checks and resolves it.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        Settings::resolve(Config::load(path)?)
+    }
+
+    /// Resolves a checked configuration. Disabled entries are resolved too
+    /// (so `config check` finds their mistakes) and then left out.
+    pub fn resolve(config: Config) -> Result<Settings, ConfigError> {
+        let api_token = config.api.token.resolve("api.token")?;
+        let mongodb_uri = config.store.mongodb_uri.resolve("store.mongodb_uri")?;
+        let mut webhooks = Vec::new();
+        for w in &config.webhooks {
+            let endpoint = w.resolve()?;
+            if w.enabled {
+                webhooks.push(endpoint);
+            }
+        }
+        let mut pollers = Vec::new();
+        for p in &config.pollers {
+            let poller = p.resolve()?;
+            if p.enabled {
+                pollers.push(poller);
+            }
+        }
+        let mut tails = Vec::new();
+        for t in &config.tails {
+            let tailer = t.resolve()?;
+            if t.enabled {
+                tails.push(tailer);
+            }
+        }
+        Ok(Settings {
+            config,
+            api_token,
+            mongodb_uri,
+            webhooks,
+            pollers,
+            tails,
+        })
+    }
+}
