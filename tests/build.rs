@@ -1,4 +1,4 @@
-//! Builds the probe mapper (three variants) for the end-to-end tests.
+//! Builds the probe mapper (four variants, one against the frozen WIT 0.2.0) for the end-to-end tests.
 
 fn main() {
     guest_build::build(&[
@@ -16,6 +16,11 @@ fn main() {
             package: "probe-mapper",
             features: &["as-stalwart", "v2"],
             out_name: "probe_as_stalwart.wasm",
+        },
+        guest_build::Guest {
+            package: "probe-mapper",
+            features: &["wit-0-2"],
+            out_name: "probe_wit_0_2.wasm",
         },
     ]);
 }

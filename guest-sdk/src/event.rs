@@ -78,6 +78,7 @@ impl From<&serde_json::Value> for RawJson {
 /// How a delivery reached the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Transport {
     /// An HTTP request pushed by the source.
     #[default]
@@ -142,37 +143,47 @@ impl Delivery {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
-
-    /// The lines of a file delivery that carries several: `None` for a
-    /// delivery of one line (or of another transport).
-    ///
-    /// The host sends several lines in one delivery (marked with the
-    /// [`LINES_HEADER`] header) to save a call per line. A mapper that reads
-    /// them must answer with exactly one event per line, in order, or fail;
-    /// the host then maps the lines one per call (and remembers a mapper
-    /// that only ever manages one), so a mapper that ignores this still
-    /// gets every line.
-    ///
-    /// ```
-    /// use audit_guest_sdk::{Delivery, LINES_HEADER};
-    /// let mut d = Delivery::from_body("ocis", b"{\"a\":1}\n{\"a\":2}".to_vec());
-    /// assert!(d.lines().is_none());
-    /// d.headers.push((LINES_HEADER.into(), "2".into()));
-    /// assert_eq!(d.lines().unwrap().count(), 2);
-    /// ```
-    pub fn lines(&self) -> Option<impl Iterator<Item = &[u8]>> {
-        self.header(LINES_HEADER)?;
-        Some(self.body.split(|b| *b == b'\n'))
-    }
 }
 
-/// The header of a file delivery whose body holds several lines (its value
-/// is how many); see [`Delivery::lines`].
-pub const LINES_HEADER: &str = "audit-lines";
+/// Consecutive lines of one tailed file, read together: what
+/// [`Mapper::map_lines`](crate::Mapper::map_lines) gets.
+///
+/// ```
+/// use audit_guest_sdk::{FileLines, Transport};
+/// let lines = FileLines { source: "ocis".into(), lines: vec![b"{}".to_vec(), b"[]".to_vec()], ..FileLines::default() };
+/// let first = lines.deliveries().next().unwrap();
+/// assert_eq!((first.transport, first.body.as_slice()), (Transport::File, &b"{}"[..]));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FileLines {
+    /// The configured source name.
+    pub source: String,
+    /// When the host read them (RFC 3339).
+    pub received_at: String,
+    /// The file's path.
+    pub origin: Option<String>,
+    /// The lines in file order, without line terminators.
+    pub lines: Vec<Vec<u8>>,
+}
+
+impl FileLines {
+    /// Each line as the `file` delivery the host would send for it alone.
+    pub fn deliveries(&self) -> impl Iterator<Item = Delivery> + '_ {
+        self.lines.iter().map(|line| Delivery {
+            source: self.source.clone(),
+            transport: Transport::File,
+            received_at: self.received_at.clone(),
+            headers: Vec::new(),
+            origin: self.origin.clone(),
+            body: line.clone(),
+        })
+    }
+}
 
 /// Whether the audited action succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Outcome {
     /// It succeeded.
     Success,
@@ -397,6 +408,7 @@ impl From<Vec<AuditEvent>> for Mapped {
 /// A mapping failure reported on purpose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(rename_all = "camelCase", tag = "kind", content = "message")]
+#[non_exhaustive]
 pub enum MappingError {
     /// The payload is not in a format the mapper understands.
     #[error("malformed payload: {0}")]

@@ -47,7 +47,7 @@ pub mod json;
 pub mod __bindings;
 
 pub use event::{
-    Actor, AuditEvent, Delivery, LINES_HEADER, Mapped, MapperInfo, MappingError, Outcome, PageRequest, PollPage,
+    Actor, AuditEvent, Delivery, FileLines, Mapped, MapperInfo, MappingError, Outcome, PageRequest, PollPage,
     QueryParam, RawJson, Target, Transport,
 };
 pub use serde_json;
@@ -66,6 +66,14 @@ pub trait Mapper {
     fn page_query(_request: &PageRequest) -> Vec<QueryParam> {
         Vec::new()
     }
+
+    /// File sources: several lines of one file in one call (saving the
+    /// call's own cost per line), one result per line in order. The default
+    /// maps each line as its own `file` delivery with [`Mapper::map`], which
+    /// is what almost every mapper wants.
+    fn map_lines(lines: &FileLines) -> Vec<Result<Mapped, MappingError>> {
+        lines.deliveries().map(|d| Self::map(&d)).collect()
+    }
 }
 
 /// Exports a [`Mapper`] as the component's `audit:mapper/mapper` world.
@@ -81,6 +89,7 @@ macro_rules! export_mapper {
             use super::*;
             struct Export;
             impl $crate::__bindings::Guest for Export {
+                $crate::__map_lines_export!($mapper);
                 fn describe() -> $crate::__bindings::WitMapperInfo {
                     $crate::__bindings::info_to_wit(<$mapper as $crate::Mapper>::describe())
                 }
@@ -100,6 +109,35 @@ macro_rules! export_mapper {
             $crate::__bindings::__export_mapper_world!(Export with_types_in $crate::__bindings);
         }
     };
+}
+
+/// The `map-lines` export of `audit:mapper@0.3.0` (part of
+/// [`export_mapper!`]).
+#[cfg(not(feature = "wit-0-2"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __map_lines_export {
+    ($mapper:ty) => {
+        fn map_lines(
+            lines: $crate::__bindings::WitFileLines,
+        ) -> ::std::vec::Vec<::core::result::Result<$crate::__bindings::WitMapped, $crate::__bindings::WitMappingError>>
+        {
+            let lines = $crate::__bindings::file_lines_from_wit(lines);
+            <$mapper as $crate::Mapper>::map_lines(&lines)
+                .into_iter()
+                .map($crate::__bindings::result_to_wit)
+                .collect()
+        }
+    };
+}
+
+/// `audit:mapper@0.2.0` has no `map-lines` export (the `wit-0-2` feature
+/// builds such a component, for the host's compatibility tests).
+#[cfg(feature = "wit-0-2")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __map_lines_export {
+    ($mapper:ty) => {};
 }
 
 /// Declares a `#[test]` that runs every golden fixture in the crate's

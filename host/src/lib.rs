@@ -30,6 +30,7 @@
 pub mod api;
 pub mod builtin;
 pub mod config;
+pub mod event;
 pub mod health;
 pub mod ingest;
 pub mod presets;

@@ -15,7 +15,7 @@
 //! its external id (the event is the same event), its arrival time and its
 //! tenant unless the new mapping names one. Records still unrecognised stay.
 
-use audit_guest_sdk::Transport;
+use crate::event::Transport;
 use serde::Serialize;
 use serde_json::value::RawValue;
 

@@ -110,7 +110,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     } = settings;
     let runtime = pipeline.runtime().clone();
     for m in runtime.status() {
-        tracing::info!(mapper = %m.name, version = %m.version, file = ?m.file, "mapper serving");
+        tracing::info!(mapper = %m.name, version = %m.version, contract = m.contract, file = ?m.file, "mapper serving");
     }
     let watch = runtime.watch().context("watch the mapper directory")?;
     if api_token.is_none() {

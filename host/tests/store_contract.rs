@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use audit_guest_sdk::RawJson;
+use audit_ingest::event::RawJson;
 use audit_ingest::store::{ActionFilter, AuditStore, Checkpoint, Commit, NewRecord, Query, Store};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
@@ -493,7 +493,7 @@ async fn dead_letters_and_remapping(store: Store) {
         source: "stalwart".into(),
         received_at: at(1),
         sender: None,
-        transport: audit_guest_sdk::Transport::Poll,
+        transport: audit_ingest::event::Transport::Poll,
         headers: vec![("content-type".into(), "application/json".into())],
         origin: Some(format!("https://auth.example.com/api/v3/events/events/?page={n}")),
         mapper: Some("stalwart@1".into()),

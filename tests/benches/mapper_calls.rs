@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use audit_guest_sdk::{Delivery, Mapper};
+use audit_ingest::event::Delivery as HostDelivery;
 use audit_ingest::runtime::{InstanceMode, Limits};
 use audit_ingest_tests::bench::{median_us, percentile, sample, stalwart_batch};
 use audit_ingest_tests::{PROBE_V1, install, runtime};
@@ -19,6 +20,7 @@ fn boundary(budget: Duration) {
     let native = sample(budget, || {
         std::hint::black_box(probe_mapper::Probe::map(&delivery).unwrap());
     });
+    let delivery = HostDelivery::from_body("probe", delivery.body.clone());
     println!("| mode | native µs | wasm µs | call overhead µs |");
     println!("|---|---|---|---|");
     for mode in [InstanceMode::Fresh, InstanceMode::Reuse] {
@@ -49,11 +51,12 @@ fn main() {
         let native = sample(budget, || {
             std::hint::black_box(mapper_stalwart::Stalwart::map(&delivery).unwrap());
         });
+        let hosted = HostDelivery::from_body("stalwart", delivery.body.clone());
         let mut wasm = Vec::new();
         for mode in [InstanceMode::Fresh, InstanceMode::Reuse] {
             let rt = runtime(None, mode, Limits::default());
             wasm.push(sample(budget, || {
-                std::hint::black_box(rt.map_blocking("stalwart", &delivery).unwrap());
+                std::hint::black_box(rt.map_blocking("stalwart", &hosted).unwrap());
             }));
         }
         let (n_us, f_us, r_us) = (median_us(&native), median_us(&wasm[0]), median_us(&wasm[1]));

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use audit_guest_sdk::RawJson;
+use audit_ingest::event::RawJson;
 use audit_ingest::runtime::{InstanceMode, Limits};
 use audit_ingest::store::sqlite::{Durability, SqliteStore};
 use audit_ingest::store::{NewRecord, Store};

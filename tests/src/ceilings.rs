@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use audit_guest_sdk::{Delivery, Mapper};
 use audit_ingest::config::Secret;
+use audit_ingest::event::Delivery as HostDelivery;
 use audit_ingest::ingest::{Received, Tenants};
 use audit_ingest::runtime::{InstanceMode, Limits};
 use audit_ingest::sources::webhook::signature::{Encoding, Verifier, stalwart_signature};
@@ -88,6 +89,11 @@ pub async fn measure(batch: usize, connections: usize, durability: Durability, b
     let native_mapping = on_every_core(budget, |i| {
         std::hint::black_box(mapper_stalwart::Stalwart::map(&deliveries[i % deliveries.len()]).expect("maps"));
     }) * batch as f64;
+    // The same bodies as the host hands them to the runtime.
+    let deliveries: Vec<HostDelivery> = signed
+        .iter()
+        .map(|(body, _)| HostDelivery::from_body("stalwart", body.clone()))
+        .collect();
     let rt = runtime(None, InstanceMode::Auto, Limits::default());
     let wasm_mapping = on_every_core(budget, |i| {
         std::hint::black_box(
@@ -108,7 +114,7 @@ pub async fn measure(batch: usize, connections: usize, durability: Durability, b
 /// writer group-commits them, as under load) for `budget`; events/s.
 async fn store_ceiling(
     rt: &audit_ingest::runtime::Runtime,
-    deliveries: &[Delivery],
+    deliveries: &[HostDelivery],
     connections: usize,
     durability: Durability,
     budget: Duration,

@@ -31,6 +31,8 @@ use tower::ServiceExt;
 pub const PROBE_V1: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_v1.wasm"));
 /// The probe mapper, version 2.0.0 (`probe`).
 pub const PROBE_V2: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_v2.wasm"));
+/// The probe (version 1.0.0) built against the frozen `audit:mapper@0.2.0`.
+pub const PROBE_WIT_0_2: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_wit_0_2.wasm"));
 /// The probe calling itself `stalwart` (version 2.0.0).
 pub const PROBE_AS_STALWART: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_as_stalwart.wasm"));
 

@@ -1,7 +1,7 @@
 //! `GET /audit` and `GET /audit/{id}` as a client sees them.
 
-use audit_guest_sdk::RawJson;
 use audit_ingest::api::{self, AppState};
+use audit_ingest::event::RawJson;
 use audit_ingest::ingest::Tenants;
 use audit_ingest::runtime::{InstanceMode, Limits};
 use audit_ingest::store::NewRecord;

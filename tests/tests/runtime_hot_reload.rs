@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use audit_guest_sdk::Delivery;
+use audit_ingest::event::Delivery;
 use audit_ingest::runtime::{InstanceMode, Limits, Runtime};
-use audit_ingest_tests::{PROBE_AS_STALWART, PROBE_V1, PROBE_V2, install, runtime, wait_until};
+use audit_ingest_tests::{PROBE_AS_STALWART, PROBE_V1, PROBE_V2, PROBE_WIT_0_2, install, runtime, wait_until};
 
 fn version(rt: &Runtime, source: &str) -> Option<String> {
     rt.describe(source).map(|i| i.version)
@@ -94,6 +94,58 @@ fn broken_files_are_rejected_and_the_previous_mapper_keeps_serving() {
 
     let d = Delivery::from_body("probe", br#"{"do":"echo"}"#.to_vec());
     assert_eq!(rt.map_blocking("probe", &d).unwrap().mapper.version, "1.0.0");
+}
+
+/// A component built against the frozen `audit:mapper@0.2.0` still loads and
+/// maps; it is served one file line per call (it has no `map-lines`), and a
+/// 0.3.0 build of the same mapper takes several.
+#[test]
+fn components_of_wit_0_2_still_load_beside_0_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("probe.wasm");
+    install(&file, PROBE_WIT_0_2);
+    let rt = runtime(Some(dir.path()), InstanceMode::Fresh, Limits::default());
+    let status = rt
+        .status()
+        .into_iter()
+        .find(|m| m.name == "probe")
+        .expect("the 0.2.0 probe serves");
+    assert_eq!(status.contract, "0.2.0");
+    assert!(!rt.maps_lines("probe"));
+    let d = Delivery::from_body("probe", br#"{"do":"echo"}"#.to_vec());
+    assert_eq!(
+        rt.map_blocking("probe", &d).unwrap().mapped.events[0].action,
+        "probe.echo_v1"
+    );
+    let lines = audit_ingest::event::FileLines {
+        source: "probe".into(),
+        lines: vec![b"{}".to_vec()],
+        ..Default::default()
+    };
+    assert!(
+        rt.map_lines_blocking("probe", &lines).is_none(),
+        "no map-lines: the caller maps line by line"
+    );
+
+    install(&file, PROBE_V1);
+    rt.rescan();
+    let status = rt.status().into_iter().find(|m| m.name == "probe").unwrap();
+    assert_eq!(status.contract, "0.3.0");
+    let lines = audit_ingest::event::FileLines {
+        source: "probe".into(),
+        lines: vec![
+            br#"{"do":"echo"}"#.to_vec(),
+            b"not json".to_vec(),
+            br#"{"do":"echo"}"#.to_vec(),
+        ],
+        ..Default::default()
+    };
+    let results = rt
+        .map_lines_blocking("probe", &lines)
+        .expect("a 0.3.0 mapper takes lines")
+        .expect("the call works");
+    let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
+    assert_eq!(ok, [true, false, true], "one result per line; the bad line fails alone");
 }
 
 /// `(component)`: a valid component that fits no world of ours.

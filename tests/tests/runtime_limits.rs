@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use audit_guest_sdk::Delivery;
+use audit_ingest::event::Delivery;
 use audit_ingest::runtime::{CallFailure, InstanceMode, Limits, MapError};
 use audit_ingest_tests::{PROBE_V1, install, runtime};
 

@@ -1,7 +1,7 @@
 //! Turning a mapper's output into store records: the one place where the
 //! host normalises times, tenants and metadata, whatever the source.
 
-use audit_guest_sdk::{AuditEvent, Delivery, Outcome, RawJson, Transport};
+use crate::event::{Delivery, MappedEvent, RawJson, Transport};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -27,6 +27,16 @@ impl Received {
             source: source.to_string(),
             at: Utc::now(),
             sender,
+        }
+    }
+
+    /// Lines of a file read now, for one `map-lines` call.
+    pub fn file_lines(&self, origin: &str, lines: Vec<Vec<u8>>) -> crate::event::FileLines {
+        crate::event::FileLines {
+            source: self.source.clone(),
+            received_at: self.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            origin: Some(origin.to_string()),
+            lines,
         }
     }
 
@@ -78,7 +88,7 @@ struct Metadata<'a> {
     tenant_hint: Option<&'a str>,
 }
 
-fn record(received: &Received, e: AuditEvent, mapper: &str, tenants: &Tenants) -> (NewRecord, bool) {
+fn record(received: &Received, e: MappedEvent, mapper: &str, tenants: &Tenants) -> (NewRecord, bool) {
     let parsed = e
         .occurred_at
         .as_deref()
@@ -109,12 +119,7 @@ fn record(received: &Received, e: AuditEvent, mapper: &str, tenants: &Tenants) -
         target_id: target.id,
         target_name: target.name,
         tenant_slug: tenants.resolve(e.tenant_hint.as_deref()),
-        outcome: match e.outcome {
-            Outcome::Success => "success",
-            Outcome::Failure => "failure",
-            Outcome::Unknown => "unknown",
-        }
-        .to_string(),
+        outcome: e.outcome.as_str().to_string(),
         external_id: e.external_id,
         metadata,
         mapper: Some(mapper.to_string()),

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use audit_guest_sdk::{Delivery, PollPage};
+use crate::event::{Delivery, FileLines, PollPage};
 
 use super::Tenants;
 use super::normalise::{self, Received};
@@ -109,6 +109,29 @@ impl Pipeline {
             .mapper_seconds
             .observe(started.elapsed());
         result.map(|output| self.normalise(received, output))
+    }
+
+    /// Maps several lines of one file with `mapper` in one call on the
+    /// calling thread: one normalised result per line, in order. `None`
+    /// when the mapper takes one line per call (map each with
+    /// [`Pipeline::map_blocking`]); an error when the call itself failed.
+    pub fn map_lines_blocking(
+        &self,
+        mapper: &str,
+        received: &Received,
+        lines: &FileLines,
+    ) -> Option<Result<Vec<Result<Mapped, MapError>>, MapError>> {
+        let started = Instant::now();
+        let answers = self.runtime.map_lines_blocking(mapper, lines);
+        self.telemetry
+            .source(&received.source)
+            .mapper_seconds
+            .observe(started.elapsed());
+        Some(answers?.map(|all| {
+            all.into_iter()
+                .map(|a| a.map(|output| self.normalise(received, output)))
+                .collect()
+        }))
     }
 
     /// [`Pipeline::map_blocking`] on the blocking pool, so a slow mapper never

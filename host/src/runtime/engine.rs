@@ -141,19 +141,22 @@ mod tests {
             .unwrap_or(0)
     }
 
-    #[test]
-    fn the_epoch_ticker_stops_with_its_engine() {
-        let engine = MapperEngine::new().unwrap();
-        let running = tickers();
-        assert!(running >= 1, "the ticker runs");
-        drop(engine);
+    /// Waits up to 5 s for `done`.
+    fn eventually(what: &str, done: impl Fn() -> bool) {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while tickers() >= running {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the ticker thread outlived its engine"
-            );
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    #[test]
+    fn the_epoch_ticker_stops_with_its_engine() {
+        let before = tickers();
+        let engine = MapperEngine::new().unwrap();
+        // The thread names itself once it runs.
+        eventually("the ticker runs", || tickers() > before);
+        drop(engine);
+        eventually("the ticker thread outlived its engine", || tickers() == before);
     }
 }

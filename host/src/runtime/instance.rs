@@ -9,15 +9,15 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use audit_guest_sdk as sdk;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{self, Mapper, MapperPre};
+use super::bindings::{self, Bound, Pre};
 use super::engine;
 use super::{CallFailure, InstanceMode, Limits};
+use crate::event;
 
 /// Bytes of guest stderr kept for error messages.
 const STDERR_CAPTURE: usize = 4096;
@@ -143,16 +143,19 @@ pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<GuestState>> {
     Ok(linker)
 }
 
+/// What a mapper answered for one delivery or line.
+pub(crate) type MapResult = Result<event::Mapped, event::MappingError>;
+
 struct Warm {
     store: Store<GuestState>,
-    bindings: Mapper,
+    bindings: Bound,
     calls: u32,
 }
 
 /// A compiled, linked and described mapper.
 pub(crate) struct LoadedMapper {
-    pub(crate) info: sdk::MapperInfo,
-    pre: MapperPre<GuestState>,
+    pub(crate) info: event::MapperInfo,
+    pre: Pre<GuestState>,
     engine: Engine,
     limits: Limits,
     mode: InstanceMode,
@@ -170,10 +173,9 @@ impl LoadedMapper {
         let instance_pre = linker
             .instantiate_pre(component)
             .map_err(|e| anyhow::anyhow!("does not fit the audit:mapper world: {e:#}"))?;
-        let pre = MapperPre::new(instance_pre)
-            .map_err(|e| anyhow::anyhow!("does not export the audit:mapper world: {e:#}"))?;
+        let pre = Pre::new(instance_pre)?;
         let mut mapper = LoadedMapper {
-            info: sdk::MapperInfo {
+            info: event::MapperInfo {
                 name: String::new(),
                 version: String::new(),
                 event_types: Vec::new(),
@@ -185,7 +187,7 @@ impl LoadedMapper {
             warm: Mutex::new(Vec::new()),
         };
         mapper.info = mapper
-            .call(|store, m| m.call_describe(store).map(bindings::info_from_wit))
+            .call(|store, m| m.describe(store).map(bindings::info_from_wit))
             .map_err(|f| anyhow::anyhow!("describe failed: {f}"))?;
         if mapper.info.name.trim().is_empty() {
             anyhow::bail!("describe returned an empty mapper name");
@@ -202,15 +204,48 @@ impl LoadedMapper {
     }
 
     /// Maps one delivery.
-    pub(crate) fn map(&self, delivery: &sdk::Delivery) -> Result<Result<sdk::Mapped, sdk::MappingError>, CallFailure> {
+    pub(crate) fn map(&self, delivery: &event::Delivery) -> Result<MapResult, CallFailure> {
         let input = bindings::delivery_to_wit(delivery);
-        self.call(|store, m| m.call_map_delivery(store, &input).map(bindings::result_from_wit))
+        self.call(|store, m| m.map_delivery(store, &input).map(bindings::result_from_wit))
+    }
+
+    /// Maps several lines of a file in one call: one result per line, or
+    /// `None` when the mapper (a 0.2.0 component) cannot take lines.
+    pub(crate) fn map_lines(&self, lines: &event::FileLines) -> Option<Result<Vec<MapResult>, CallFailure>> {
+        if !self.maps_lines() {
+            return None;
+        }
+        let input = bindings::file_lines_to_wit(lines);
+        let answer = self.call(|store, m| match m.map_lines(store, &input) {
+            Some(results) => results.map(|r| r.into_iter().map(bindings::result_from_wit).collect()),
+            None => Ok(Vec::new()),
+        });
+        Some(answer)
+    }
+
+    /// Whether the mapper takes several file lines per call (0.3.0 and later).
+    pub(crate) fn maps_lines(&self) -> bool {
+        matches!(self.pre, Pre::V3(_))
+    }
+
+    /// Where its output for a fixture's input differs from the expected
+    /// output (a failed call is one difference).
+    pub(crate) fn differences(&self, fixture: &audit_guest_sdk::fixtures::Fixture) -> anyhow::Result<Vec<String>> {
+        match self.map(&bindings::delivery_from_sdk(&fixture.delivery)) {
+            Ok(result) => Ok(fixture.compare(&bindings::result_to_sdk(result))?),
+            Err(failure) => Ok(vec![format!("the call failed: {failure}")]),
+        }
+    }
+
+    /// The contract version the component was built against.
+    pub(crate) fn contract(&self) -> &'static str {
+        self.pre.version()
     }
 
     /// The query for one page of a poll source's list.
-    pub(crate) fn page_query(&self, request: &sdk::PageRequest) -> Result<Vec<sdk::QueryParam>, CallFailure> {
+    pub(crate) fn page_query(&self, request: &event::PageRequest) -> Result<Vec<event::QueryParam>, CallFailure> {
         let input = bindings::page_request_to_wit(request);
-        self.call(|store, m| m.call_page_query(store, input).map(bindings::params_from_wit))
+        self.call(|store, m| m.page_query(store, input).map(bindings::params_from_wit))
     }
 
     fn instantiate(&self) -> Result<Warm, CallFailure> {
@@ -224,10 +259,7 @@ impl LoadedMapper {
         })
     }
 
-    fn call<R>(
-        &self,
-        f: impl FnOnce(&mut Store<GuestState>, &Mapper) -> wasmtime::Result<R>,
-    ) -> Result<R, CallFailure> {
+    fn call<R>(&self, f: impl FnOnce(&mut Store<GuestState>, &Bound) -> wasmtime::Result<R>) -> Result<R, CallFailure> {
         let reused = match self.mode {
             InstanceMode::Reuse => self.warm.lock().expect("warm instances").pop(),
             InstanceMode::Fresh | InstanceMode::Auto => None,

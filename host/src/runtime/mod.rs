@@ -18,7 +18,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use audit_guest_sdk::fixtures::Fixture;
-use audit_guest_sdk::{Delivery, Mapped, MapperInfo, MappingError, PageRequest, QueryParam};
+
+use crate::event::{Delivery, FileLines, Mapped, MapperInfo, MappingError, PageRequest, QueryParam};
 use serde::{Deserialize, Serialize};
 
 pub use watch::WatchHandle;
@@ -168,6 +169,8 @@ pub struct MapperStatus {
     pub file: Option<PathBuf>,
     /// How many event types it maps deliberately.
     pub event_types: usize,
+    /// The `audit:mapper` version it was built against (`0.3.0`, `0.2.0`).
+    pub contract: &'static str,
 }
 
 /// The mapper runtime. Cheap to clone.
@@ -201,10 +204,42 @@ impl Runtime {
             .ok_or_else(|| MapError::NoMapper(source.to_string()))?;
         let mapper = active.id();
         match active.map(delivery) {
-            Ok(Ok(mapped)) => Ok(MapOutput { mapped, mapper }),
-            Ok(Err(error)) => Err(MapError::Rejected { mapper, error }),
+            Ok(answer) => output(mapper, answer),
             Err(failure) => Err(MapError::Failed { mapper, failure }),
         }
+    }
+
+    /// Maps several lines of a file in one call with the mapper serving
+    /// `source`: one result per line, in order. `None` when that mapper
+    /// takes one line per call (a 0.2.0 component): map each line alone.
+    /// An answer with another count than lines is a failure of the call.
+    pub fn map_lines_blocking(
+        &self,
+        source: &str,
+        lines: &FileLines,
+    ) -> Option<Result<Vec<Result<MapOutput, MapError>>, MapError>> {
+        let Some(active) = self.registry.get(source) else {
+            return Some(Err(MapError::NoMapper(source.to_string())));
+        };
+        let mapper = active.id();
+        let answers = match active.map_lines(lines)? {
+            Ok(answers) => answers,
+            Err(failure) => return Some(Err(MapError::Failed { mapper, failure })),
+        };
+        if answers.len() != lines.lines.len() {
+            let failure = CallFailure::Trapped(format!(
+                "map-lines answered {} results for {} lines",
+                answers.len(),
+                lines.lines.len()
+            ));
+            return Some(Err(MapError::Failed { mapper, failure }));
+        }
+        Some(Ok(answers.into_iter().map(|a| output(mapper.clone(), a)).collect()))
+    }
+
+    /// Whether the mapper serving `source` takes several file lines per call.
+    pub fn maps_lines(&self, source: &str) -> bool {
+        self.registry.get(source).is_some_and(|m| m.maps_lines())
     }
 
     /// The query that fetches one page of a poll source's list, asked of the
@@ -259,6 +294,13 @@ impl Runtime {
     }
 }
 
+fn output(mapper: MapperId, answer: instance::MapResult) -> Result<MapOutput, MapError> {
+    match answer {
+        Ok(mapped) => Ok(MapOutput { mapped, mapper }),
+        Err(error) => Err(MapError::Rejected { mapper, error }),
+    }
+}
+
 /// The result of checking a mapper file against fixture files.
 #[derive(Debug)]
 pub struct FixtureReport {
@@ -280,10 +322,7 @@ pub fn check_mapper_file(wasm: &Path, fixture_inputs: &[PathBuf]) -> anyhow::Res
     let mut cases = Vec::new();
     for input in fixture_inputs {
         let fixture = Fixture::load(input, &mapper.info.name)?;
-        let diffs = match mapper.map(&fixture.delivery) {
-            Ok(result) => fixture.compare(&result)?,
-            Err(failure) => vec![format!("the call failed: {failure}")],
-        };
+        let diffs = mapper.differences(&fixture)?;
         cases.push((fixture.name, diffs));
     }
     Ok(FixtureReport {

@@ -146,6 +146,7 @@ impl Registry {
                     Origin::File(p) => Some(p.clone()),
                 },
                 event_types: a.mapper.info.event_types.len(),
+                contract: a.mapper.contract(),
             })
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
@@ -161,10 +162,7 @@ impl Registry {
         if fixtures_dir.is_dir() {
             let fixtures = Fixture::load_dir(&fixtures_dir, &mapper.info.name)?;
             for fixture in &fixtures {
-                let result = mapper
-                    .map(&fixture.delivery)
-                    .map_err(|f| anyhow::anyhow!("fixture {}: {f}", fixture.name))?;
-                let diffs = fixture.compare(&result)?;
+                let diffs = mapper.differences(fixture)?;
                 if !diffs.is_empty() {
                     anyhow::bail!("fixture {} differs: {}", fixture.name, diffs.join("; "));
                 }

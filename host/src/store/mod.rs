@@ -16,7 +16,7 @@ pub mod sqlite;
 
 use std::sync::Arc;
 
-use audit_guest_sdk::{RawJson, Transport};
+use crate::event::{RawJson, Transport};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};

@@ -12,7 +12,7 @@
 //! duplicates, never logged as errors. Indexes are created at start-up; the
 //! server treats creating an identical index again as a no-op.
 
-use audit_guest_sdk::RawJson;
+use crate::event::RawJson;
 use futures_util::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc, oid::ObjectId};
 use mongodb::error::ErrorKind;

@@ -64,13 +64,10 @@ impl Mapper for Ocis {
         }
     }
 
+    /// One line of the audit file (several lines in one call go through the
+    /// SDK's `map_lines`, which maps each of them here).
     fn map(delivery: &Delivery) -> Result<Mapped, MappingError> {
-        // Several lines in one delivery: one event each, in order, or fail
-        // (the host then maps them one by one and keeps the bad ones).
-        match delivery.lines() {
-            Some(lines) => Ok(lines.map(map_text_line).collect::<Result<Vec<_>, _>>()?.into()),
-            None => Ok(vec![map_text_line(&delivery.body)?].into()),
-        }
+        Ok(vec![map_text_line(&delivery.body)?].into())
     }
 }
 
@@ -323,19 +320,22 @@ mod tests {
     }
 
     #[test]
-    fn several_lines_map_to_one_event_each_in_order_or_fail() {
-        let mut delivery = Delivery::from_body(
-            "ocis",
-            b"{\"Action\":\"file_read\",\"FileID\":\"a\"}\n{\"Action\":\"file_delete\",\"FileID\":\"b\"}".to_vec(),
-        );
-        delivery
-            .headers
-            .push((audit_guest_sdk::LINES_HEADER.into(), "2".into()));
-        let mapped = Ocis::map(&delivery).unwrap();
-        let actions: Vec<_> = mapped.events.iter().map(|e| e.action.as_str()).collect();
-        assert_eq!(actions, ["ocis.file_read", "ocis.file_delete"]);
-        delivery.body.extend_from_slice(b"\nnot json");
-        assert!(Ocis::map(&delivery).is_err(), "one bad line fails the delivery");
+    fn several_lines_map_to_one_result_each_in_order_and_a_bad_line_fails_alone() {
+        let lines = audit_guest_sdk::FileLines {
+            source: "ocis".into(),
+            lines: vec![
+                b"{\"Action\":\"file_read\",\"FileID\":\"a\"}".to_vec(),
+                b"not json".to_vec(),
+                b"{\"Action\":\"file_delete\",\"FileID\":\"b\"}".to_vec(),
+            ],
+            ..Default::default()
+        };
+        let results = Ocis::map_lines(&lines);
+        let actions: Vec<_> = results
+            .iter()
+            .map(|r| r.as_ref().ok().map(|m| m.events[0].action.as_str()))
+            .collect();
+        assert_eq!(actions, [Some("ocis.file_read"), None, Some("ocis.file_delete")]);
     }
 
     #[test]

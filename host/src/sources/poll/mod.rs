@@ -23,7 +23,7 @@ pub mod walk;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use audit_guest_sdk::{PageRequest, Transport};
+use crate::event::{PageRequest, Transport};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 

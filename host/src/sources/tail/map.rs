@@ -1,5 +1,5 @@
-//! Lines to records: each line is one delivery to the mapper, with the line's
-//! place in the file as its external id.
+//! Lines to records: each line is one event source for the mapper, with the
+//! line's place in the file as its external id.
 //!
 //! A batch is split into runs of up to [`LINES_PER_CALL`] consecutive
 //! lines, mapped side by side by `mapping_threads` workers (the mapper
@@ -10,22 +10,18 @@
 //! worker that took its core would only hold it up (on two cores, two
 //! workers caught up ~206k lines/s, one ~231k; BENCHMARKS.md).
 //!
-//! A run goes to the mapper in one delivery (marked with the `audit-lines`
-//! header, see `audit_guest_sdk::Delivery::lines`), which saves the call's
-//! own cost per line. A mapper must answer such a delivery with exactly one
-//! event per line; when it fails or answers otherwise, those lines are mapped
-//! one per call instead (so a bad line is kept on its own as a dead letter),
-//! and a mapper that only ever manages single lines is remembered and sent
-//! single lines from then on.
+//! A run goes to the mapper in one `map-lines` call (WIT 0.3.0), which
+//! saves the call's own cost per line and answers one result per line, so a
+//! bad line is kept on its own as a dead letter. When the call itself fails
+//! (a trap, a timeout, a wrong count), or the mapper is a 0.2.0 component
+//! without `map-lines`, the lines are mapped one per call instead.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use audit_guest_sdk::{Delivery, LINES_HEADER, Transport};
-
 use super::file::Line;
-use crate::ingest::{Pipeline, Received};
+use crate::event::Transport;
+use crate::ingest::{Mapped, Pipeline, Received};
+use crate::runtime::MapError;
 use crate::store::{DeadLetter, NewRecord};
 
 /// Lines per mapper call at most (a failed call re-maps them one by one),
@@ -37,8 +33,6 @@ pub(super) struct LineMapper<'a> {
     pub source: &'a str,
     pub mapper: &'a str,
     pub pipeline: &'a Pipeline,
-    /// Mappers (`name@version`) that have shown they map one line per call.
-    pub single_line: &'a Mutex<HashSet<String>>,
     /// Threads that map a batch side by side.
     pub threads: usize,
     /// Lines no mapper maps become dead letters (logged and counted);
@@ -132,79 +126,54 @@ impl LineMapper<'_> {
             .filter(|l| !l.bytes.iter().all(u8::is_ascii_whitespace))
             .collect();
         for call in lines.chunks(LINES_PER_CALL) {
-            let several = (call.len() > 1 && !self.maps_single_lines()).then(|| self.map_several(call, batch));
-            match several {
-                Some(Ok(records)) => out.records.extend(records),
-                Some(Err(mapper)) => {
-                    if self.map_each(call, batch, &mut out) {
-                        // Every line maps alone: this mapper does not read several.
-                        tracing::info!(source = %self.source, mapper = %mapper, "the mapper maps one line per call; sending it single lines");
-                        self.single_line.lock().expect("single-line mappers").insert(mapper);
-                    }
+            if call.len() > 1
+                && let Some(results) = self.map_together(call, batch)
+            {
+                for (line, result) in call.iter().zip(results) {
+                    self.keep(line, result, batch, &mut out);
                 }
-                None => {
-                    self.map_each(call, batch, &mut out);
-                }
+                continue;
+            }
+            for line in call {
+                let delivery = self.delivery(line, batch);
+                let result = self.pipeline.map_blocking(self.mapper, &batch.received, &delivery);
+                self.keep(line, result, batch, &mut out);
             }
         }
         out
     }
 
-    fn maps_single_lines(&self) -> bool {
-        let Some(id) = self.pipeline.runtime().mapper_id(self.mapper) else {
-            return true;
-        };
-        self.single_line
-            .lock()
-            .expect("single-line mappers")
-            .contains(&id.to_string())
-    }
-
-    fn delivery(&self, body: Vec<u8>, batch: &Batch<'_>, lines: Option<usize>) -> Delivery {
-        let headers = lines
-            .map(|n| vec![(LINES_HEADER.to_string(), n.to_string())])
-            .unwrap_or_default();
-        batch
+    /// Several lines in one `map-lines` call: one result per line, or `None`
+    /// when they must go one per call (no `map-lines`, or the call failed).
+    fn map_together(&self, lines: &[&Line], batch: &Batch<'_>) -> Option<Vec<Result<Mapped, MapError>>> {
+        let file_lines = batch
             .received
-            .delivery(Transport::File, headers, Some(batch.origin.to_string()), body)
+            .file_lines(batch.origin, lines.iter().map(|l| l.bytes.clone()).collect());
+        match self
+            .pipeline
+            .map_lines_blocking(self.mapper, &batch.received, &file_lines)?
+        {
+            Ok(results) => Some(results),
+            Err(e) => {
+                tracing::debug!(source = %self.source, error = %e, "map-lines failed; mapping those lines one per call");
+                None
+            }
+        }
     }
 
-    /// Several lines in one call: their records, or the mapper (`name@version`)
-    /// that did not answer with one event per line.
-    fn map_several(&self, lines: &[&Line], batch: &Batch<'_>) -> Result<Vec<NewRecord>, String> {
-        let body = lines
-            .iter()
-            .map(|l| l.bytes.as_slice())
-            .collect::<Vec<_>>()
-            .join(&b'\n');
-        let delivery = self.delivery(body, batch, Some(lines.len()));
-        let mapped = match self.pipeline.map_blocking(self.mapper, &batch.received, &delivery) {
-            Ok(mapped) => mapped,
-            Err(e) => return Err(e.mapper().map(ToString::to_string).unwrap_or_default()),
-        };
-        if mapped.records.len() != lines.len() {
-            return Err(mapped.mapper.to_string());
-        }
-        let mut records = mapped.records;
-        for (record, line) in records.iter_mut().zip(lines) {
-            batch.set_line_id(record, line, 0);
-        }
-        Ok(records)
+    /// A line as the delivery a mapper gets for it alone.
+    fn delivery(&self, line: &Line, batch: &Batch<'_>) -> crate::event::Delivery {
+        batch.received.delivery(
+            Transport::File,
+            Vec::new(),
+            Some(batch.origin.to_string()),
+            line.bytes.clone(),
+        )
     }
 
-    /// Each line in a call of its own; whether every one of them mapped.
-    fn map_each(&self, lines: &[&Line], batch: &Batch<'_>, out: &mut MappedLines) -> bool {
-        let letters_before = out.letters.len();
-        for line in lines {
-            self.map_one(line, batch, out);
-        }
-        out.letters.len() == letters_before
-    }
-
-    /// One line in one call; its records, or a dead letter.
-    fn map_one(&self, line: &Line, batch: &Batch<'_>, out: &mut MappedLines) {
-        let delivery = self.delivery(line.bytes.clone(), batch, None);
-        match self.pipeline.map_blocking(self.mapper, &batch.received, &delivery) {
+    /// A line's records (with their line ids), or its dead letter.
+    fn keep(&self, line: &Line, result: Result<Mapped, MapError>, batch: &Batch<'_>, out: &mut MappedLines) {
+        match result {
             Ok(mapped) => {
                 for (n, mut record) in mapped.records.into_iter().enumerate() {
                     batch.set_line_id(&mut record, line, n);
@@ -217,7 +186,8 @@ impl LineMapper<'_> {
                     source = %self.source, file = %batch.origin, offset = line.offset, error = %e,
                     "line kept as a dead letter for re-mapping"
                 );
-                out.letters.push(Pipeline::dead_letter(&batch.received, delivery, &e));
+                out.letters
+                    .push(Pipeline::dead_letter(&batch.received, self.delivery(line, batch), &e));
             }
         }
     }

@@ -192,8 +192,6 @@ struct Tail {
     pending: Option<Pending>,
     /// A failed watch was reported (once).
     watch_warned: bool,
-    /// Mappers that map one line per call (see `map.rs`).
-    single_line: std::sync::Mutex<std::collections::HashSet<String>>,
     loaded: bool,
 }
 
@@ -207,7 +205,6 @@ impl Tail {
             saved: None,
             pending: None,
             watch_warned: false,
-            single_line: Default::default(),
             loaded: false,
         }
     }
@@ -480,7 +477,6 @@ impl Tail {
             source: &self.t.source,
             mapper: &self.t.mapper,
             pipeline: &self.ctx.pipeline,
-            single_line: &self.single_line,
             threads: self.t.mapping_threads,
             keep_letters,
         }

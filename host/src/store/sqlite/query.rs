@@ -42,7 +42,7 @@ pub(super) fn from_micros(us: i64) -> Result<chrono::DateTime<chrono::Utc>, rusq
 
 pub(super) fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Record, StoreError>> {
     let metadata: String = row.get(15)?;
-    let metadata = match audit_guest_sdk::RawJson::from_text(metadata) {
+    let metadata = match crate::event::RawJson::from_text(metadata) {
         Ok(m) => m,
         Err(e) => return Ok(Err(StoreError::corrupt_because("a record's metadata", e))),
     };
