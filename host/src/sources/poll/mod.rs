@@ -446,6 +446,7 @@ impl Poller {
     }
 
     /// User lookups that went to the API since start (the cache absorbs the rest).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn tenant_lookups(&self) -> u64 {
         self.lookup.as_ref().map_or(0, |l| l.lookups)
     }

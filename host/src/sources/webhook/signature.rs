@@ -205,12 +205,14 @@ pub fn standard_webhooks_key(secret: &Secret) -> Vec<u8> {
         .unwrap_or_else(|| text.as_bytes().to_vec())
 }
 
-/// Signs a body the way Stalwart does (for tests, tools and the load generator).
+/// Signs a body the way Stalwart does (for tests and the load generator).
+#[cfg(any(test, feature = "test-support"))]
 pub fn stalwart_signature(key: &str, body: &[u8]) -> String {
     STANDARD.encode(mac(key.as_bytes(), &[body]))
 }
 
-/// Hex HMAC-SHA256 (GitHub style, without the prefix).
+/// Hex HMAC-SHA256 (GitHub style, without the prefix), for tests.
+#[cfg(any(test, feature = "test-support"))]
 pub fn hex_signature(key: &str, body: &[u8]) -> String {
     mac(key.as_bytes(), &[body])
         .iter()
@@ -218,7 +220,8 @@ pub fn hex_signature(key: &str, body: &[u8]) -> String {
         .collect()
 }
 
-/// A Standard Webhooks `v1,` signature.
+/// A Standard Webhooks `v1,` signature, for tests.
+#[cfg(any(test, feature = "test-support"))]
 pub fn standard_webhooks_signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     let ts = timestamp.to_string();
     format!(

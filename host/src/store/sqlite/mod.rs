@@ -196,6 +196,7 @@ impl SqliteStore {
 
     /// How many events the actor/IP/text lookup is behind (it is built in
     /// the background; queries stay complete meanwhile, only slower).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn lookup_lag(&self) -> Result<i64, StoreError> {
         let conn = self.reader()?;
         let newest: i64 = conn
@@ -206,6 +207,7 @@ impl SqliteStore {
 
     /// Refreshes the planner statistics now (the maintenance thread does this
     /// every few minutes; call it after a bulk load).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn analyze(&self) -> Result<(), StoreError> {
         let conn = Connection::open(&self.path).map_err(unavailable)?;
         conn.execute_batch("PRAGMA analysis_limit=1000; ANALYZE;")

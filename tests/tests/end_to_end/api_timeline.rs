@@ -154,6 +154,21 @@ async fn bad_parameters_get_a_400_that_names_them() {
     }
 }
 
+/// A cursor that decodes but names no record id the store hands out is the
+/// caller's mistake: a 400 naming the parameter, not a 503 "store unavailable".
+#[tokio::test]
+async fn a_crafted_cursor_is_a_400_not_an_outage() {
+    let (router, _d) = seeded().await;
+    let crafted = audit_ingest::store::PageCursor {
+        at: 0,
+        id: "not-a-row-id".into(),
+    }
+    .encode();
+    let (status, body) = call(&router, get(&format!("/audit?cursor={crafted}"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("cursor"), "{body}");
+}
+
 #[tokio::test]
 async fn readiness_reports_the_store_and_the_mappers() {
     let (router, _d) = seeded().await;

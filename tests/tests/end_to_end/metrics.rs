@@ -1,6 +1,5 @@
 //! `GET /metrics` after real traffic: the counters a dashboard would read,
 //! in the Prometheus text format, labelled only by source and outcome.
-//! (Its own test binary: the counters are process-wide.)
 
 use audit_ingest::runtime::{InstanceMode, Limits};
 use audit_ingest::sources::webhook::signature::stalwart_signature;

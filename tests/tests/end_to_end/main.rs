@@ -1,0 +1,16 @@
+//! The end-to-end tests across the host, the guest SDK and real mapper
+//! components, in one test binary (each binary links wasmtime, SQLite and
+//! the MongoDB driver; one link instead of eleven). Each module is one area,
+//! named for what it checks.
+
+mod api_timeline;
+mod authentik_poll;
+mod deploy_files;
+mod mapper_fixtures;
+mod metrics;
+mod ocis_tail;
+mod openapi;
+mod replay;
+mod runtime_hot_reload;
+mod runtime_limits;
+mod stalwart_webhook;
