@@ -8,7 +8,7 @@
 //! Both deduplicate on `(source, externalId)` with a *partial* unique rule:
 //! records without an external id never collide. A write returns only once
 //! the batch is durable, so callers answer senders or move cursors after it.
-//! The same contract suite (`host/tests/store_contract.rs`) runs against each.
+//! The same contract suite (`host/tests/store_contract/`) runs against each.
 
 pub mod checkpoint;
 pub mod mongo;

@@ -1,0 +1,206 @@
+//! The contract against the embedded store, plus what only it has (migrations, the lookup).
+
+use super::*;
+use audit_ingest::store::sqlite::{Durability, SqliteStore};
+use std::sync::Arc;
+
+fn open(dir: &std::path::Path) -> Store {
+    open_embedded(dir)
+}
+
+fn open_embedded(dir: &std::path::Path) -> Arc<SqliteStore> {
+    Arc::new(SqliteStore::open(&dir.join("a.sqlite3"), Durability::Full).unwrap())
+}
+
+/// Waits until the background lookup has indexed every record.
+async fn lookup_caught_up(store: &SqliteStore) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while store.lookup_lag().unwrap() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the lookup never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Replacing the newest record must not hand its row id to the
+/// replacement: the lookup, already past that id, would never index the
+/// new record's actor and IP, and they would not be found.
+#[tokio::test]
+async fn a_replaced_newest_record_is_found_by_its_new_actor() {
+    let d = tempfile::tempdir().unwrap();
+    let sqlite = open_embedded(d.path());
+    let store: Store = sqlite.clone();
+    let mut newest = record("stalwart", "stalwart.quantum_event", 9, Some("k-9"));
+    newest.metadata = RawJson::from_value(&json!({ "original": { "n": 9 }, "unrecognised": true }));
+    store
+        .insert(
+            vec![record("stalwart", "stalwart.auth_failed", 1, Some("k-1")), newest],
+            None,
+        )
+        .await
+        .unwrap();
+    lookup_caught_up(&sqlite).await;
+    let old = store.unrecognised_records(None, 10).await.unwrap();
+    let mut replacement = record("stalwart", "stalwart.quantum_entanglement", 9, Some("k-9"));
+    replacement.actor_name = Some("carol".into());
+    store
+        .write(vec![replacement], Commit::ReplaceRecord(old[0].id.clone()))
+        .await
+        .unwrap();
+    lookup_caught_up(&sqlite).await;
+    let page = store
+        .query(&Query {
+            actor: Some("carol".into()),
+            ..q()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.records.len(), 1, "the replacement is found by its actor");
+    assert_eq!(page.records[0].record.action, "stalwart.quantum_entanglement");
+    let stale = store
+        .query(&Query {
+            actor: Some("Alice@Example.org".into()),
+            ..q()
+        })
+        .await
+        .unwrap();
+    assert!(
+        stale
+            .records
+            .iter()
+            .all(|r| r.record.external_id.as_deref() != Some("k-9")),
+        "{stale:?}"
+    );
+}
+
+#[tokio::test]
+async fn dedup_on_source_and_external_id() {
+    let d = tempfile::tempdir().unwrap();
+    dedup(open(d.path())).await;
+}
+
+#[tokio::test]
+async fn cursor_save_and_load() {
+    let d = tempfile::tempdir().unwrap();
+    cursors(open(d.path())).await;
+}
+
+#[tokio::test]
+async fn dead_letters_resolve_and_catch_all_records_are_replaced() {
+    let d = tempfile::tempdir().unwrap();
+    dead_letters_and_remapping(open(d.path())).await;
+}
+
+#[tokio::test]
+async fn every_filter() {
+    let d = tempfile::tempdir().unwrap();
+    filters(open(d.path())).await;
+}
+
+#[tokio::test]
+async fn sources_and_prefixes_page_over_many_actions() {
+    let d = tempfile::tempdir().unwrap();
+    unions_page_in_order(open(d.path())).await;
+}
+
+/// A file written before `source_actions` existed (a per-source index,
+/// no list of pairs) answers source filters after the upgrade.
+#[tokio::test]
+async fn a_file_from_before_source_actions_is_migrated() {
+    let d = tempfile::tempdir().unwrap();
+    let store = open(d.path());
+    let batch: Vec<_> = (0..12)
+        .map(|i| record(["a", "b", "c"][i as usize % 3], &format!("x.v{}", i % 4), i, None))
+        .collect();
+    store.insert(batch, None).await.unwrap();
+    drop(store);
+    let old = rusqlite::Connection::open(d.path().join("a.sqlite3")).unwrap();
+    old.busy_timeout(Duration::from_secs(10)).unwrap();
+    old.execute_batch(
+        "DROP TABLE source_actions; DROP INDEX audit_events_tenant_action_at; \
+         CREATE INDEX audit_events_source_at ON audit_events (source, at, id); \
+         CREATE INDEX audit_events_tenant_at ON audit_events (tenant_slug, at, id) WHERE tenant_slug IS NOT NULL;",
+    )
+    .unwrap();
+    drop(old);
+    let store = open(d.path());
+    assert_eq!(
+        all_pages(
+            &store,
+            Query {
+                source: Some("b".into()),
+                ..q()
+            }
+        )
+        .await
+        .len(),
+        4
+    );
+    assert_eq!(
+        all_pages(
+            &store,
+            Query {
+                tenant: Some("acme".into()),
+                ..q()
+            }
+        )
+        .await
+        .len(),
+        4
+    );
+    let again = rusqlite::Connection::open(d.path().join("a.sqlite3")).unwrap();
+    let indexes_left: i64 = again
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('audit_events_source_at', 'audit_events_tenant_at')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexes_left, 0, "the old indexes are dropped");
+}
+
+#[tokio::test]
+async fn pagination_skips_and_repeats_nothing_while_records_arrive() {
+    let d = tempfile::tempdir().unwrap();
+    pagination_while_records_arrive(open(d.path())).await;
+}
+
+#[tokio::test]
+async fn actor_and_ip_filters_over_old_and_new_records() {
+    let d = tempfile::tempdir().unwrap();
+    actor_and_ip_old_and_new(open(d.path())).await;
+}
+
+#[tokio::test]
+async fn a_lookup_left_from_other_events_is_rebuilt() {
+    let d = tempfile::tempdir().unwrap();
+    let sqlite = open_embedded(d.path());
+    let old: Vec<_> = (0..30).map(|i| record("s", "s.a", i, Some(&format!("o{i}")))).collect();
+    sqlite.write(old, Commit::Records).await.unwrap();
+    lookup_caught_up(&sqlite).await;
+    drop(sqlite);
+    // The events file is replaced (say, restored from an older backup)
+    // while the lookup file stays.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(d.path().join(format!("a.sqlite3{suffix}")));
+    }
+    let store = open(d.path());
+    store
+        .insert(vec![record("s", "s.a", 7, Some("new"))], None)
+        .await
+        .unwrap();
+    let page = store
+        .query(&Query {
+            actor: Some("bob".into()),
+            ..q()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.records.len(), 1, "only the one event that exists now");
+}
+
+#[tokio::test]
+async fn data_survives_reopening() {
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().to_path_buf();
+    durable_across_reopen(move || open(&path)).await;
+}

@@ -1,0 +1,93 @@
+//! The contract against MongoDB (run when `AUDIT_TEST_MONGODB_URI` was set at build time).
+
+use super::*;
+use audit_ingest::store::mongo::MongoStore;
+use std::sync::Arc;
+
+async fn open(name: &str) -> Store {
+    let uri = std::env::var("AUDIT_TEST_MONGODB_URI")
+        .expect("set AUDIT_TEST_MONGODB_URI to run the store contract against MongoDB");
+    let db = format!("audit_ingest_test_{name}_{}", std::process::id());
+    Arc::new(MongoStore::connect(&uri, &db, "audit_events").await.unwrap())
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(mongodb_tests),
+    ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+)]
+async fn dedup_on_source_and_external_id() {
+    dedup(open("dedup").await).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(mongodb_tests),
+    ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+)]
+async fn cursor_save_and_load() {
+    cursors(open("cursors").await).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(mongodb_tests),
+    ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+)]
+async fn dead_letters_resolve_and_catch_all_records_are_replaced() {
+    dead_letters_and_remapping(open("remap").await).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(mongodb_tests),
+    ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+)]
+async fn every_filter() {
+    filters(open("filters").await).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(mongodb_tests),
+    ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+)]
+async fn sources_and_prefixes_page_over_many_actions() {
+    unions_page_in_order(open("unions").await).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(mongodb_tests),
+    ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+)]
+async fn pagination_skips_and_repeats_nothing_while_records_arrive() {
+    pagination_while_records_arrive(open("pages").await).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(mongodb_tests),
+    ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+)]
+async fn actor_and_ip_filters_over_old_and_new_records() {
+    actor_and_ip_old_and_new(open("lookup").await).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(mongodb_tests),
+    ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+)]
+async fn data_survives_reconnecting() {
+    let db = format!("reopen_{}", std::process::id());
+    let uri = std::env::var("AUDIT_TEST_MONGODB_URI").unwrap();
+    let store: Store = Arc::new(MongoStore::connect(&uri, &db, "audit_events").await.unwrap());
+    store
+        .insert(vec![record("s", "s.a", 1, Some("d1"))], None)
+        .await
+        .unwrap();
+    drop(store);
+    let store: Store = Arc::new(MongoStore::connect(&uri, &db, "audit_events").await.unwrap());
+    assert_eq!(all_pages(&store, q()).await.len(), 1);
+}
