@@ -1,4 +1,5 @@
-//! Builds the probe mapper (four variants, one against the frozen WIT 0.2.0) for the end-to-end tests.
+//! Builds the probe mapper (six variants: one against the frozen WIT 0.2.0,
+//! two with a hostile `describe`) for the end-to-end tests.
 
 fn main() {
     guest_build::build(&[
@@ -21,6 +22,16 @@ fn main() {
             package: "probe-mapper",
             features: &["wit-0-2"],
             out_name: "probe_wit_0_2.wasm",
+        },
+        guest_build::Guest {
+            package: "probe-mapper",
+            features: &["describe-sleeps"],
+            out_name: "probe_describe_sleeps.wasm",
+        },
+        guest_build::Guest {
+            package: "probe-mapper",
+            features: &["describe-huge"],
+            out_name: "probe_describe_huge.wasm",
         },
     ]);
 }

@@ -77,8 +77,12 @@ enum ConfigCommand {
 enum MapperCommand {
     /// Run a mapper component on fixture files (`<case>.input.json` beside
     /// `<case>.expected.json`) exactly as the service would, and show where
-    /// its output differs from the expected output.
+    /// its output differs from the expected output (with the `[mapper]`
+    /// limits and instance mode of the configuration, as for a drop-in).
     Check {
+        /// The service's configuration file (for the `[mapper]` limits).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         /// The mapper component (`.wasm`).
         wasm: PathBuf,
         /// Fixture input files; a directory means every `*.input.json` in it.
@@ -149,8 +153,11 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Mapper {
-            command: MapperCommand::Check { wasm, fixtures },
-        } => mapper_check(&wasm, &fixtures),
+            command: MapperCommand::Check { config, wasm, fixtures },
+        } => match load_or_exit(config.as_deref()) {
+            Ok(settings) => mapper_check(&wasm, &fixtures, &settings.config.runtime_config()),
+            Err(code) => code,
+        },
         Command::Replay {
             config,
             source,
@@ -227,7 +234,11 @@ async fn replay(
     Ok(report)
 }
 
-fn mapper_check(wasm: &std::path::Path, fixtures: &[PathBuf]) -> ExitCode {
+fn mapper_check(
+    wasm: &std::path::Path,
+    fixtures: &[PathBuf],
+    config: &audit_ingest::runtime::RuntimeConfig,
+) -> ExitCode {
     let mut inputs = Vec::new();
     for f in fixtures {
         if f.is_dir() {
@@ -245,7 +256,7 @@ fn mapper_check(wasm: &std::path::Path, fixtures: &[PathBuf]) -> ExitCode {
         eprintln!("no fixture inputs (*.input.json) found");
         return ExitCode::from(2);
     }
-    match audit_ingest::runtime::check_mapper_file(wasm, &inputs) {
+    match audit_ingest::runtime::check_mapper_file(wasm, &inputs, config) {
         Ok(report) => {
             println!(
                 "{} {} ({} event types)",

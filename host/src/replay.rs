@@ -98,6 +98,10 @@ pub async fn replay(
                     report.inserted += written.inserted;
                     report.duplicates += written.duplicates;
                 }
+                (_, Err(e)) if e.is_transient() => {
+                    tracing::info!(letter = %id, source = %letter.source, error = %e, "mapper busy; dead letter kept for the next replay");
+                    report.still_failing += 1;
+                }
                 (_, Err(e)) => {
                     tracing::info!(letter = %id, source = %letter.source, error = %e, "dead letter still does not map; kept");
                     report.still_failing += 1;

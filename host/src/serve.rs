@@ -10,7 +10,7 @@ use crate::api::{self, AppState};
 use crate::config::{Config, Secret, Settings};
 use crate::health::Health;
 use crate::ingest::{Pipeline, ShutdownSignal, SourceContext, Tenants};
-use crate::runtime::{Runtime, RuntimeConfig, WatchHandle};
+use crate::runtime::{Runtime, WatchHandle};
 use crate::sources::webhook::signature::Verifier;
 use crate::store::{Store, mongo::MongoStore, sqlite::SqliteStore};
 use crate::telemetry::Telemetry;
@@ -74,11 +74,7 @@ pub async fn open_store(config: &Config, mongodb_uri: Option<&Secret>) -> anyhow
 /// the same for `serve` and `replay`.
 pub async fn runtime_for(config: &Config) -> anyhow::Result<Runtime> {
     let dir = config.mappers_dir.clone();
-    let runtime_config = RuntimeConfig {
-        dir: Some(dir.clone()),
-        limits: config.limits(),
-        mode: config.mapper.instance_mode,
-    };
+    let runtime_config = config.runtime_config();
     tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dir).with_context(|| format!("create the mapper directory {}", dir.display()))?;
         Runtime::new(&crate::builtin::MAPPERS, runtime_config)

@@ -33,6 +33,10 @@ pub const PROBE_V1: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_v1.w
 pub const PROBE_V2: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_v2.wasm"));
 /// The probe (version 1.0.0) built against the frozen `audit:mapper@0.2.0`.
 pub const PROBE_WIT_0_2: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_wit_0_2.wasm"));
+/// The probe whose `describe` sleeps 30 s.
+pub const PROBE_DESCRIBE_SLEEPS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_describe_sleeps.wasm"));
+/// The probe whose `describe` answers a 1 MiB name and 100,000 event types.
+pub const PROBE_DESCRIBE_HUGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_describe_huge.wasm"));
 /// The probe calling itself `stalwart` (version 2.0.0).
 pub const PROBE_AS_STALWART: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_as_stalwart.wasm"));
 
@@ -41,15 +45,33 @@ pub const TOKEN: &str = "test-token-0123456789";
 
 /// A runtime with the built-in mappers, watching `dir`.
 pub fn runtime(dir: Option<&Path>, mode: InstanceMode, limits: Limits) -> Runtime {
-    Runtime::new(
-        &audit_ingest::builtin::MAPPERS,
-        RuntimeConfig {
-            dir: dir.map(Path::to_path_buf),
-            limits,
-            mode,
+    runtime_with(RuntimeConfig {
+        dir: dir.map(Path::to_path_buf),
+        limits,
+        mode,
+        ..RuntimeConfig::default()
+    })
+}
+
+/// [`runtime`], where a drop-in may take over a built-in source without
+/// fixtures (`mapper.allow_override_without_fixtures`): for tests that
+/// swap the probe in as `stalwart`.
+pub fn runtime_overriding_builtins(dir: &Path, mode: InstanceMode, limits: Limits) -> Runtime {
+    runtime_with(RuntimeConfig {
+        dir: Some(dir.to_path_buf()),
+        limits,
+        mode,
+        trust: audit_ingest::runtime::Trust {
+            override_without_fixtures: true,
+            ..Default::default()
         },
-    )
-    .expect("the runtime loads the built-in mappers")
+        ..RuntimeConfig::default()
+    })
+}
+
+/// A runtime with the built-in mappers, set up as `config` says.
+pub fn runtime_with(config: RuntimeConfig) -> Runtime {
+    Runtime::new(&audit_ingest::builtin::MAPPERS, config).expect("the runtime loads the built-in mappers")
 }
 
 /// An embedded store in `dir`, with `durability = "normal"` (what a commit

@@ -37,6 +37,9 @@ pub enum AppError {
     },
     /// 503 with `Retry-After`, or 400 for input the store says cannot exist.
     Store(StoreError),
+    /// 503 with `Retry-After`: no mapper instance was free; nothing was
+    /// stored, the sender retries.
+    MapperBusy(String),
 }
 
 /// Seconds a client is asked to wait when the store is unavailable.
@@ -79,6 +82,14 @@ impl IntoResponse for AppError {
             } => {
                 retry_after = Some(retry_after_secs);
                 (StatusCode::TOO_MANY_REQUESTS, json!({ "error": message }))
+            }
+            AppError::MapperBusy(why) => {
+                tracing::warn!(reason = %why, "delivery refused for now: no mapper instance free");
+                retry_after = Some(1);
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({ "error": "the service is busy mapping other deliveries; retry later" }),
+                )
             }
             AppError::Store(e) => {
                 // The client learns only that it should retry; the cause goes to the log.

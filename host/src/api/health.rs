@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -28,8 +28,9 @@ pub async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName
     )
 }
 
-/// `GET /readyz`
-pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+/// `GET /readyz`. Mapper file paths are shown only to a caller with the
+/// API token; anyone else learns names and versions, not the file system.
+pub async fn ready(State(state): State<AppState>, headers: HeaderMap) -> (StatusCode, Json<Value>) {
     let store = state.pipeline.store();
     let store = match store.ping().await {
         Ok(()) => json!({ "ok": true, "kind": store.kind() }),
@@ -38,7 +39,12 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             json!({ "ok": false, "kind": store.kind(), "error": "unavailable" })
         }
     };
-    let mappers = state.pipeline.runtime().status();
+    let mut mappers = state.pipeline.runtime().status();
+    if super::auth::require_token(&headers, state.api_token.as_ref()).is_err() {
+        for m in &mut mappers {
+            m.file = None;
+        }
+    }
     let wedged = state.health.wedged();
     let ok = store["ok"] == json!(true) && !mappers.is_empty() && wedged.is_empty();
     let status = if ok {

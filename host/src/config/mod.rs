@@ -216,22 +216,115 @@ impl Default for StoreConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MapperConfig {
-    /// CPU budget of one call, milliseconds.
+    /// Wall-clock deadline of one call, milliseconds (real time while the
+    /// mapper runs, not CPU time; a mapper cannot sleep or wait).
+    #[serde(alias = "deadline_ms")]
     pub timeout_ms: u64,
     /// Memory limit of one mapper instance, bytes.
     pub memory_limit_bytes: usize,
     /// `fresh` (an instance per call) or `reuse` (warm instances).
     pub instance_mode: InstanceMode,
+    /// Bytes one call may hand back (strings counted each time they are read).
+    pub max_output_bytes: usize,
+    /// Events one call may return.
+    pub max_events_per_call: usize,
+    /// Bytes of one event field other than `original`.
+    pub max_field_bytes: usize,
+    /// Mapper calls that run at once (each holds one instance); default:
+    /// twice the CPU cores, 4 to 64.
+    pub max_concurrent_calls: usize,
+    /// Calls that may wait for a free instance; more are answered busy
+    /// (a webhook gets 503 with `Retry-After`).
+    pub max_queued_calls: usize,
+    /// How long a call waits for a free instance, milliseconds.
+    pub queue_wait_ms: u64,
+    /// When not empty, only drop-in files with one of these SHA-256 digests
+    /// (hex) load.
+    pub allowed_sha256: Vec<String>,
+    /// Lets a drop-in take over a built-in source (`stalwart`, `authentik`,
+    /// `ocis`) without fixtures beside it.
+    pub allow_override_without_fixtures: bool,
 }
 
 impl Default for MapperConfig {
     fn default() -> Self {
         let limits = crate::runtime::Limits::default();
+        let capacity = crate::runtime::Capacity::default();
         MapperConfig {
-            timeout_ms: limits.timeout.as_millis() as u64,
+            timeout_ms: limits.deadline.as_millis() as u64,
             memory_limit_bytes: limits.memory_bytes,
             instance_mode: InstanceMode::default(),
+            max_output_bytes: limits.output_bytes,
+            max_events_per_call: limits.events_per_call,
+            max_field_bytes: limits.field_bytes,
+            max_concurrent_calls: capacity.calls,
+            max_queued_calls: capacity.queued,
+            queue_wait_ms: capacity.wait.as_millis() as u64,
+            allowed_sha256: Vec::new(),
+            allow_override_without_fixtures: false,
         }
+    }
+}
+
+impl MapperConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let ranges: [(&str, u64, u64, u64); 7] = [
+            ("mapper.timeout_ms", self.timeout_ms, 1, 60_000),
+            (
+                "mapper.max_output_bytes",
+                self.max_output_bytes as u64,
+                64 << 10,
+                1 << 30,
+            ),
+            (
+                "mapper.max_events_per_call",
+                self.max_events_per_call as u64,
+                1,
+                1_000_000,
+            ),
+            ("mapper.max_field_bytes", self.max_field_bytes as u64, 256, 16 << 20),
+            ("mapper.max_concurrent_calls", self.max_concurrent_calls as u64, 1, 1024),
+            ("mapper.max_queued_calls", self.max_queued_calls as u64, 0, 100_000),
+            ("mapper.queue_wait_ms", self.queue_wait_ms, 0, 60_000),
+        ];
+        for (key, value, low, high) in ranges {
+            if !(low..=high).contains(&value) {
+                return Err(ConfigError::new(
+                    key,
+                    format!("expected {low} to {high}, found {value}"),
+                ));
+            }
+        }
+        let ceiling = 1usize << 30;
+        if !(1 << 20..=ceiling).contains(&self.memory_limit_bytes) {
+            return Err(ConfigError::new(
+                "mapper.memory_limit_bytes",
+                format!("expected 1048576 (1 MiB) to {ceiling} (1 GiB)"),
+            ));
+        }
+        self.allowed_digests().map(|_| ())
+    }
+
+    fn allowed_digests(&self) -> Result<Vec<[u8; 32]>, ConfigError> {
+        self.allowed_sha256
+            .iter()
+            .map(|text| {
+                let text = text.trim();
+                let bytes: Option<Vec<u8>> = (text.len() == 64)
+                    .then(|| {
+                        (0..32)
+                            .map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+                            .collect()
+                    })
+                    .flatten();
+                bytes.and_then(|b| b.try_into().ok()).ok_or_else(|| {
+                    ConfigError::new(
+                        "mapper.allowed_sha256",
+                        format!("`{text}` is not a SHA-256 digest (64 hex digits, as `sha256sum` prints)"),
+                    )
+                })
+            })
+            .collect()
     }
 }
 
@@ -331,19 +424,7 @@ impl Config {
 
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(1..=60_000).contains(&self.mapper.timeout_ms) {
-            return Err(ConfigError::new(
-                "mapper.timeout_ms",
-                "expected 1 to 60000 milliseconds",
-            ));
-        }
-        let ceiling = 1usize << 30;
-        if !(1 << 20..=ceiling).contains(&self.mapper.memory_limit_bytes) {
-            return Err(ConfigError::new(
-                "mapper.memory_limit_bytes",
-                format!("expected 1048576 (1 MiB) to {ceiling} (1 GiB)"),
-            ));
-        }
+        self.mapper.validate()?;
         if !(1..=100_000).contains(&self.max_in_flight_requests) {
             return Err(ConfigError::new("max_in_flight_requests", "expected 1 to 100000"));
         }
@@ -382,11 +463,29 @@ impl Config {
         Ok(())
     }
 
-    /// Runtime limits from `[mapper]`.
-    pub fn limits(&self) -> crate::runtime::Limits {
-        crate::runtime::Limits {
-            timeout: std::time::Duration::from_millis(self.mapper.timeout_ms),
-            memory_bytes: self.mapper.memory_limit_bytes,
+    /// The mapper runtime as `[mapper]` and `mappers_dir` set it up (a
+    /// validated configuration: digests that do not parse are left out).
+    pub fn runtime_config(&self) -> crate::runtime::RuntimeConfig {
+        let m = &self.mapper;
+        crate::runtime::RuntimeConfig {
+            dir: Some(self.mappers_dir.clone()),
+            limits: crate::runtime::Limits {
+                deadline: std::time::Duration::from_millis(m.timeout_ms),
+                memory_bytes: m.memory_limit_bytes,
+                output_bytes: m.max_output_bytes,
+                events_per_call: m.max_events_per_call,
+                field_bytes: m.max_field_bytes,
+            },
+            mode: m.instance_mode,
+            capacity: crate::runtime::Capacity {
+                calls: m.max_concurrent_calls,
+                queued: m.max_queued_calls,
+                wait: std::time::Duration::from_millis(m.queue_wait_ms),
+            },
+            trust: crate::runtime::Trust {
+                allowed_sha256: m.allowed_digests().unwrap_or_default(),
+                override_without_fixtures: m.allow_override_without_fixtures,
+            },
         }
     }
 }

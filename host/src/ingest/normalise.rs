@@ -130,10 +130,7 @@ fn record(received: &Received, e: MappedEvent, mapper: &str, tenants: &Tenants) 
 /// A delivery the mapper could not map, kept raw with the error, the mapper
 /// version and how it arrived, so it can be re-mapped later as it was.
 pub(super) fn dead_letter(received: &Received, delivery: Delivery, error: &MapError) -> DeadLetter {
-    let mapper = match error {
-        MapError::Rejected { mapper, .. } | MapError::Failed { mapper, .. } => Some(mapper.to_string()),
-        MapError::NoMapper(_) => None,
-    };
+    let mapper = error.mapper().map(ToString::to_string);
     DeadLetter {
         source: received.source.clone(),
         received_at: received.at,

@@ -55,6 +55,9 @@ pub enum Delivered {
         /// Why it could not be mapped.
         error: MapError,
     },
+    /// No mapper instance was free: nothing was mapped or stored; the
+    /// delivery is to be sent again.
+    Busy(MapError),
 }
 
 /// Why a source cannot resume from its checkpoint.
@@ -208,7 +211,8 @@ impl Pipeline {
     }
 
     /// The whole way for a delivery nothing else depends on (a webhook
-    /// body): mapped and written, or kept as a dead letter.
+    /// body): mapped and written, kept as a dead letter, or (busy) handed
+    /// back untouched.
     pub async fn deliver(&self, mapper: &str, received: Received, delivery: Delivery) -> Result<Delivered, StoreError> {
         match self.map(mapper, &received, delivery).await {
             (_, Ok(mapped)) => {
@@ -219,6 +223,7 @@ impl Pipeline {
                     summary,
                 })
             }
+            (_, Err(error)) if error.is_transient() => Ok(Delivered::Busy(error)),
             (delivery, Err(error)) => {
                 let id = self.keep(Pipeline::dead_letter(&received, delivery, &error)).await?;
                 Ok(Delivered::DeadLettered { id, error })

@@ -33,7 +33,7 @@ mod v3 {
     });
 }
 
-use v2::audit::mapper::types as wit;
+pub(crate) use v2::audit::mapper::types as wit;
 use v3::audit::mapper::lines::FileLines as WitFileLines;
 
 /// A component's pre-linked exports, by contract version.

@@ -11,6 +11,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::sandbox;
+
 /// How often the epoch advances; a call's CPU deadline is counted in these ticks.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 
@@ -27,6 +29,29 @@ struct CompileCache {
     order: Vec<[u8; 32]>,
 }
 
+/// How many instances the engine's pool holds, and how large each memory.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PoolSize {
+    /// Component instances alive at once (running calls plus warm ones).
+    pub(crate) instances: u32,
+    /// The per-instance memory limit.
+    pub(crate) memory_bytes: usize,
+}
+
+impl PoolSize {
+    /// Enough for `calls` running calls plus the warm instances of up to
+    /// `mappers` mappers (each mapper keeps at most `warm_per_mapper`; while
+    /// a new version replaces an old one both may hold theirs), and one
+    /// spare for a `mapper check` or a validation started between calls.
+    pub(crate) fn for_calls(calls: usize, mappers: usize, warm_per_mapper: usize, memory_bytes: usize) -> PoolSize {
+        let instances = calls + 2 * mappers * warm_per_mapper.min(calls) + 1;
+        PoolSize {
+            instances: u32::try_from(instances).unwrap_or(u32::MAX),
+            memory_bytes,
+        }
+    }
+}
+
 /// The runtime's own engine: wasmtime's engine, its epoch ticker (which
 /// stops when this is dropped) and the compile cache.
 pub(crate) struct MapperEngine {
@@ -38,8 +63,8 @@ pub(crate) struct MapperEngine {
 
 impl MapperEngine {
     /// A new engine with its ticker running.
-    pub(crate) fn new() -> anyhow::Result<MapperEngine> {
-        let engine = build_engine()?;
+    pub(crate) fn new(pool: PoolSize) -> anyhow::Result<MapperEngine> {
+        let engine = build_engine(pool)?;
         let (stop, stopped) = mpsc::channel::<()>();
         let ticker = engine.clone();
         std::thread::Builder::new()
@@ -98,23 +123,36 @@ fn base_config() -> Config {
     config
 }
 
-fn build_engine() -> anyhow::Result<Engine> {
+fn build_engine(size: PoolSize) -> anyhow::Result<Engine> {
     // The pooling allocator makes a fresh instance per call cheap (pre-reserved
     // slots, copy-on-write memory images). If the host refuses the virtual
-    // memory reservation, fall back to on-demand allocation.
+    // memory reservation, fall back to on-demand allocation: the store's
+    // limiter (`sandbox::new_store`) enforces the same memory, table and
+    // instance limits under either allocator, and the capacity of
+    // `capacity::Calls` bounds how many instances exist at once.
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(256)
-        .total_core_instances(1024)
-        .total_memories(256)
-        .total_tables(1024)
-        .max_memories_per_component(4)
-        .max_memory_size(MAX_MEMORY_CEILING);
+    pool.total_component_instances(size.instances)
+        .total_core_instances(size.instances.saturating_mul(sandbox::MAX_CORE_INSTANCES as u32))
+        .total_memories(size.instances)
+        .total_tables(size.instances.saturating_mul(sandbox::MAX_TABLES as u32))
+        .max_memories_per_component(1)
+        .max_tables_per_component(sandbox::MAX_TABLES as u32)
+        .max_core_instances_per_component(sandbox::MAX_CORE_INSTANCES as u32)
+        .table_elements(sandbox::MAX_TABLE_ELEMENTS)
+        .max_memory_size(size.memory_bytes);
     let mut config = base_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     match Engine::new(&config) {
-        Ok(engine) => Ok(engine),
+        Ok(engine) => {
+            tracing::debug!(instances = size.instances, "mapper instance pool reserved");
+            Ok(engine)
+        }
         Err(e) => {
-            tracing::warn!(error = %e, "pooling allocator unavailable; mapper instances use on-demand allocation");
+            tracing::warn!(
+                error = %e, instances = size.instances,
+                "the pooling allocator could not reserve its slots; mapper instances are allocated on demand \
+                 (same limits, slower fresh instances)"
+            );
             Engine::new(&base_config()).map_err(|e| anyhow::anyhow!("start the WebAssembly engine: {e:#}"))
         }
     }
@@ -153,7 +191,7 @@ mod tests {
     #[test]
     fn the_epoch_ticker_stops_with_its_engine() {
         let before = tickers();
-        let engine = MapperEngine::new().unwrap();
+        let engine = MapperEngine::new(PoolSize::for_calls(4, 1, 1, 1 << 20)).unwrap();
         // The thread names itself once it runs.
         eventually("the ticker runs", || tickers() > before);
         drop(engine);

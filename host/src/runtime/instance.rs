@@ -1,147 +1,58 @@
 //! One loaded mapper: its pre-linked component and the bounded calls into it.
 //!
-//! Every call runs under a CPU deadline (epoch interruption) and a memory
-//! limit (`StoreLimits`), inside a WASI context that grants nothing: no
-//! preopened directories, no environment, no network, a clock frozen at the
-//! Unix epoch and deterministic randomness. A guest's stderr is captured (up
-//! to a few KiB) so a panic message can be reported with the failure.
+//! Every call holds a slot of the runtime's [`Calls`], runs under a
+//! wall-clock deadline (epoch interruption) inside the sandbox of
+//! `sandbox.rs`, and has its answer checked against the caps of `caps.rs`
+//! before anything of it leaves the runtime.
 
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::component::{Component, Linker, ResourceTableError};
+use wasmtime::{Engine, PoolConcurrencyLimitError, Store, Trap};
 
 use super::bindings::{self, Bound, Pre};
-use super::engine;
-use super::{CallFailure, InstanceMode, Limits};
+use super::capacity::{Busy, Calls};
+use super::sandbox::{GuestState, MayNotWait, new_store};
+use super::{CallFailure, InstanceMode, Limits, caps, engine};
 use crate::event;
 
-/// Bytes of guest stderr kept for error messages.
-const STDERR_CAPTURE: usize = 4096;
 /// A reused instance is replaced after this many calls, so a slow leak in a
 /// guest cannot accumulate forever.
 const RECYCLE_AFTER_CALLS: u32 = 10_000;
-/// Warm instances kept per mapper in reuse mode.
-const WARM_INSTANCES: usize = 8;
+/// Warm instances kept per mapper in reuse mode (fewer when fewer calls may
+/// run at once); `engine::PoolSize` counts them.
+pub(crate) const WARM_INSTANCES: usize = 8;
 
-/// The per-store state: an empty WASI context and the limits.
-pub(crate) struct GuestState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limits: GuestLimits,
-    stderr: MemoryOutputPipe,
+/// Why a call did not answer.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// No slot was free: nothing ran.
+    Busy(Busy),
+    /// It ran and failed.
+    Failed(CallFailure),
 }
 
-/// The store's limits, remembering whether a memory growth was refused, so
-/// a failed call is classified from what happened, not from message text.
-struct GuestLimits {
-    limits: StoreLimits,
-    memory_refused: bool,
-}
-
-impl ResourceLimiter for GuestLimits {
-    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let allowed = self.limits.memory_growing(current, desired, maximum);
-        if !matches!(allowed, Ok(true)) {
-            self.memory_refused = true;
-        }
-        allowed
-    }
-
-    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.memory_refused = true;
-        self.limits.memory_grow_failed(error)
-    }
-
-    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        self.limits.table_growing(current, desired, maximum)
-    }
-
-    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.limits.table_grow_failed(error)
-    }
-
-    fn instances(&self) -> usize {
-        self.limits.instances()
-    }
-
-    fn tables(&self) -> usize {
-        self.limits.tables()
-    }
-
-    fn memories(&self) -> usize {
-        self.limits.memories()
+impl From<CallFailure> for CallError {
+    fn from(f: CallFailure) -> Self {
+        CallError::Failed(f)
     }
 }
 
-impl WasiView for GuestState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
+/// Why a mapper could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LoadError {
+    /// No slot was free to ask it to describe itself: try again later.
+    #[error("not checked yet: {0}")]
+    Busy(Busy),
+    /// It is not a mapper this host can serve.
+    #[error("{0:#}")]
+    Invalid(anyhow::Error),
 }
 
-struct FrozenClock;
-
-impl wasmtime_wasi::HostWallClock for FrozenClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn now(&self) -> Duration {
-        Duration::ZERO
-    }
-}
-
-impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
-    fn resolution(&self) -> u64 {
-        1_000_000_000
-    }
-    fn now(&self) -> u64 {
-        0
-    }
-}
-
-fn new_store(engine: &Engine, limits: &Limits) -> Store<GuestState> {
-    let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
-    let wasi = WasiCtx::builder()
-        .stderr(stderr.clone())
-        .wall_clock(FrozenClock)
-        .monotonic_clock(FrozenClock)
-        .secure_random(wasmtime_wasi::Deterministic::new(vec![7; 32]))
-        .insecure_random(wasmtime_wasi::Deterministic::new(vec![7; 32]))
-        .insecure_random_seed(7)
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .build();
-    let state = GuestState {
-        wasi,
-        table: ResourceTable::new(),
-        limits: GuestLimits {
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .trap_on_grow_failure(true)
-                .build(),
-            memory_refused: false,
-        },
-        stderr,
-    };
-    let mut store = Store::new(engine, state);
-    store.limiter(|s| &mut s.limits);
-    store
-}
-
-/// The linker every mapper is instantiated with: WASI only, capability-free.
-pub(crate) fn linker(engine: &Engine) -> anyhow::Result<Linker<GuestState>> {
-    let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-    Ok(linker)
-}
+/// An answer that broke one of `caps`' limits.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct OverCap(String);
 
 /// What a mapper answered for one delivery or line.
 pub(crate) type MapResult = Result<event::Mapped, event::MappingError>;
@@ -159,6 +70,8 @@ pub(crate) struct LoadedMapper {
     engine: Engine,
     limits: Limits,
     mode: InstanceMode,
+    calls: Arc<Calls>,
+    warm_cap: usize,
     warm: Mutex<Vec<Warm>>,
 }
 
@@ -169,11 +82,16 @@ impl LoadedMapper {
         linker: &Linker<GuestState>,
         limits: Limits,
         mode: InstanceMode,
-    ) -> anyhow::Result<LoadedMapper> {
-        let instance_pre = linker
-            .instantiate_pre(component)
-            .map_err(|e| anyhow::anyhow!("does not fit the audit:mapper world: {e:#}"))?;
-        let pre = Pre::new(instance_pre)?;
+        calls: Arc<Calls>,
+    ) -> Result<LoadedMapper, LoadError> {
+        let instance_pre = linker.instantiate_pre(component).map_err(|e| {
+            LoadError::Invalid(anyhow::anyhow!(
+                "does not fit the audit:mapper world (a mapper may import wasi:cli, io, clocks, random and \
+                 filesystem, nothing else): {e:#}"
+            ))
+        })?;
+        let pre = Pre::new(instance_pre).map_err(LoadError::Invalid)?;
+        let warm_cap = WARM_INSTANCES.min(calls.limits().calls);
         let mut mapper = LoadedMapper {
             info: event::MapperInfo {
                 name: String::new(),
@@ -184,14 +102,20 @@ impl LoadedMapper {
             engine: linker.engine().clone(),
             limits,
             mode,
+            calls,
+            warm_cap,
             warm: Mutex::new(Vec::new()),
         };
-        mapper.info = mapper
-            .call(|store, m| m.describe(store).map(bindings::info_from_wit))
-            .map_err(|f| anyhow::anyhow!("describe failed: {f}"))?;
-        if mapper.info.name.trim().is_empty() {
-            anyhow::bail!("describe returned an empty mapper name");
-        }
+        let described = mapper.call(|store, m| {
+            let info = m.describe(store)?;
+            caps::info(&info).map_err(|e| wasmtime::Error::new(OverCap(e)))?;
+            Ok(bindings::info_from_wit(info))
+        });
+        mapper.info = match described {
+            Ok(info) => info,
+            Err(CallError::Busy(busy)) => return Err(LoadError::Busy(busy)),
+            Err(CallError::Failed(f)) => return Err(LoadError::Invalid(anyhow::anyhow!("describe failed: {f}"))),
+        };
         Ok(mapper)
     }
 
@@ -204,20 +128,30 @@ impl LoadedMapper {
     }
 
     /// Maps one delivery.
-    pub(crate) fn map(&self, delivery: &event::Delivery) -> Result<MapResult, CallFailure> {
+    pub(crate) fn map(&self, delivery: &event::Delivery) -> Result<MapResult, CallError> {
         let input = bindings::delivery_to_wit(delivery);
-        self.call(|store, m| m.map_delivery(store, &input).map(bindings::result_from_wit))
+        let limits = self.limits;
+        self.call(|store, m| {
+            let answer = m.map_delivery(store, &input)?;
+            caps::mapped([&answer], &limits).map_err(|e| wasmtime::Error::new(OverCap(e)))?;
+            Ok(bindings::result_from_wit(answer))
+        })
     }
 
     /// Maps several lines of a file in one call: one result per line, or
     /// `None` when the mapper (a 0.2.0 component) cannot take lines.
-    pub(crate) fn map_lines(&self, lines: &event::FileLines) -> Option<Result<Vec<MapResult>, CallFailure>> {
+    pub(crate) fn map_lines(&self, lines: &event::FileLines) -> Option<Result<Vec<MapResult>, CallError>> {
         if !self.maps_lines() {
             return None;
         }
         let input = bindings::file_lines_to_wit(lines);
+        let limits = self.limits;
         let answer = self.call(|store, m| match m.map_lines(store, &input) {
-            Some(results) => results.map(|r| r.into_iter().map(bindings::result_from_wit).collect()),
+            Some(results) => {
+                let results = results?;
+                caps::mapped(&results, &limits).map_err(|e| wasmtime::Error::new(OverCap(e)))?;
+                Ok(results.into_iter().map(bindings::result_from_wit).collect())
+            }
             None => Ok(Vec::new()),
         });
         Some(answer)
@@ -230,10 +164,13 @@ impl LoadedMapper {
 
     /// Where its output for a fixture's input differs from the expected
     /// output (a failed call is one difference).
-    pub(crate) fn differences(&self, fixture: &audit_guest_sdk::fixtures::Fixture) -> anyhow::Result<Vec<String>> {
+    pub(crate) fn differences(&self, fixture: &audit_guest_sdk::fixtures::Fixture) -> Result<Vec<String>, LoadError> {
         match self.map(&bindings::delivery_from_sdk(&fixture.delivery)) {
-            Ok(result) => Ok(fixture.compare(&bindings::result_to_sdk(result))?),
-            Err(failure) => Ok(vec![format!("the call failed: {failure}")]),
+            Ok(result) => fixture
+                .compare(&bindings::result_to_sdk(result))
+                .map_err(|e| LoadError::Invalid(e.into())),
+            Err(CallError::Busy(busy)) => Err(LoadError::Busy(busy)),
+            Err(CallError::Failed(failure)) => Ok(vec![format!("the call failed: {failure}")]),
         }
     }
 
@@ -243,67 +180,96 @@ impl LoadedMapper {
     }
 
     /// The query for one page of a poll source's list.
-    pub(crate) fn page_query(&self, request: &event::PageRequest) -> Result<Vec<event::QueryParam>, CallFailure> {
+    pub(crate) fn page_query(&self, request: &event::PageRequest) -> Result<Vec<event::QueryParam>, CallError> {
         let input = bindings::page_request_to_wit(request);
-        self.call(|store, m| m.page_query(store, input).map(bindings::params_from_wit))
-    }
-
-    fn instantiate(&self) -> Result<Warm, CallFailure> {
-        let mut store = new_store(&self.engine, &self.limits);
-        store.set_epoch_deadline(engine::ticks(self.limits.timeout));
-        let bindings = self.pre.instantiate(&mut store).map_err(|e| classify(&store, e))?;
-        Ok(Warm {
-            store,
-            bindings,
-            calls: 0,
+        self.call(|store, m| {
+            let params = m.page_query(store, input)?;
+            caps::params(&params).map_err(|e| wasmtime::Error::new(OverCap(e)))?;
+            Ok(bindings::params_from_wit(params))
         })
     }
 
-    fn call<R>(&self, f: impl FnOnce(&mut Store<GuestState>, &Bound) -> wasmtime::Result<R>) -> Result<R, CallFailure> {
+    fn instantiate(&self) -> Result<Warm, CallError> {
+        let mut store = new_store(&self.engine, &self.limits);
+        store.set_epoch_deadline(engine::ticks(self.limits.deadline));
+        match self.pre.instantiate(&mut store) {
+            Ok(bindings) => Ok(Warm {
+                store,
+                bindings,
+                calls: 0,
+            }),
+            Err(e) if e.downcast_ref::<PoolConcurrencyLimitError>().is_some() => Err(CallError::Busy(Busy::Pool)),
+            Err(e) => Err(self.classify(&store, e).into()),
+        }
+    }
+
+    fn call<R>(&self, f: impl FnOnce(&mut Store<GuestState>, &Bound) -> wasmtime::Result<R>) -> Result<R, CallError> {
+        let _slot = self.calls.acquire().map_err(CallError::Busy)?;
         let reused = match self.mode {
-            InstanceMode::Reuse => self.warm.lock().expect("warm instances").pop(),
+            InstanceMode::Reuse => self.warm.lock().unwrap_or_else(|e| e.into_inner()).pop(),
             InstanceMode::Fresh | InstanceMode::Auto => None,
         };
         let mut warm = match reused {
             Some(w) => w,
             None => self.instantiate()?,
         };
-        warm.store.set_epoch_deadline(engine::ticks(self.limits.timeout));
-        let result = f(&mut warm.store, &warm.bindings);
-        match result {
+        warm.store.data().stderr.clear();
+        warm.store.set_epoch_deadline(engine::ticks(self.limits.deadline));
+        match f(&mut warm.store, &warm.bindings) {
             Ok(value) => {
                 warm.calls += 1;
                 if self.mode == InstanceMode::Reuse && warm.calls < RECYCLE_AFTER_CALLS {
-                    let mut pool = self.warm.lock().expect("warm instances");
-                    if pool.len() < WARM_INSTANCES {
+                    let mut pool = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+                    if pool.len() < self.warm_cap {
                         pool.push(warm);
                     }
                 }
                 Ok(value)
             }
-            // A trapped instance is never reused: its state is unknown.
-            Err(e) => Err(classify(&warm.store, e)),
+            // A failed instance is never reused: its state is unknown.
+            Err(e) => Err(self.classify(&warm.store, e).into()),
         }
     }
-}
 
-/// Turns a wasmtime error into the reason a call failed. The message is the
-/// root cause (not the wasm backtrace) plus what the guest wrote to stderr,
-/// which is where a Rust guest's panic message goes.
-fn classify(store: &Store<GuestState>, error: wasmtime::Error) -> CallFailure {
-    let stderr = String::from_utf8_lossy(&store.data().stderr.contents())
-        .trim()
-        .to_string();
-    let cause = error.root_cause().to_string();
-    let detail = if stderr.is_empty() {
-        cause.clone()
-    } else {
-        format!("{cause}; guest stderr: {stderr}")
-    };
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => CallFailure::TimedOut(detail),
-        Some(Trap::AllocationTooLarge) => CallFailure::OutOfMemory(detail),
-        _ if store.data().limits.memory_refused => CallFailure::OutOfMemory(detail),
-        _ => CallFailure::Trapped(detail),
+    /// Turns a wasmtime error into the reason a call failed, from its type
+    /// (never its text). The message is the root cause (not the wasm
+    /// backtrace) plus what the guest wrote to stderr in this call, which is
+    /// where a Rust guest's panic message goes.
+    fn classify(&self, store: &Store<GuestState>, error: wasmtime::Error) -> CallFailure {
+        let stderr = store.data().stderr.text();
+        let cause = error.root_cause().to_string();
+        let detail = if stderr.is_empty() {
+            cause
+        } else {
+            format!("{cause}; guest stderr: {stderr}")
+        };
+        if error.downcast_ref::<MayNotWait>().is_some() {
+            return CallFailure::Forbidden(detail);
+        }
+        if error.downcast_ref::<ResourceTableError>().is_some() {
+            return CallFailure::Forbidden(format!("it holds too many host resources: {detail}"));
+        }
+        if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            return CallFailure::Trapped(format!("the mapper called exit({}); {detail}", exit.0));
+        }
+        if error.downcast_ref::<OverCap>().is_some() {
+            return CallFailure::BadAnswer(detail);
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => CallFailure::TimedOut(format!(
+                "ran past its {:?} wall-clock deadline: {detail}",
+                self.limits.deadline
+            )),
+            Some(Trap::AllocationTooLarge) => CallFailure::OutOfMemory(detail),
+            _ if store.data().limits.memory_refused => CallFailure::OutOfMemory(detail),
+            Some(_) => CallFailure::Trapped(detail),
+            // Not a trap of guest code: the host could not read what the
+            // guest handed back (over the bytes a call may return, or not
+            // valid under the canonical ABI).
+            None => CallFailure::BadAnswer(format!(
+                "{detail} (a call may return {} bytes, mapper.max_output_bytes)",
+                self.limits.output_bytes
+            )),
+        }
     }
 }

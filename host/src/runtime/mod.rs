@@ -2,14 +2,20 @@
 //!
 //! Everything else calls [`Runtime::map_blocking`] with a source name and a
 //! delivery. Inside: the runtime's own engine with the pooling allocator and
-//! an epoch ticker that stops with it (`engine`), the WIT bindings (`bindings`), bounded calls into one
-//! loaded mapper (`instance`), the registry of serving mappers with validation
-//! and fallback (`registry`), and the directory watcher (`watch`).
+//! an epoch ticker that stops with it (`engine`), what an instance can reach
+//! and hold (`sandbox`), how many calls run at once (`capacity`), the WIT
+//! bindings (`bindings`), the caps on a mapper's answers (`caps`), bounded
+//! calls into one loaded mapper (`instance`), the registry of serving mappers
+//! with validation, trust checks and fallback (`registry`), and the directory
+//! watcher (`watch`).
 
 mod bindings;
+mod capacity;
+mod caps;
 mod engine;
 mod instance;
 mod registry;
+mod sandbox;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +28,8 @@ use audit_guest_sdk::fixtures::Fixture;
 use crate::event::{Delivery, FileLines, Mapped, MapperInfo, MappingError, PageRequest, QueryParam};
 use serde::{Deserialize, Serialize};
 
+pub use capacity::{Busy, Capacity};
+pub use registry::Trust;
 pub use watch::WatchHandle;
 
 /// Whether each call gets a fresh instance or reuses a warm one.
@@ -60,17 +68,29 @@ impl InstanceMode {
 /// Bounds on every call into a mapper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Wall-clock CPU budget of one call.
-    pub timeout: Duration,
+    /// Wall-clock deadline of one call: real time while guest code runs
+    /// (counted by the epoch ticker), not CPU time. No host import can wait,
+    /// so nothing a mapper calls outlasts it.
+    pub deadline: Duration,
     /// The most linear memory a mapper instance may grow to.
     pub memory_bytes: usize,
+    /// Bytes one call may hand back to the host: every string and list
+    /// lifted out of the guest, a string counted each time it is lifted.
+    pub output_bytes: usize,
+    /// Events one call may return (all lines of a `map-lines` call together).
+    pub events_per_call: usize,
+    /// Bytes of any one event field except `original`.
+    pub field_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            timeout: Duration::from_millis(500),
+            deadline: Duration::from_millis(500),
             memory_bytes: 64 << 20,
+            output_bytes: 32 << 20,
+            events_per_call: 50_000,
+            field_bytes: 16 << 10,
         }
     }
 }
@@ -84,6 +104,10 @@ pub struct RuntimeConfig {
     pub limits: Limits,
     /// Fresh or reused instances.
     pub mode: InstanceMode,
+    /// Calls at once and the queue in front of them.
+    pub capacity: Capacity,
+    /// Which drop-in files may be loaded.
+    pub trust: Trust,
 }
 
 /// The mapper that produced a result.
@@ -103,16 +127,25 @@ impl std::fmt::Display for MapperId {
 
 /// Why a call did not return normally.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CallFailure {
-    /// The mapper ran past its CPU deadline.
+    /// The mapper ran past its wall-clock deadline.
     #[error("timed out: {0}")]
     TimedOut(String),
     /// The mapper hit its memory limit.
     #[error("out of memory: {0}")]
     OutOfMemory(String),
-    /// The mapper trapped (panic, unreachable, ...).
+    /// The mapper trapped (panic, unreachable, exit, ...).
     #[error("trapped: {0}")]
     Trapped(String),
+    /// The mapper asked for what a mapper may not have: to sleep or wait,
+    /// or more host resources than an instance may hold.
+    #[error("refused: {0}")]
+    Forbidden(String),
+    /// The mapper's answer broke a cap (events, field or output bytes,
+    /// `describe`'s name and lists) or could not be read.
+    #[error("answer refused: {0}")]
+    BadAnswer(String),
 }
 
 /// Why a delivery could not be mapped.
@@ -129,13 +162,23 @@ pub enum MapError {
         /// What it said.
         error: MappingError,
     },
-    /// The call trapped, timed out or ran out of memory.
+    /// The call trapped, timed out, ran out of memory or broke a cap.
     #[error("{mapper} failed: {failure}")]
     Failed {
         /// Which mapper.
         mapper: MapperId,
         /// What happened.
         failure: CallFailure,
+    },
+    /// No mapper instance was free: nothing ran. Transient: the delivery
+    /// is to be tried again (a webhook answers 503 with `Retry-After`),
+    /// never dead-lettered.
+    #[error("{mapper} is busy: {busy}")]
+    Busy {
+        /// Which mapper.
+        mapper: MapperId,
+        /// Which bound was reached.
+        busy: Busy,
     },
 }
 
@@ -144,7 +187,21 @@ impl MapError {
     pub fn mapper(&self) -> Option<&MapperId> {
         match self {
             MapError::NoMapper(_) => None,
-            MapError::Rejected { mapper, .. } | MapError::Failed { mapper, .. } => Some(mapper),
+            MapError::Rejected { mapper, .. } | MapError::Failed { mapper, .. } | MapError::Busy { mapper, .. } => {
+                Some(mapper)
+            }
+        }
+    }
+
+    /// Whether trying again later may succeed with the same mapper (busy).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, MapError::Busy { .. })
+    }
+
+    fn from_call(mapper: MapperId, error: instance::CallError) -> MapError {
+        match error {
+            instance::CallError::Busy(busy) => MapError::Busy { mapper, busy },
+            instance::CallError::Failed(failure) => MapError::Failed { mapper, failure },
         }
     }
 }
@@ -188,8 +245,19 @@ impl Runtime {
             config.limits.memory_bytes,
             engine::MAX_MEMORY_CEILING
         );
-        let engine = std::sync::Arc::new(engine::MapperEngine::new()?);
-        let registry = registry::Registry::new(engine, builtins, config.dir, config.limits, config.mode)?;
+        anyhow::ensure!(
+            config.capacity.calls >= 1,
+            "at least one mapper call must be allowed at once"
+        );
+        let mappers = builtins.len() + registry::MAX_DROP_INS;
+        let pool = engine::PoolSize::for_calls(
+            config.capacity.calls,
+            mappers,
+            instance::WARM_INSTANCES,
+            config.limits.memory_bytes,
+        );
+        let engine = Arc::new(engine::MapperEngine::new(pool)?);
+        let registry = registry::Registry::new(engine, builtins, config)?;
         Ok(Runtime {
             registry: Arc::new(registry),
         })
@@ -205,7 +273,7 @@ impl Runtime {
         let mapper = active.id();
         match active.map(delivery) {
             Ok(answer) => output(mapper, answer),
-            Err(failure) => Err(MapError::Failed { mapper, failure }),
+            Err(e) => Err(MapError::from_call(mapper, e)),
         }
     }
 
@@ -224,7 +292,7 @@ impl Runtime {
         let mapper = active.id();
         let answers = match active.map_lines(lines)? {
             Ok(answers) => answers,
-            Err(failure) => return Some(Err(MapError::Failed { mapper, failure })),
+            Err(e) => return Some(Err(MapError::from_call(mapper, e))),
         };
         if answers.len() != lines.lines.len() {
             let failure = CallFailure::Trapped(format!(
@@ -249,10 +317,13 @@ impl Runtime {
             .registry
             .get(source)
             .ok_or_else(|| MapError::NoMapper(source.to_string()))?;
-        let asked =
-            tokio::task::spawn_blocking(move || active.page_query(&request).map_err(|failure| (active.id(), failure)));
+        let asked = tokio::task::spawn_blocking(move || {
+            active
+                .page_query(&request)
+                .map_err(|e| MapError::from_call(active.id(), e))
+        });
         match asked.await {
-            Ok(answer) => answer.map_err(|(mapper, failure)| MapError::Failed { mapper, failure }),
+            Ok(answer) => answer,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
     }
@@ -275,6 +346,11 @@ impl Runtime {
     /// Looks at the mapper directory now (the watcher calls this on changes).
     pub fn rescan(&self) -> usize {
         self.registry.rescan()
+    }
+
+    /// `(running, waiting)` mapper calls now.
+    pub fn calls_now(&self) -> (usize, usize) {
+        self.registry.calls.load()
     }
 
     /// `(loaded, rejected)` reload counts since start.
@@ -310,15 +386,26 @@ pub struct FixtureReport {
     pub cases: Vec<(String, Vec<String>)>,
 }
 
-/// Loads a mapper file as the runtime would (same limits, same linker) and
-/// runs fixture inputs through it: the `mapper check` command.
-pub fn check_mapper_file(wasm: &Path, fixture_inputs: &[PathBuf]) -> anyhow::Result<FixtureReport> {
+/// Loads a mapper file as the service would (the configured limits and
+/// instance mode for a drop-in, the same sandbox) and runs fixture inputs
+/// through it: the `mapper check` command.
+pub fn check_mapper_file(
+    wasm: &Path,
+    fixture_inputs: &[PathBuf],
+    config: &RuntimeConfig,
+) -> anyhow::Result<FixtureReport> {
     use anyhow::Context;
     let bytes = std::fs::read(wasm).with_context(|| format!("read {}", wasm.display()))?;
-    let engine = engine::MapperEngine::new()?;
+    let calls = Arc::new(capacity::Calls::new(Capacity {
+        calls: 1,
+        ..config.capacity
+    }));
+    let pool = engine::PoolSize::for_calls(1, 1, instance::WARM_INSTANCES, config.limits.memory_bytes);
+    let engine = engine::MapperEngine::new(pool)?;
     let component = engine.compile(&bytes)?;
-    let linker = instance::linker(engine.wasmtime())?;
-    let mapper = instance::LoadedMapper::load(&component, &linker, Limits::default(), InstanceMode::Fresh)?;
+    let linker = sandbox::linker(engine.wasmtime())?;
+    let mode = config.mode.for_mapper(false);
+    let mapper = instance::LoadedMapper::load(&component, &linker, config.limits, mode, calls)?;
     let mut cases = Vec::new();
     for input in fixture_inputs {
         let fixture = Fixture::load(input, &mapper.info.name)?;

@@ -8,6 +8,14 @@
 //! already running keep the `Arc` of the old version and finish on it. A
 //! broken file is rejected with a log line naming it, and whatever served
 //! before keeps serving. Deleting a file falls back to the built-in.
+//!
+//! Trust: a file (or the directory) that someone other than the service's
+//! user (or root) could write, and a symbolic link, are refused; with
+//! `mapper.allowed_sha256` only listed contents load; a drop-in that takes
+//! over a built-in source must bring fixtures unless the operator opts out.
+//! Every swap is logged at WARN with name, version, file and SHA-256. A file
+//! that could not be checked for a transient reason (no instance free) is
+//! checked again at the next scan.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,9 +27,24 @@ use audit_guest_sdk::fixtures::Fixture;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Linker;
 
+use super::capacity::Calls;
 use super::engine::MapperEngine;
-use super::instance::{GuestState, LoadedMapper, linker};
-use super::{InstanceMode, Limits, MapperStatus};
+use super::instance::{LoadError, LoadedMapper};
+use super::sandbox::{GuestState, linker};
+use super::{InstanceMode, Limits, MapperStatus, RuntimeConfig};
+
+/// Drop-in files one directory may hold; more are refused with a log line
+/// (each mapper keeps warm instances, which the instance pool counts).
+pub(crate) const MAX_DROP_INS: usize = 16;
+
+/// Which drop-in mapper files may be loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trust {
+    /// When not empty, only files with one of these SHA-256 digests load.
+    pub allowed_sha256: Vec<[u8; 32]>,
+    /// Lets a drop-in take over a built-in source without fixtures.
+    pub override_without_fixtures: bool,
+}
 
 /// Where the serving version of a mapper came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,17 +68,22 @@ struct SeenFile {
     serves: Option<String>,
 }
 
-/// Size, modification time and (on Unix) inode: a file renamed into place
-/// always differs, whatever times it carries.
-type Stamp = (u64, Option<std::time::SystemTime>, u64);
+/// Size, modification time and (on Unix) inode and mode, of the entry
+/// itself (a link is not followed): a file renamed into place always
+/// differs, whatever times it carries, and so does a file whose permissions
+/// changed.
+type Stamp = (u64, Option<std::time::SystemTime>, u64, u32);
 
 fn stamp_of(path: &Path) -> Option<Stamp> {
-    let meta = std::fs::metadata(path).ok()?;
+    let meta = std::fs::symlink_metadata(path).ok()?;
     #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    let (inode, mode) = {
+        use std::os::unix::fs::MetadataExt;
+        (meta.ino(), meta.mode())
+    };
     #[cfg(not(unix))]
-    let inode = 0;
-    Some((meta.len(), meta.modified().ok(), inode))
+    let (inode, mode) = (0, 0);
+    Some((meta.len(), meta.modified().ok(), inode, mode))
 }
 
 /// Reload outcomes, for logs and metrics.
@@ -70,6 +98,8 @@ pub(crate) struct Registry {
     linker: Linker<GuestState>,
     limits: Limits,
     mode: InstanceMode,
+    trust: Trust,
+    pub(crate) calls: Arc<Calls>,
     dir: Option<PathBuf>,
     builtins: HashMap<String, Arc<LoadedMapper>>,
     active: RwLock<HashMap<String, Active>>,
@@ -82,15 +112,21 @@ impl Registry {
     pub(crate) fn new(
         engine: Arc<MapperEngine>,
         builtins: &[&[u8]],
-        dir: Option<PathBuf>,
-        limits: Limits,
-        mode: InstanceMode,
+        config: RuntimeConfig,
     ) -> anyhow::Result<Registry> {
+        let RuntimeConfig {
+            dir,
+            limits,
+            mode,
+            capacity,
+            trust,
+        } = config;
+        let calls = Arc::new(Calls::new(capacity));
         let linker = linker(engine.wasmtime())?;
         let mut loaded = HashMap::new();
         for bytes in builtins {
             let component = engine.compile(bytes).context("compile a built-in mapper")?;
-            let mapper = LoadedMapper::load(&component, &linker, limits, mode.for_mapper(true))
+            let mapper = LoadedMapper::load(&component, &linker, limits, mode.for_mapper(true), calls.clone())
                 .context("load a built-in mapper")?;
             loaded.insert(mapper.info.name.clone(), Arc::new(mapper));
         }
@@ -109,6 +145,8 @@ impl Registry {
             linker,
             limits,
             mode,
+            trust,
+            calls,
             dir,
             builtins: loaded,
             active: RwLock::new(active),
@@ -154,19 +192,37 @@ impl Registry {
     }
 
     /// Compiles and validates one candidate file.
-    pub(crate) fn validate(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<LoadedMapper> {
-        let component = self.engine.compile(bytes)?;
+    pub(crate) fn validate(&self, path: &Path, bytes: &[u8], hash: &[u8; 32]) -> Result<LoadedMapper, LoadError> {
+        let invalid = |e: anyhow::Error| LoadError::Invalid(e);
+        if !self.trust.allowed_sha256.is_empty() && !self.trust.allowed_sha256.contains(hash) {
+            return Err(invalid(anyhow::anyhow!(
+                "its SHA-256 {} is not in mapper.allowed_sha256",
+                hex(hash)
+            )));
+        }
+        let component = self.engine.compile(bytes).map_err(invalid)?;
         let mode = self.mode.for_mapper(false);
-        let mapper = LoadedMapper::load(&component, &self.linker, self.limits, mode)?;
+        let mapper = LoadedMapper::load(&component, &self.linker, self.limits, mode, self.calls.clone())?;
         let fixtures_dir = path.with_extension("fixtures");
         if fixtures_dir.is_dir() {
-            let fixtures = Fixture::load_dir(&fixtures_dir, &mapper.info.name)?;
+            let fixtures = Fixture::load_dir(&fixtures_dir, &mapper.info.name).map_err(|e| invalid(e.into()))?;
             for fixture in &fixtures {
                 let diffs = mapper.differences(fixture)?;
                 if !diffs.is_empty() {
-                    anyhow::bail!("fixture {} differs: {}", fixture.name, diffs.join("; "));
+                    return Err(invalid(anyhow::anyhow!(
+                        "fixture {} differs: {}",
+                        fixture.name,
+                        diffs.join("; ")
+                    )));
                 }
             }
+        } else if self.builtins.contains_key(&mapper.info.name) && !self.trust.override_without_fixtures {
+            return Err(invalid(anyhow::anyhow!(
+                "it takes over the built-in `{}` mapper without fixtures: add them in {} (see docs/writing-a-mapper.md) \
+                 or set mapper.allow_override_without_fixtures = true",
+                mapper.info.name,
+                fixtures_dir.display()
+            )));
         }
         Ok(mapper)
     }
@@ -175,13 +231,24 @@ impl Registry {
     /// for removed ones. Returns how many mappers changed.
     pub(crate) fn rescan(&self) -> usize {
         let Some(dir) = &self.dir else { return 0 };
-        let present = match wasm_files(dir) {
+        let mut present = match wasm_files(dir) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot read the mapper directory");
                 return 0;
             }
         };
+        if present.len() > MAX_DROP_INS {
+            tracing::warn!(
+                dir = %dir.display(), files = present.len(), ignored = ?&present[MAX_DROP_INS..],
+                "more than {MAX_DROP_INS} mapper files; the ones after the first {MAX_DROP_INS} by name are ignored"
+            );
+            present.truncate(MAX_DROP_INS);
+        }
+        if let Err(why) = trust::writable_only_by_us(dir) {
+            tracing::warn!(dir = %dir.display(), reason = %why, "mapper directory refused; built-in mappers serve");
+            present.clear();
+        }
         let mut changed = 0;
         for path in &present {
             changed += usize::from(self.consider(path));
@@ -215,7 +282,11 @@ impl Registry {
                 return false;
             }
         }
-        let stamp = stamp.unwrap_or((0, None, 0));
+        let stamp = stamp.unwrap_or((0, None, 0, 0));
+        if let Err(why) = trust::writable_only_by_us(path) {
+            self.refuse(path, stamp, [0; 32], &why);
+            return false;
+        }
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) => {
@@ -239,7 +310,7 @@ impl Registry {
             }
         };
         let started = std::time::Instant::now();
-        match self.validate(path, &bytes) {
+        match self.validate(path, &bytes, &hash) {
             Ok(mapper) => {
                 let name = mapper.info.name.clone();
                 let version = mapper.info.version.clone();
@@ -263,33 +334,41 @@ impl Registry {
                     self.fall_back(&old, path);
                 }
                 self.counts.loaded.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(
+                tracing::warn!(
                     file = %path.display(),
                     mapper = %name,
                     version = %version,
+                    sha256 = %hex(&hash),
                     took_ms = started.elapsed().as_millis() as u64,
-                    "mapper loaded"
+                    "mapper swapped in: it maps every new delivery of its source"
                 );
                 true
             }
-            Err(e) => {
-                self.counts.rejected.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    file = %path.display(),
-                    reason = %format!("{e:#}"),
-                    "mapper rejected; the previous version keeps serving"
-                );
-                self.files.lock().expect("seen files").insert(
-                    path.to_path_buf(),
-                    SeenFile {
-                        stamp,
-                        hash,
-                        serves: previous,
-                    },
-                );
+            Err(LoadError::Busy(busy)) => {
+                // Not recorded as seen: the next scan checks it again.
+                tracing::info!(file = %path.display(), reason = %busy, "mapper file not checked yet; trying again at the next scan");
+                false
+            }
+            Err(LoadError::Invalid(e)) => {
+                self.refuse(path, stamp, hash, &format!("{e:#}"));
                 false
             }
         }
+    }
+
+    /// Logs and counts a refused file; remembers it so it is not read again
+    /// until it changes.
+    fn refuse(&self, path: &Path, stamp: Stamp, hash: [u8; 32], why: &str) {
+        self.counts.rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            file = %path.display(),
+            sha256 = %hex(&hash),
+            reason = %why,
+            "mapper rejected; the previous version keeps serving"
+        );
+        let mut files = self.files.lock().expect("seen files");
+        let serves = files.get(path).and_then(|seen| seen.serves.clone());
+        files.insert(path.to_path_buf(), SeenFile { stamp, hash, serves });
     }
 
     /// `path` no longer provides `name`: serve the built-in again (or nothing).
@@ -308,7 +387,7 @@ impl Registry {
                         origin: Origin::Builtin,
                     },
                 );
-                tracing::info!(file = %path.display(), mapper = %name, "mapper file removed; the built-in serves again");
+                tracing::warn!(file = %path.display(), mapper = %name, "mapper file removed; the built-in serves again");
             }
             None => {
                 active.remove(name);
@@ -318,14 +397,65 @@ impl Registry {
     }
 }
 
+/// The `.wasm` entries of the directory (links included: they are refused
+/// with a reason, not skipped in silence).
 fn wasm_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "wasm") && path.is_file() {
+        let entry = entry?;
+        let path = entry.path();
+        let kind = entry.file_type()?;
+        if path.extension().is_some_and(|e| e == "wasm") && (kind.is_file() || kind.is_symlink()) {
             out.push(path);
         }
     }
     out.sort();
     Ok(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Who may change a mapper file.
+mod trust {
+    use std::path::Path;
+
+    /// Refuses a symbolic link, and a path that a user other than the
+    /// service's (or root) could write: group- or world-writable, or owned
+    /// by another user.
+    pub(super) fn writable_only_by_us(path: &Path) -> Result<(), String> {
+        let meta = std::fs::symlink_metadata(path).map_err(|e| format!("cannot read its metadata: {e}"))?;
+        if meta.file_type().is_symlink() {
+            return Err("it is a symbolic link; mapper files are not followed through links".into());
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let mode = meta.mode();
+            if mode & 0o022 != 0 {
+                return Err(format!(
+                    "its mode {:o} lets other users write it; make it writable by its owner only (chmod go-w)",
+                    mode & 0o7777
+                ));
+            }
+            if let Some(us) = our_uid()
+                && meta.uid() != us
+                && meta.uid() != 0
+            {
+                return Err(format!(
+                    "it is owned by uid {}, neither the service's user (uid {us}) nor root",
+                    meta.uid()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The service's effective user: the owner of `/proc/self` on Linux.
+    #[cfg(unix)]
+    fn our_uid() -> Option<u32> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+    }
 }

@@ -5,7 +5,7 @@ use audit_ingest::event::RawJson;
 use audit_ingest::ingest::Tenants;
 use audit_ingest::runtime::{InstanceMode, Limits};
 use audit_ingest::store::NewRecord;
-use audit_ingest_tests::{TOKEN, app, call, embedded_store, get, runtime};
+use audit_ingest_tests::{TOKEN, app, call, embedded_store, get, install, runtime};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{TimeZone, Utc};
@@ -182,4 +182,28 @@ async fn readiness_reports_the_store_and_the_mappers() {
         .map(|m| m["name"].clone())
         .collect();
     assert_eq!(names, vec![json!("authentik"), json!("ocis"), json!("stalwart")]);
+}
+
+#[tokio::test]
+async fn readiness_shows_mapper_files_only_to_a_caller_with_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    install(&dir.path().join("probe.wasm"), audit_ingest_tests::PROBE_V1);
+    let rt = runtime(Some(dir.path()), InstanceMode::Fresh, Limits::default());
+    let router = app(embedded_store(dir.path()), rt);
+    let file_of_probe = |body: &serde_json::Value| {
+        body["mappers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "probe")
+            .map(|m| m["file"].clone())
+            .unwrap()
+    };
+    let (_, anonymous) = call(&router, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!(file_of_probe(&anonymous), serde_json::Value::Null, "{anonymous}");
+    let (_, operator) = call(&router, get("/readyz")).await;
+    assert!(
+        file_of_probe(&operator).as_str().unwrap().ends_with("probe.wasm"),
+        "{operator}"
+    );
 }

@@ -7,6 +7,8 @@ mod api_timeline;
 mod authentik_poll;
 mod deploy_files;
 mod mapper_fixtures;
+mod mapper_sandbox;
+mod mapper_trust;
 mod metrics;
 mod ocis_tail;
 mod openapi;

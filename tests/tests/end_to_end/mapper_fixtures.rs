@@ -18,7 +18,7 @@ fn check(source: &str, component: &[u8]) {
     assert!(!inputs.is_empty(), "fixtures exist for {source}");
     let wasm = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(wasm.path(), component).unwrap();
-    let report = check_mapper_file(wasm.path(), &inputs).unwrap();
+    let report = check_mapper_file(wasm.path(), &inputs, &audit_ingest::runtime::RuntimeConfig::default()).unwrap();
     assert_eq!(report.info.name, source);
     assert_eq!(report.cases.len(), inputs.len());
     for (name, diffs) in &report.cases {

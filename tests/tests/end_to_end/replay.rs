@@ -8,7 +8,8 @@ use std::time::Duration;
 use audit_ingest::replay::{ReplayScope, replay};
 use audit_ingest::runtime::{InstanceMode, Limits, Runtime};
 use audit_ingest_tests::{
-    PROBE_AS_STALWART, TOKEN, all_records, app, call, embedded_store, install, pipeline, runtime, wait_until,
+    PROBE_AS_STALWART, TOKEN, all_records, app, call, embedded_store, install, pipeline, runtime,
+    runtime_overriding_builtins, wait_until,
 };
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -42,10 +43,11 @@ async fn trapping_looping_and_hoarding_mappers_dead_letter_then_replay_lands_onc
     let mappers = dir.path().join("mappers.d");
     std::fs::create_dir_all(&mappers).unwrap();
     let limits = Limits {
-        timeout: Duration::from_millis(200),
+        deadline: Duration::from_millis(200),
         memory_bytes: 32 << 20,
+        ..Limits::default()
     };
-    let rt = runtime(Some(&mappers), InstanceMode::Fresh, limits);
+    let rt = runtime_overriding_builtins(&mappers, InstanceMode::Fresh, limits);
     let _watch = rt.watch().unwrap();
     let store = embedded_store(dir.path());
     let router = app(store.clone(), rt.clone());
@@ -137,7 +139,7 @@ async fn catch_all_records_are_remapped_in_place_by_a_newer_mapper() {
     let dir = tempfile::tempdir().unwrap();
     let mappers = dir.path().join("mappers.d");
     std::fs::create_dir_all(&mappers).unwrap();
-    let rt = runtime(Some(&mappers), InstanceMode::Auto, Limits::default());
+    let rt = runtime_overriding_builtins(&mappers, InstanceMode::Auto, Limits::default());
     let _watch = rt.watch().unwrap();
     let store = embedded_store(dir.path());
     let router = app(store.clone(), rt.clone());

@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use audit_ingest::event::Delivery;
 use audit_ingest::runtime::{InstanceMode, Limits, Runtime};
-use audit_ingest_tests::{PROBE_AS_STALWART, PROBE_V1, PROBE_V2, PROBE_WIT_0_2, install, runtime, wait_until};
+use audit_ingest_tests::{
+    PROBE_AS_STALWART, PROBE_V1, PROBE_V2, PROBE_WIT_0_2, install, runtime, runtime_overriding_builtins, wait_until,
+};
 
 fn version(rt: &Runtime, source: &str) -> Option<String> {
     rt.describe(source).map(|i| i.version)
 }
 
 fn watched(dir: &std::path::Path) -> (Runtime, tokio::runtime::Runtime, audit_ingest::runtime::WatchHandle) {
-    let rt = runtime(Some(dir), InstanceMode::Fresh, Limits::default());
+    let rt = runtime_overriding_builtins(dir, InstanceMode::Fresh, Limits::default());
     let tokio = tokio::runtime::Runtime::new().unwrap();
     let handle = tokio.block_on(async { rt.watch().unwrap() });
     (rt, tokio, handle)

@@ -8,8 +8,11 @@ use audit_ingest::runtime::{CallFailure, InstanceMode, Limits, MapError};
 use audit_ingest_tests::{PROBE_V1, install, runtime};
 
 const LIMITS: Limits = Limits {
-    timeout: Duration::from_millis(200),
+    deadline: Duration::from_millis(200),
     memory_bytes: 16 << 20,
+    output_bytes: 4 << 20,
+    events_per_call: 1000,
+    field_bytes: 4096,
 };
 
 fn probe_delivery(what: &str) -> Delivery {

@@ -336,6 +336,8 @@ impl Poller {
             let delivery = received.delivery(Transport::Poll, headers, Some(url), body);
             let mapped = match pipeline.map(&self.mapper, &received, delivery).await {
                 (_, Ok(mapped)) => mapped,
+                // No instance free: nothing to keep; the tick is retried.
+                (_, Err(e)) if e.is_transient() => return Err(TickError::Map(e)),
                 (delivery, Err(e)) => {
                     // The walk cannot move past a page it cannot read: keep
                     // the page for re-mapping and retry after a fixed mapper

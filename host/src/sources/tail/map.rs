@@ -136,11 +136,26 @@ impl LineMapper<'_> {
             }
             for line in call {
                 let delivery = self.delivery(line, batch);
-                let result = self.pipeline.map_blocking(self.mapper, &batch.received, &delivery);
+                let result = self.map_when_free(&delivery, batch);
                 self.keep(line, result, batch, &mut out);
             }
         }
         out
+    }
+
+    /// One line's call, waiting while no mapper instance is free (a tail is
+    /// a background reader: it waits its turn instead of losing the line;
+    /// every call ends within its deadline, so a turn comes).
+    fn map_when_free(&self, delivery: &crate::event::Delivery, batch: &Batch<'_>) -> Result<Mapped, MapError> {
+        loop {
+            match self.pipeline.map_blocking(self.mapper, &batch.received, delivery) {
+                Err(e) if e.is_transient() => {
+                    tracing::debug!(source = %self.source, error = %e, "mapper busy; the tail waits for a free instance");
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                answer => return answer,
+            }
+        }
     }
 
     /// Several lines in one `map-lines` call: one result per line, or `None`

@@ -385,6 +385,7 @@ async fn accept(state: &AppState, endpoint: &Endpoint, request: Request) -> Resu
             duplicates: summary.duplicates,
         }),
         Delivered::DeadLettered { id, .. } => Err(AppError::DeadLettered { id }),
+        Delivered::Busy(why) => Err(AppError::MapperBusy(why.to_string())),
     }
 }
 

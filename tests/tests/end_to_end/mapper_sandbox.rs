@@ -1,0 +1,195 @@
+//! A hostile mapper is cut off within its deadline or cap, with a clear
+//! reason, and the runtime keeps serving: the same mapper's next call and
+//! the built-in mappers of other sources.
+
+use std::time::{Duration, Instant};
+
+use audit_ingest::event::{Delivery, PageRequest};
+use audit_ingest::runtime::{CallFailure, InstanceMode, Limits, MapError, Runtime};
+use audit_ingest_tests::{PROBE_DESCRIBE_HUGE, PROBE_DESCRIBE_SLEEPS, PROBE_V1, install, runtime};
+
+const DEADLINE: Duration = Duration::from_millis(200);
+
+const LIMITS: Limits = Limits {
+    deadline: DEADLINE,
+    memory_bytes: 32 << 20,
+    output_bytes: 4 << 20,
+    events_per_call: 1000,
+    field_bytes: 4096,
+};
+
+/// A correctness bound, well above the deadline (the cut-off time itself is
+/// measured in BENCHMARKS.md, not asserted here).
+const CUT_OFF: Duration = Duration::from_secs(3);
+
+fn probe(what: &str) -> Delivery {
+    Delivery::from_body("probe", format!(r#"{{"do":"{what}"}}"#).into_bytes())
+}
+
+fn failure_of(rt: &Runtime, delivery: &Delivery) -> (CallFailure, Duration) {
+    let started = Instant::now();
+    let result = rt.map_blocking("probe", delivery);
+    let took = started.elapsed();
+    match result {
+        Err(MapError::Failed { failure, .. }) => (failure, took),
+        other => panic!("expected a failed call, got {other:?}"),
+    }
+}
+
+/// The probe's next call and a built-in mapper both still answer.
+fn still_serving(rt: &Runtime) {
+    let echo = rt
+        .map_blocking("probe", &probe("echo"))
+        .expect("the probe answers again");
+    assert_eq!(echo.mapped.events[0].action, "probe.echo_v1");
+    let body = r#"{"events":[{"id":"1","createdAt":"2026-01-01T00:00:00Z","type":"auth.success","data":{"accountName":"a@example.org","remoteIp":"192.0.2.1"}}]}"#;
+    let stalwart = rt
+        .map_blocking("stalwart", &Delivery::from_body("stalwart", body.as_bytes().to_vec()))
+        .expect("another source's mapper answers");
+    assert_eq!(stalwart.mapped.events.len(), 1);
+}
+
+fn probe_runtime(mode: InstanceMode) -> (tempfile::TempDir, Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    install(&dir.path().join("probe.wasm"), PROBE_V1);
+    let rt = runtime(Some(dir.path()), mode, LIMITS);
+    (dir, rt)
+}
+
+#[test]
+fn sleeping_and_waiting_mappers_are_refused_at_once_in_both_instance_modes() {
+    for mode in [InstanceMode::Fresh, InstanceMode::Reuse] {
+        let (_dir, rt) = probe_runtime(mode);
+        for what in ["sleep", "sleep-forever", "wait"] {
+            let (failure, took) = failure_of(&rt, &probe(what));
+            match &failure {
+                CallFailure::Forbidden(why) => assert!(why.contains("may not sleep or wait"), "{what}: {why}"),
+                other => panic!("{what} ({mode:?}): expected a refusal, got {other:?}"),
+            }
+            assert!(took < CUT_OFF, "{what} held the call for {took:?}");
+            still_serving(&rt);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_query_that_sleeps_is_refused_and_the_next_page_is_served() {
+    let (_dir, rt) = probe_runtime(InstanceMode::Reuse);
+    let started = Instant::now();
+    let slept = rt
+        .page_query(
+            "probe",
+            PageRequest {
+                page: 7,
+                page_size: 100,
+            },
+        )
+        .await;
+    assert!(
+        matches!(
+            &slept,
+            Err(MapError::Failed {
+                failure: CallFailure::Forbidden(_),
+                ..
+            })
+        ),
+        "{slept:?}"
+    );
+    assert!(
+        started.elapsed() < CUT_OFF,
+        "page-query held for {:?}",
+        started.elapsed()
+    );
+    let next = rt
+        .page_query(
+            "probe",
+            PageRequest {
+                page: 8,
+                page_size: 100,
+            },
+        )
+        .await
+        .expect("the next page query is answered");
+    assert_eq!(next[0].value, "8");
+}
+
+#[test]
+fn hostile_describes_are_refused_at_load_and_start_up_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    install(&dir.path().join("sleepy.wasm"), PROBE_DESCRIBE_SLEEPS);
+    install(&dir.path().join("huge.wasm"), PROBE_DESCRIBE_HUGE);
+    let started = Instant::now();
+    let rt = runtime(Some(dir.path()), InstanceMode::Fresh, LIMITS);
+    assert!(
+        started.elapsed() < CUT_OFF,
+        "start-up took {:?} with a sleeping describe",
+        started.elapsed()
+    );
+    assert_eq!(rt.reload_counts(), (0, 2), "both files are rejected");
+    assert!(rt.mapper_id("probe").is_none());
+    assert!(rt.mapper_id("stalwart").is_some(), "the built-ins serve");
+    // A later reload is not held either: a good file dropped in now loads.
+    install(&dir.path().join("probe.wasm"), PROBE_V1);
+    let started = Instant::now();
+    rt.rescan();
+    assert!(started.elapsed() < CUT_OFF);
+    still_serving(&rt);
+}
+
+#[test]
+fn an_answer_of_aliased_strings_is_refused_while_lifting() {
+    let (_dir, rt) = probe_runtime(InstanceMode::Fresh);
+    // 10,000 events naming one 1 MiB buffer: 10 GiB if each were copied.
+    let (failure, took) = failure_of(&rt, &probe("alias"));
+    match &failure {
+        CallFailure::BadAnswer(why) => assert!(why.contains("max_output_bytes"), "{why}"),
+        other => panic!("expected a refused answer, got {other:?}"),
+    }
+    assert!(took < CUT_OFF, "lifting took {took:?}");
+    still_serving(&rt);
+}
+
+#[test]
+fn answers_over_the_event_and_field_caps_are_refused() {
+    let (_dir, rt) = probe_runtime(InstanceMode::Reuse);
+    let many = Delivery::from_body("probe", br#"{"do":"many","n":1001}"#.to_vec());
+    match failure_of(&rt, &many).0 {
+        CallFailure::BadAnswer(why) => assert!(why.contains("more than 1000 events"), "{why}"),
+        other => panic!("expected a refused answer, got {other:?}"),
+    }
+    let at_cap = Delivery::from_body("probe", br#"{"do":"many","n":1000}"#.to_vec());
+    assert_eq!(rt.map_blocking("probe", &at_cap).unwrap().mapped.events.len(), 1000);
+    match failure_of(&rt, &probe("big-field")).0 {
+        CallFailure::BadAnswer(why) => assert!(why.contains("`actor.name` is 1048576 bytes"), "{why}"),
+        other => panic!("expected a refused answer, got {other:?}"),
+    }
+    still_serving(&rt);
+}
+
+#[test]
+fn a_mapper_holding_handles_without_end_is_stopped() {
+    let (_dir, rt) = probe_runtime(InstanceMode::Fresh);
+    let (failure, took) = failure_of(&rt, &probe("grow-table"));
+    assert!(
+        matches!(&failure, CallFailure::Forbidden(why) if why.contains("host resources")),
+        "{failure:?}"
+    );
+    assert!(took < CUT_OFF);
+    still_serving(&rt);
+}
+
+#[test]
+fn a_reused_instance_that_writes_stderr_on_every_call_keeps_working() {
+    let (_dir, rt) = probe_runtime(InstanceMode::Reuse);
+    for n in 0..10_000 {
+        if let Err(e) = rt.map_blocking("probe", &probe("stderr")) {
+            panic!("call {n} failed: {e}");
+        }
+    }
+    // What a failing call wrote is still reported with its failure.
+    let (failure, _) = failure_of(&rt, &probe("trap"));
+    assert!(
+        matches!(&failure, CallFailure::Trapped(why) if why.contains("the probe was asked to trap")),
+        "{failure:?}"
+    );
+}
