@@ -14,7 +14,9 @@
 //!    source's mapper, normalise, write with the checkpoint that covers the
 //!    records, count, and keep what cannot be mapped as a dead letter.
 //! 3. `runtime/` (the only module that names wasmtime) runs the WebAssembly
-//!    mappers under their limits and hot-reloads them from a directory.
+//!    mappers in a sandbox no import of which can wait, under a wall-clock
+//!    deadline, memory and answer caps and a bounded number of calls at
+//!    once, and hot-reloads trusted files from a directory.
 //! 4. `store/` is the [`store::AuditStore`] contract and its backends
 //!    (embedded SQLite, MongoDB); a write is durable when it returns, and a
 //!    checkpoint moves only in or after the commit of what it covers.
@@ -36,6 +38,7 @@ pub mod ingest;
 pub mod presets;
 pub mod replay;
 pub mod runtime;
+mod scheduling;
 pub mod serve;
 pub mod sources;
 pub mod store;

@@ -129,11 +129,24 @@ impl Telemetry {
         self.0.store_write_seconds.observe(took);
     }
 
-    /// Renders everything in the Prometheus text format. `reloads` is
-    /// `(loaded, rejected)` from the mapper registry.
-    pub fn render(&self, reloads: (u64, u64)) -> String {
-        render(&self.0, reloads)
+    /// Renders everything in the Prometheus text format, with the mapper
+    /// runtime's own figures.
+    pub fn render(&self, mappers: MapperFigures) -> String {
+        render(&self.0, mappers)
     }
+}
+
+/// What the mapper runtime reports for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MapperFigures {
+    /// `(loaded, rejected)` mapper files since start.
+    pub reloads: (u64, u64),
+    /// Mapper calls running now.
+    pub calls_running: usize,
+    /// Calls waiting for a free instance now.
+    pub calls_waiting: usize,
+    /// Calls refused as busy since start (503 to a webhook, a retry elsewhere).
+    pub calls_busy_total: u64,
 }
 
 /// Now, Unix seconds.
@@ -141,7 +154,8 @@ pub fn now_unix() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn render(metrics: &Metrics, reloads: (u64, u64)) -> String {
+fn render(metrics: &Metrics, mappers: MapperFigures) -> String {
+    let reloads = mappers.reloads;
     let mut out = String::new();
     let sources = metrics.sources.read().unwrap_or_else(|e| e.into_inner()).clone();
     let counter = |out: &mut String, name: &str, help: &str, get: &dyn Fn(&SourceMetrics) -> u64| {
@@ -205,6 +219,18 @@ fn render(metrics: &Metrics, reloads: (u64, u64)) -> String {
         "audit_ingest_mapper_reloads_total{{outcome=\"rejected\"}} {}",
         reloads.1
     );
+    let _ = writeln!(
+        out,
+        "# HELP audit_ingest_mapper_calls Mapper calls running or waiting for a free instance.\n# TYPE audit_ingest_mapper_calls gauge\n\
+         audit_ingest_mapper_calls{{state=\"running\"}} {}\naudit_ingest_mapper_calls{{state=\"waiting\"}} {}",
+        mappers.calls_running, mappers.calls_waiting
+    );
+    let _ = writeln!(
+        out,
+        "# HELP audit_ingest_mapper_calls_busy_total Mapper calls refused because no instance was free.\n# TYPE audit_ingest_mapper_calls_busy_total counter\n\
+         audit_ingest_mapper_calls_busy_total {}",
+        mappers.calls_busy_total
+    );
     let now = now_unix();
     let _ = writeln!(
         out,
@@ -254,10 +280,10 @@ mod tests {
             },
         );
         assert!(
-            a.render((0, 0))
+            a.render(MapperFigures::default())
                 .contains("audit_ingest_events_inserted_total{source=\"s\"} 2\n")
         );
-        assert!(!b.render((0, 0)).contains("source=\"s\""));
+        assert!(!b.render(MapperFigures::default()).contains("source=\"s\""));
     }
 
     #[test]

@@ -21,10 +21,7 @@ pub async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state
-            .pipeline
-            .telemetry()
-            .render(state.pipeline.runtime().reload_counts()),
+        state.pipeline.telemetry().render(state.pipeline.runtime().figures()),
     )
 }
 

@@ -61,6 +61,7 @@ pub(crate) struct Calls {
 struct State {
     running: usize,
     waiting: usize,
+    refused: u64,
 }
 
 /// One running call; the slot frees when this drops.
@@ -92,6 +93,7 @@ impl Calls {
             return Ok(Permit { calls: self });
         }
         if state.waiting >= self.limits.queued {
+            state.refused += 1;
             return Err(Busy::QueueFull(state.waiting));
         }
         state.waiting += 1;
@@ -100,6 +102,7 @@ impl Calls {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 state.waiting -= 1;
+                state.refused += 1;
                 return Err(Busy::Waited(self.limits.wait));
             }
             state = self
@@ -120,10 +123,10 @@ impl Calls {
         self.limits
     }
 
-    /// `(running, waiting)` now.
-    pub(crate) fn load(&self) -> (usize, usize) {
+    /// `(running, waiting)` now, and how many were refused since start.
+    pub(crate) fn load(&self) -> (usize, usize, u64) {
         let state = self.lock();
-        (state.running, state.waiting)
+        (state.running, state.waiting, state.refused)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -156,7 +159,7 @@ mod tests {
             assert_eq!(waiter.join().unwrap(), Err(Busy::Waited(Duration::from_millis(100))));
         });
         drop(held);
-        assert_eq!(c.load(), (0, 0));
+        assert_eq!(c.load(), (0, 0, 2), "both refusals are counted");
     }
 
     #[test]
@@ -171,6 +174,6 @@ mod tests {
             drop(held);
             assert_eq!(waiter.join().unwrap(), Ok(()));
         });
-        assert_eq!(c.load(), (0, 0));
+        assert_eq!(c.load(), (0, 0, 0));
     }
 }

@@ -1,10 +1,19 @@
 //! One loaded mapper: its pre-linked component and the bounded calls into it.
 //!
-//! Every call holds a slot of the runtime's [`Calls`], runs under a
-//! wall-clock deadline (epoch interruption) inside the sandbox of
-//! `sandbox.rs`, and has its answer checked against the caps of `caps.rs`
-//! before anything of it leaves the runtime.
+//! Every call holds a slot of the mapper's own share and one of the
+//! runtime's [`Calls`], runs under a wall-clock deadline (epoch
+//! interruption) inside the sandbox of `sandbox.rs`, and has its answer
+//! checked against the caps of `caps.rs` before anything of it leaves the
+//! runtime.
+//!
+//! One mapper cannot take every slot: it holds at most half of them (at
+//! least one), so other sources' calls always find room. A mapper whose last
+//! call failed (timed out, trapped, ran out of memory, was refused) runs its
+//! next calls at idle priority until one succeeds: a mapper that fails on
+//! every delivery then spends only CPU no one else wants, and the deadline,
+//! which counts wall-clock time, ends its calls sooner under load.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{Component, Linker, ResourceTableError};
@@ -71,6 +80,10 @@ pub(crate) struct LoadedMapper {
     limits: Limits,
     mode: InstanceMode,
     calls: Arc<Calls>,
+    /// This mapper's share of the calls.
+    own: Calls,
+    /// Whether the last call failed: the next ones run at idle priority.
+    failing: AtomicBool,
     warm_cap: usize,
     warm: Mutex<Vec<Warm>>,
 }
@@ -91,7 +104,12 @@ impl LoadedMapper {
             ))
         })?;
         let pre = Pre::new(instance_pre).map_err(LoadError::Invalid)?;
-        let warm_cap = WARM_INSTANCES.min(calls.limits().calls);
+        let shared = calls.limits();
+        let warm_cap = WARM_INSTANCES.min(shared.calls);
+        let own = Calls::new(super::Capacity {
+            calls: shared.calls.div_ceil(2),
+            ..shared
+        });
         let mut mapper = LoadedMapper {
             info: event::MapperInfo {
                 name: String::new(),
@@ -103,6 +121,8 @@ impl LoadedMapper {
             limits,
             mode,
             calls,
+            own,
+            failing: AtomicBool::new(false),
             warm_cap,
             warm: Mutex::new(Vec::new()),
         };
@@ -204,7 +224,23 @@ impl LoadedMapper {
     }
 
     fn call<R>(&self, f: impl FnOnce(&mut Store<GuestState>, &Bound) -> wasmtime::Result<R>) -> Result<R, CallError> {
+        let _own = self.own.acquire().map_err(CallError::Busy)?;
         let _slot = self.calls.acquire().map_err(CallError::Busy)?;
+        let result = if self.failing.load(Ordering::Relaxed) {
+            crate::scheduling::at_idle_priority(|| self.run(f))
+        } else {
+            self.run(f)
+        };
+        match &result {
+            Ok(_) => self.failing.store(false, Ordering::Relaxed),
+            Err(CallError::Failed(_)) => self.failing.store(true, Ordering::Relaxed),
+            Err(CallError::Busy(_)) => {}
+        }
+        result
+    }
+
+    /// One call on a warm or new instance (the slots are held).
+    fn run<R>(&self, f: impl FnOnce(&mut Store<GuestState>, &Bound) -> wasmtime::Result<R>) -> Result<R, CallError> {
         let reused = match self.mode {
             InstanceMode::Reuse => self.warm.lock().unwrap_or_else(|e| e.into_inner()).pop(),
             InstanceMode::Fresh | InstanceMode::Auto => None,

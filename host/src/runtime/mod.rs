@@ -348,9 +348,15 @@ impl Runtime {
         self.registry.rescan()
     }
 
-    /// `(running, waiting)` mapper calls now.
-    pub fn calls_now(&self) -> (usize, usize) {
-        self.registry.calls.load()
+    /// Reloads and calls, for `/metrics`.
+    pub fn figures(&self) -> crate::telemetry::MapperFigures {
+        let (calls_running, calls_waiting, calls_busy_total) = self.registry.calls.load();
+        crate::telemetry::MapperFigures {
+            reloads: self.reload_counts(),
+            calls_running,
+            calls_waiting,
+            calls_busy_total,
+        }
     }
 
     /// `(loaded, rejected)` reload counts since start.

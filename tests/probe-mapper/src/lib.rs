@@ -113,12 +113,13 @@ impl Mapper for Probe {
             }
             "spin" => {
                 let n = body.get("n").and_then(|n| n.as_u64()).unwrap_or(1_000_000);
-                let mut x: u64 = 0;
+                let mut x: u64 = 1;
                 for i in 0..n {
-                    x = std::hint::black_box(x.wrapping_add(i));
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i | 1);
                 }
                 let mut e = AuditEvent::new("probe.spun");
                 e.external_id = first_text(&body, &["id"]);
+                e.actor.id = Some(format!("{:x}", x >> 48));
                 Ok(vec![e].into())
             }
             "stderr" => {

@@ -193,3 +193,88 @@ fn a_reused_instance_that_writes_stderr_on_every_call_keeps_working() {
         "{failure:?}"
     );
 }
+
+/// `POST path` with `body`, signed as Stalwart signs (the endpoint's auth).
+fn signed(path: &str, body: &str) -> axum::http::Request<axum::body::Body> {
+    axum::http::Request::post(path)
+        .header("content-type", "application/json")
+        .header(
+            "x-signature",
+            audit_ingest::sources::webhook::signature::stalwart_signature(
+                audit_ingest_tests::STALWART_SECRET,
+                body.as_bytes(),
+            ),
+        )
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_deliveries_on_64_instances_get_503s_and_none_is_lost() {
+    use audit_ingest::runtime::{Capacity, RuntimeConfig};
+    use axum::http::StatusCode;
+    use tower::ServiceExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mappers = dir.path().join("mappers.d");
+    std::fs::create_dir_all(&mappers).unwrap();
+    install(&mappers.join("probe.wasm"), PROBE_V1);
+    let rt = audit_ingest_tests::runtime_with(RuntimeConfig {
+        dir: Some(mappers),
+        mode: InstanceMode::Reuse,
+        // 64 calls at once and no queue: the 65th concurrent call is busy.
+        capacity: Capacity {
+            calls: 64,
+            queued: 0,
+            wait: Duration::ZERO,
+        },
+        ..RuntimeConfig::default()
+    });
+    let store = audit_ingest_tests::embedded_store(dir.path());
+    let mut endpoint = audit_ingest_tests::stalwart_endpoint();
+    endpoint.source = "probe".into();
+    endpoint.mapper = "probe".into();
+    endpoint.path = "/ingest/probe/webhook".into();
+    let router = audit_ingest_tests::app_with(store.clone(), rt, vec![endpoint]);
+
+    let senders: Vec<_> = (0..1000)
+        .map(|i| {
+            let router = router.clone();
+            tokio::spawn(async move {
+                // A sender that retries on 503 and 429 as the answer says.
+                let body = format!(r#"{{"do":"spin","n":3000000,"id":"delivery-{i}"}}"#);
+                let mut busy = 0u32;
+                loop {
+                    let answer = router
+                        .clone()
+                        .oneshot(signed("/ingest/probe/webhook", &body))
+                        .await
+                        .unwrap();
+                    match answer.status() {
+                        StatusCode::OK => return busy,
+                        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
+                            assert!(answer.headers().contains_key("retry-after"), "a retry answer says when");
+                            busy += u32::from(answer.status() == StatusCode::SERVICE_UNAVAILABLE);
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        other => panic!("delivery {i}: unexpected {other}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut busy = 0;
+    for s in senders {
+        busy += s.await.unwrap();
+    }
+    assert!(busy > 0, "no delivery found the 64 instances busy");
+    let stored = audit_ingest_tests::all_records(&store, "probe").await;
+    let mut ids: Vec<_> = stored.iter().filter_map(|r| r.record.external_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((stored.len(), ids.len()), (1000, 1000), "each delivery stored once");
+    assert!(
+        store.dead_letters(10).await.unwrap().is_empty(),
+        "a busy delivery is never a dead letter"
+    );
+}

@@ -143,7 +143,7 @@ pub(super) fn builder_loop(events: PathBuf, stopped: Arc<AtomicBool>, writer: Wr
     // (queries scan the part above the watermark) and catches up after the
     // burst; if it falls too far behind it competes normally again.
     let mut background = true;
-    set_background(background);
+    crate::scheduling::set_idle(background);
     while !stopped.load(Ordering::Relaxed) {
         // While the writer is busy, wait: its throughput comes first, and
         // queries stay complete without the lookup. Only a large lag makes
@@ -159,7 +159,7 @@ pub(super) fn builder_loop(events: PathBuf, stopped: Arc<AtomicBool>, writer: Wr
                 continue;
             }
             background = false;
-            set_background(false);
+            crate::scheduling::set_idle(false);
         }
         match pass(&read, &mut write) {
             Ok(n) if n >= PASS => {
@@ -171,7 +171,7 @@ pub(super) fn builder_loop(events: PathBuf, stopped: Arc<AtomicBool>, writer: Wr
                 let lagging = newest - watermark_of(&write).unwrap_or(0) > MAX_LAG;
                 if lagging == background {
                     background = !lagging;
-                    set_background(background);
+                    crate::scheduling::set_idle(background);
                 }
             }
             Ok(_) => std::thread::sleep(REST),
@@ -188,26 +188,6 @@ fn watermark_of(write: &Connection) -> rusqlite::Result<i64> {
         .prepare_cached("SELECT value FROM lookup_meta WHERE name = 'watermark'")?
         .query_row([], |r| r.get(0))
 }
-
-/// Runs the calling thread at idle priority (`SCHED_IDLE`) or normally.
-#[cfg(target_os = "linux")]
-fn set_background(idle: bool) {
-    use thread_priority::unix::{
-        NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy, thread_native_id,
-    };
-    let policy = if idle {
-        NormalThreadSchedulePolicy::Idle
-    } else {
-        NormalThreadSchedulePolicy::Other
-    };
-    let priority = thread_priority::ThreadPriority::Min;
-    if let Err(e) = set_thread_priority_and_policy(thread_native_id(), priority, ThreadSchedulePolicy::Normal(policy)) {
-        tracing::debug!(error = ?e, "cannot change the lookup builder's scheduling; it keeps normal priority");
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn set_background(_idle: bool) {}
 
 /// Adds the keys of up to `PASS` events above the watermark, sorted, and
 /// moves the watermark, in one transaction. Returns how many events it read.
