@@ -29,6 +29,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn main() {
+    if !audit_ingest_tests::bench::started_by_cargo_bench() {
+        return;
+    }
     let calls: usize = env_or("HOSTILE_CALLS", 100);
     let secs: u64 = env_or("HOSTILE_SECS", 5);
     let senders: usize = env_or("HOSTILE_SENDERS", 8);

@@ -12,6 +12,9 @@ use audit_ingest_tests::bench::{percentile, tagged};
 use audit_ingest_tests::{PROBE_V1, PROBE_V2, install, runtime, wait_until};
 
 fn main() {
+    if !audit_ingest_tests::bench::started_by_cargo_bench() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("probe.wasm");
     install(&file, PROBE_V1);

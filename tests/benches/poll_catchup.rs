@@ -13,6 +13,9 @@ use audit_ingest_tests::authentik::{AK_TOKEN, StandIn};
 use audit_ingest_tests::{embedded_store_with, pipeline, runtime, secret_file, source_context};
 
 fn main() {
+    if !audit_ingest_tests::bench::started_by_cargo_bench() {
+        return;
+    }
     let backlog: usize = std::env::var("BACKLOG")
         .ok()
         .and_then(|v| v.parse().ok())

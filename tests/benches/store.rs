@@ -52,6 +52,9 @@ fn record(i: u64) -> NewRecord {
 }
 
 fn main() {
+    if !audit_ingest_tests::bench::started_by_cargo_bench() {
+        return;
+    }
     let tokio = tokio::runtime::Runtime::new().unwrap();
     tokio.block_on(async {
         for durability in [Durability::Full, Durability::Normal] {

@@ -33,6 +33,9 @@ fn env(name: &str, default: u64) -> u64 {
 }
 
 fn main() {
+    if !audit_ingest_tests::bench::started_by_cargo_bench() {
+        return;
+    }
     let lines = env("LINES", 200_000);
     let samples = env("SAMPLES", 500);
     let durability = match std::env::var("DURABILITY").as_deref() {

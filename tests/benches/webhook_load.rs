@@ -45,6 +45,9 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn main() {
+    if !audit_ingest_tests::bench::started_by_cargo_bench() {
+        return;
+    }
     let secs: u64 = env_or("LOAD_SECS", 10);
     let connections: usize = env_or("LOAD_CONNECTIONS", 32);
     let batches: String = env_or("LOAD_BATCHES", "1,10,50,500".to_string());

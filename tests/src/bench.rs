@@ -3,6 +3,18 @@
 
 use std::time::{Duration, Instant};
 
+/// Whether `cargo bench` started this benchmark. `cargo test --all-targets`
+/// builds and starts every bench binary too, without `--bench`: a benchmark
+/// then says so and does nothing (its figures belong in BENCHMARKS.md, not
+/// in a test run). The criterion convention.
+pub fn started_by_cargo_bench() -> bool {
+    let benching = std::env::args().any(|a| a == "--bench");
+    if !benching {
+        println!("a benchmark: run it with `cargo bench` (see BENCHMARKS.md); nothing to do under `cargo test`");
+    }
+    benching
+}
+
 /// Runs `f` for about `budget`, after a warm-up, and returns sorted per-call times.
 pub fn sample(budget: Duration, mut f: impl FnMut()) -> Vec<Duration> {
     let warm = Instant::now();
