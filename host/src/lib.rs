@@ -34,6 +34,7 @@ pub mod builtin;
 pub mod config;
 pub mod event;
 pub mod health;
+pub mod http_server;
 pub mod ingest;
 pub mod presets;
 pub mod replay;

@@ -133,6 +133,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         api_token,
         webhooks: Arc::new(webhooks),
         ingest_slots: api::ingest_slots(config.max_in_flight_requests),
+        intake: config.http.intake(),
     };
     let shutdown = ShutdownSignal::new();
     let tasks = start_sources(&config, pollers, tails, &state, &shutdown);
@@ -191,6 +192,7 @@ fn start_sources(
 /// Runs the service until SIGTERM or Ctrl-C.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let (listen, shutdown_timeout_secs) = (settings.config.listen, settings.config.shutdown_timeout_secs);
+    let limits = settings.config.http.connection_limits();
     let app = build(settings).await?;
     let listener = TcpListener::bind(listen)
         .await
@@ -199,11 +201,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let router = api::router(app.state.clone());
     let bound = std::time::Duration::from_secs(shutdown_timeout_secs);
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let counts = std::sync::Arc::new(crate::http_server::ConnectionCounts::default());
+    let server = crate::http_server::serve(listener, router, limits, counts, async move {
         shutdown_signal().await;
         let _ = signalled.send(());
     });
@@ -216,7 +215,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         }
     };
     tokio::select! {
-        served = server => served.context("serve HTTP")?,
+        () = server => {},
         _ = deadline => tracing::warn!(bound_secs = bound.as_secs(), "requests still in flight at the shutdown bound; stopping anyway (their senders got no answer and will retry)"),
     }
     app.stop(bound).await;

@@ -70,6 +70,8 @@ pub struct SourceMetrics {
     pub dead_lettered: AtomicU64,
     /// Requests refused for a missing or wrong signature.
     pub rejected_signature: AtomicU64,
+    /// When a refusal of this source was last logged, Unix seconds.
+    refusal_logged_at: AtomicI64,
     /// Mapper call durations.
     pub mapper_seconds: Histogram,
     /// Poll sources: the newest stored event's time, Unix seconds (-1: none yet).
@@ -86,6 +88,20 @@ impl SourceMetrics {
             poll_cursor_unix: AtomicI64::new(-1),
             ..SourceMetrics::default()
         }
+    }
+
+    /// Counts a refused request; true when it should be logged: at most
+    /// once a second per source, so a flood of refusals cannot flood the
+    /// log (the counter keeps the total).
+    pub fn refused(&self) -> bool {
+        self.rejected_signature.fetch_add(1, Ordering::Relaxed);
+        let now = now_unix();
+        let last = self.refusal_logged_at.load(Ordering::Relaxed);
+        now > last
+            && self
+                .refusal_logged_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Counts a committed write of `received` records.

@@ -64,10 +64,11 @@ fn main() {
         println!("|---|---|---|---|---|---|---|---|---|---|");
         let rate: Option<f64> = std::env::var("LOAD_RATE").ok().and_then(|v| v.parse().ok());
         let swaps: u32 = env_or("LOAD_HOT_SWAPS", 0);
-        let flat_out = rate.is_none() && swaps == 0 && std::env::var("LOAD_TARGET").is_err();
+        let stalled: usize = env_or("LOAD_STALLED", 0);
+        let flat_out = rate.is_none() && swaps == 0 && stalled == 0 && std::env::var("LOAD_TARGET").is_err();
         let mut measured = Vec::new();
         for batch in batches.split(',').filter_map(|b| b.trim().parse::<usize>().ok()) {
-            let plan = Plan { batch, connections, length: Duration::from_secs(secs), durability, rate, swaps };
+            let plan = Plan { batch, connections, length: Duration::from_secs(secs), durability, rate, swaps, stalled };
             let service = run(&plan, false).await;
             if flat_out {
                 let http = run(&plan, true).await;
@@ -140,6 +141,8 @@ struct Plan {
     rate: Option<f64>,
     /// New builds of the Stalwart mapper installed during the run.
     swaps: u32,
+    /// Attacking connections kept open beside the load.
+    stalled: usize,
 }
 
 /// One load run; prints its row and returns its events/s.
@@ -151,6 +154,7 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
         durability,
         rate,
         swaps,
+        stalled,
     } = *plan;
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret");
@@ -180,14 +184,28 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
     } else {
         audit_ingest::api::router(app.state.clone())
     };
-    let server = tokio::spawn(async move {
-        axum::serve(
+    // The service's own listener (its connection limits); the ceiling's
+    // bare handler is served as axum serves it.
+    let server = if bare {
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap()
+        })
+    } else {
+        let limits = audit_ingest::config::HttpConfig::default().connection_limits();
+        let counts = Arc::new(audit_ingest::http_server::ConnectionCounts::default());
+        tokio::spawn(audit_ingest::http_server::serve(
             listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
+            router,
+            limits,
+            counts,
+            std::future::pending(),
+        ))
+    };
     // LOAD_TARGET=host:port: load a service running in its own process instead
     // (started with STALWART_WEBHOOK_SECRET=stalwart-test-secret), so its
     // memory can be measured alone.
@@ -212,6 +230,13 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
             }
             runtime.reload_counts().0
         })
+    });
+    let attack = (stalled > 0 && !bare).then(|| {
+        let addr = addr.clone();
+        let stop = Instant::now() + length;
+        (0..stalled)
+            .map(|i| tokio::spawn(stall(addr.clone(), i % 2 == 1, stop)))
+            .collect::<Vec<_>>()
     });
     let url = format!("http://{addr}/ingest/stalwart/webhook");
     let client = reqwest::Client::builder()
@@ -280,6 +305,15 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
         all.extend(t.await.unwrap());
     }
     let took = start.elapsed().as_secs_f64();
+    let mut reopened = 0;
+    for a in attack.into_iter().flatten() {
+        reopened += a.await.unwrap();
+    }
+    let attacked = if stalled > 0 {
+        format!(" beside {stalled} stalled connections (reopened {reopened} times)")
+    } else {
+        String::new()
+    };
     let swapped = match swapper {
         Some(task) => format!(" + {} hot swaps", task.await.unwrap()),
         None => String::new(),
@@ -289,7 +323,7 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
     let requests = all.len() as f64;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "| {}{paced}{swapped} | {batch} | {connections} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+        "| {}{paced}{swapped}{attacked} | {batch} | {connections} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
         if bare {
             "bare axum handler (HTTP ceiling)"
         } else {
@@ -317,4 +351,39 @@ fn non_2xx(errors: &BTreeMap<String, u64>) -> String {
         .map(|(kind, n)| format!("{kind}: {n}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// One attacking connection until `stop`: the head of a 1 MB upload (with
+/// a forged signature, or none), then nothing; opened again whenever the
+/// server closes it. Returns how many times it was opened again.
+async fn stall(addr: String, forged: bool, stop: Instant) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = "POST /ingest/stalwart/webhook HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000000\r\n".to_string();
+    if forged {
+        head.push_str(&format!("x-signature: {}\r\n", stalwart_signature("forged", b"forged")));
+    }
+    head.push_str("\r\n");
+    let mut opened = 0u64;
+    while Instant::now() < stop {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(&addr).await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        opened += 1;
+        if stream.write_all(head.as_bytes()).await.is_err() {
+            continue;
+        }
+        let mut sink = [0u8; 1024];
+        let left = stop.saturating_duration_since(Instant::now());
+        // Held until the server closes it (or the run ends).
+        let _ = tokio::time::timeout(left, async {
+            while let Ok(n) = stream.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    opened.saturating_sub(1)
 }

@@ -154,6 +154,7 @@ pub fn app_with(store: Store, runtime: Runtime, webhooks: Vec<Endpoint>) -> axum
         api_token: Some(Secret::new(TOKEN)),
         webhooks: Arc::new(webhooks),
         ingest_slots: api::ingest_slots(api::DEFAULT_INGEST_SLOTS),
+        intake: audit_ingest::api::Intake::default(),
     })
 }
 

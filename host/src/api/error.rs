@@ -40,6 +40,11 @@ pub enum AppError {
     /// 503 with `Retry-After`: no mapper instance was free; nothing was
     /// stored, the sender retries.
     MapperBusy(String),
+    /// 503 with `Retry-After`: other request bodies hold the whole budget
+    /// of body bytes in memory (the number).
+    BodyBudget(usize),
+    /// 408: the body did not arrive within the deadline.
+    RequestTimeout(std::time::Duration),
 }
 
 /// Seconds a client is asked to wait when the store is unavailable.
@@ -91,6 +96,21 @@ impl IntoResponse for AppError {
                     json!({ "error": "the service is busy mapping other deliveries; retry later" }),
                 )
             }
+            AppError::BodyBudget(budget) => {
+                tracing::warn!(
+                    budget_bytes = budget,
+                    "request refused for now: the body budget is taken by other requests"
+                );
+                retry_after = Some(1);
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({ "error": "the service is reading too many request bodies at once; retry later" }),
+                )
+            }
+            AppError::RequestTimeout(limit) => (
+                StatusCode::REQUEST_TIMEOUT,
+                json!({ "error": format!("the request body did not arrive within {} s", limit.as_secs_f64()) }),
+            ),
             AppError::Store(e) => {
                 // The client learns only that it should retry; the cause goes to the log.
                 match &e {

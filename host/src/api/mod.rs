@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod error;
 pub mod health;
+pub mod intake;
 pub mod replay;
 pub mod timeline;
 
@@ -15,6 +16,7 @@ use axum::Router;
 use axum::routing::get;
 
 pub use error::AppError;
+pub use intake::Intake;
 
 use crate::config::Secret;
 use crate::health::Health;
@@ -35,6 +37,8 @@ pub struct AppState {
     /// Webhook requests being processed at once at most; when all slots are
     /// taken, senders get 429 with `Retry-After` instead of memory growing.
     pub ingest_slots: Arc<tokio::sync::Semaphore>,
+    /// How webhook bodies are read: a deadline and a budget of bytes.
+    pub intake: Intake,
 }
 
 /// Default number of webhook requests processed at once.

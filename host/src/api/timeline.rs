@@ -18,6 +18,9 @@ const PARAMETERS: [&str; 11] = [
     "source", "action", "actor", "ip", "tenant", "since", "until", "q", "cursor", "limit", "",
 ];
 
+/// The longest value of one parameter.
+const MAX_VALUE_BYTES: usize = 1024;
+
 /// Parses the query string into a store query, naming the parameter at fault.
 pub fn parse_query(raw: Option<&str>) -> Result<Query, AppError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
@@ -40,6 +43,18 @@ pub fn parse_query(raw: Option<&str>) -> Result<Query, AppError> {
         let value = value.trim().to_string();
         if value.is_empty() {
             return Err(AppError::BadRequest(format!("parameter `{name}` is empty")));
+        }
+        // No stored text holds a control character a filter could match,
+        // and a NUL cannot even reach a store: a 400, not a store error.
+        if value.chars().any(char::is_control) {
+            return Err(AppError::BadRequest(format!(
+                "parameter `{name}` holds a control character"
+            )));
+        }
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(AppError::BadRequest(format!(
+                "parameter `{name}` is longer than {MAX_VALUE_BYTES} bytes"
+            )));
         }
         match name.as_str() {
             "source" => query.source = Some(value),

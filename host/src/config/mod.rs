@@ -166,6 +166,8 @@ pub struct Config {
     /// Webhook requests processed at once; more are answered 429 with
     /// `Retry-After` (bounded memory under overload).
     pub max_in_flight_requests: usize,
+    /// Bounds on HTTP connections and request bodies.
+    pub http: HttpConfig,
     /// How long a shutdown waits for sources to commit and save their cursors.
     pub shutdown_timeout_secs: u64,
 }
@@ -209,6 +211,85 @@ impl Default for StoreConfig {
             collection: "audit_events".into(),
             durability: Durability::Full,
         }
+    }
+}
+
+/// `[http]`: what one connection or request may hold, and for how long.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Connections open at once; one over is closed at once.
+    pub max_connections: usize,
+    /// From the first byte of a request head to its end, milliseconds.
+    pub header_read_timeout_ms: u64,
+    /// A whole request body, from the end of its head, milliseconds (408 after).
+    pub body_read_timeout_ms: u64,
+    /// A keep-alive connection with no request, milliseconds.
+    pub idle_timeout_ms: u64,
+    /// Request-body bytes held in memory at once, over all requests (503
+    /// with `Retry-After` when taken).
+    pub max_body_bytes_in_memory: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        let c = crate::http_server::ConnectionLimits::default();
+        HttpConfig {
+            max_connections: c.max_connections,
+            header_read_timeout_ms: c.header_read_timeout.as_millis() as u64,
+            body_read_timeout_ms: crate::api::intake::DEFAULT_BODY_READ_TIMEOUT.as_millis() as u64,
+            idle_timeout_ms: c.idle_timeout.as_millis() as u64,
+            max_body_bytes_in_memory: crate::api::intake::DEFAULT_BODY_BUDGET_BYTES,
+        }
+    }
+}
+
+impl HttpConfig {
+    fn validate(&self, largest_body: usize) -> Result<(), ConfigError> {
+        let ranges: [(&str, u64, u64, u64); 5] = [
+            ("http.max_connections", self.max_connections as u64, 1, 1_000_000),
+            ("http.header_read_timeout_ms", self.header_read_timeout_ms, 100, 600_000),
+            ("http.body_read_timeout_ms", self.body_read_timeout_ms, 100, 3_600_000),
+            ("http.idle_timeout_ms", self.idle_timeout_ms, 100, 3_600_000),
+            (
+                "http.max_body_bytes_in_memory",
+                self.max_body_bytes_in_memory as u64,
+                1 << 20,
+                64 << 30,
+            ),
+        ];
+        for (key, value, low, high) in ranges {
+            if !(low..=high).contains(&value) {
+                return Err(ConfigError::new(
+                    key,
+                    format!("expected {low} to {high}, found {value}"),
+                ));
+            }
+        }
+        if self.max_body_bytes_in_memory < largest_body {
+            return Err(ConfigError::new(
+                "http.max_body_bytes_in_memory",
+                format!("must hold at least the largest webhook body ({largest_body} bytes)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The listener's bounds.
+    pub fn connection_limits(&self) -> crate::http_server::ConnectionLimits {
+        crate::http_server::ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: std::time::Duration::from_millis(self.header_read_timeout_ms),
+            idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
+        }
+    }
+
+    /// How webhook bodies are read.
+    pub fn intake(&self) -> crate::api::Intake {
+        crate::api::Intake::new(
+            self.max_body_bytes_in_memory,
+            std::time::Duration::from_millis(self.body_read_timeout_ms),
+        )
     }
 }
 
@@ -345,6 +426,7 @@ impl Default for Config {
             tails: Vec::new(),
             shutdown_timeout_secs: 20,
             max_in_flight_requests: crate::api::DEFAULT_INGEST_SLOTS,
+            http: HttpConfig::default(),
         }
     }
 }
@@ -425,6 +507,8 @@ impl Config {
     /// Checks values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.mapper.validate()?;
+        let largest_body = self.webhooks.iter().map(|w| w.max_body_bytes).max().unwrap_or(0);
+        self.http.validate(largest_body)?;
         if !(1..=100_000).contains(&self.max_in_flight_requests) {
             return Err(ConfigError::new("max_in_flight_requests", "expected 1 to 100000"));
         }

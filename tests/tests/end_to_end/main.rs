@@ -6,6 +6,7 @@
 mod api_timeline;
 mod authentik_poll;
 mod deploy_files;
+mod http_limits;
 mod mapper_fixtures;
 mod mapper_sandbox;
 mod mapper_trust;

@@ -1,8 +1,10 @@
 //! The webhook source: `POST /ingest/<source>/webhook`, configured, not coded.
 //!
-//! For each request: refuse a body over the limit (413) without reading it
-//! all; verify the signature over the raw bytes before anything parses them
-//! (401, nothing stored, nothing of the body logged); map with the source's
+//! For each request: refuse a missing or malformed credential (401) and a
+//! declared body over the limit (413) before reading the body; read it under
+//! a deadline (408) and the service's budget of body bytes (503); verify the
+//! signature over the raw bytes before anything parses them (401, nothing
+//! stored, nothing of the body logged); map with the source's
 //! mapper; write the events; answer 200 with the counts only after the store
 //! committed. A correctly signed body the mapper cannot map is kept as a
 //! dead letter for re-mapping and answered 202, so the sender does not retry
@@ -265,27 +267,52 @@ impl Cidr {
     }
 }
 
-/// The sender's address: the peer, or the last untrusted hop of
-/// `X-Forwarded-For` when the peer is a trusted proxy.
+/// The sender's address: the peer, or, when the peer is a trusted proxy,
+/// the first hop of `X-Forwarded-For` from the right that is not a trusted
+/// proxy. Hops are read as proxies write them (`ip`, `ip:port`, `[v6]`,
+/// `[v6]:port`); a hop that is no address (`unknown`, an obfuscated name,
+/// garbage) ends the walk with the sender unknown, because everything left
+/// of it was written by someone no trusted proxy vouches for. When every
+/// hop is a trusted proxy, the leftmost one is the sender.
 fn sender(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[Cidr]) -> Option<IpAddr> {
     let peer = peer?;
-    if !trusted.iter().any(|c| c.contains(peer)) {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
         return Some(peer);
     }
-    let hops: Vec<IpAddr> = headers
+    let hops: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|h| h.trim().parse().ok())
+        .map(str::trim)
         .collect();
-    // Walk from the nearest hop outwards, skipping our own proxies.
-    Some(
-        hops.into_iter()
-            .rev()
-            .find(|h| !trusted.iter().any(|c| c.contains(*h)))
-            .unwrap_or(peer),
-    )
+    let mut nearest = peer;
+    for hop in hops.iter().rev() {
+        match forwarded_hop(hop) {
+            Some(ip) if is_trusted(ip) => nearest = ip,
+            Some(ip) => return Some(ip),
+            None => return None,
+        }
+    }
+    Some(nearest)
+}
+
+/// One `X-Forwarded-For` hop as an address, without its port or brackets.
+fn forwarded_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = hop.strip_prefix('[') {
+        // `[v6]` or `[v6]:port`
+        let (inside, after) = rest.split_once(']')?;
+        let port_ok = after.is_empty() || after.strip_prefix(':').is_some_and(|p| p.parse::<u16>().is_ok());
+        return if port_ok { inside.parse().ok() } else { None };
+    }
+    // `v4:port` (a bare v6 address has parsed above)
+    let (addr, port) = hop.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    addr.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
 }
 
 /// The routes of every enabled endpoint.
@@ -316,20 +343,29 @@ async fn receive(State(state): State<AppState>, endpoint: Arc<Endpoint>, request
     }
 }
 
-/// One webhook request, from the slot to the answer.
+/// One webhook request, from the headers to the answer. Cheap refusals
+/// come first: credentials that cannot verify and declared sizes over the
+/// limit are refused before a byte of the body is read; the body is read
+/// under the intake's deadline and byte budget; only a verified request
+/// takes one of the ingest slots that bound the work in flight.
 async fn accept(state: &AppState, endpoint: &Endpoint, request: Request) -> Result<Receipt, AppError> {
-    // Backpressure: a bounded number of requests in flight; beyond it the
-    // sender retries later (Stalwart retries for minutes).
-    let Ok(_slot) = state.ingest_slots.clone().try_acquire_owned() else {
-        tracing::warn!(source = %endpoint.source, "webhook refused: every ingest slot is busy (429)");
-        return Err(AppError::TooManyRequests {
-            retry_after_secs: 1,
-            message: "too many requests in flight; retry after 1 s".into(),
-        });
-    };
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let (parts, body) = request.into_parts();
     let from = sender(peer, &parts.headers, &endpoint.trusted_proxies);
+    let now = Utc::now().timestamp();
+    let refused = |refusal: signature::Refusal| {
+        let metrics = state.pipeline.telemetry().source(&endpoint.source);
+        if metrics.refused() {
+            let sender = from.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+            let total = metrics.rejected_signature.load(std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                source = %endpoint.source, sender = %sender, reason = %refusal, refused_total = total,
+                "webhook refused: signature (logged at most once a second per source)"
+            );
+        }
+        AppError::Unauthorized(refusal.public_message())
+    };
+    endpoint.verifier.precheck(&parts.headers, now).map_err(refused)?;
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -338,26 +374,17 @@ async fn accept(state: &AppState, endpoint: &Endpoint, request: Request) -> Resu
     if declared.is_some_and(|n| n > endpoint.max_body_bytes as u64) {
         return Err(AppError::PayloadTooLarge(endpoint.max_body_bytes as u64));
     }
-    let body = axum::body::to_bytes(body, endpoint.max_body_bytes).await.map_err(|e| {
-        let over_limit = e
-            .into_inner()
-            .downcast_ref::<http_body_util::LengthLimitError>()
-            .is_some();
-        if over_limit {
-            AppError::PayloadTooLarge(endpoint.max_body_bytes as u64)
-        } else {
-            AppError::BadRequest("the request body could not be read to its end".into())
-        }
-    })?;
-    if let Err(refusal) = endpoint.verifier.verify(&parts.headers, &body, Utc::now().timestamp()) {
-        let sender = from.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
-        tracing::warn!(source = %endpoint.source, sender = %sender, reason = %refusal, "webhook refused: signature");
-        let metrics = state.pipeline.telemetry().source(&endpoint.source);
-        metrics
-            .rejected_signature
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return Err(AppError::Unauthorized(refusal.to_string()));
-    }
+    let (body, _held) = state.intake.read(body, endpoint.max_body_bytes).await?;
+    endpoint.verifier.verify(&parts.headers, &body, now).map_err(refused)?;
+    // Backpressure: a bounded number of verified requests in flight; beyond
+    // it the sender retries later (Stalwart retries for minutes).
+    let Ok(_slot) = state.ingest_slots.clone().try_acquire_owned() else {
+        tracing::warn!(source = %endpoint.source, "webhook refused: every ingest slot is busy (429)");
+        return Err(AppError::TooManyRequests {
+            retry_after_secs: 1,
+            message: "too many requests in flight; retry after 1 s".into(),
+        });
+    };
     if let Some(ct) = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
         && !ct.to_ascii_lowercase().contains("json")
     {
@@ -408,6 +435,29 @@ mod tests {
         assert_eq!(sender(Some(proxy), &h, &trusted), "203.0.113.9".parse().ok());
         assert_eq!(sender(Some(stranger), &h, &trusted), Some(stranger));
         assert_eq!(sender(Some(proxy), &HeaderMap::new(), &trusted), Some(proxy));
+    }
+
+    #[test]
+    fn forwarded_hops_with_ports_brackets_and_unknowns() {
+        let trusted = vec![Cidr::parse("10.0.0.0/8").unwrap()];
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let with = |xff: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-for", xff.parse().unwrap());
+            sender(Some(proxy), &h, &trusted)
+        };
+        assert_eq!(with("203.0.113.9:4711, 10.1.2.3"), "203.0.113.9".parse().ok());
+        assert_eq!(with("[2001:db8::7]:443, 10.1.2.3:80"), "2001:db8::7".parse().ok());
+        assert_eq!(with("[2001:db8::7]"), "2001:db8::7".parse().ok());
+        assert_eq!(with("2001:db8::8"), "2001:db8::8".parse().ok());
+        // A forged address left of a hop no proxy vouches for is not believed.
+        assert_eq!(with("198.51.100.1, unknown, 10.1.2.3"), None);
+        assert_eq!(with("198.51.100.1, 203.0.113.9:99999"), None);
+        assert_eq!(with("1.2.3.4, [::1"), None);
+        // Only trusted hops: the leftmost is the sender.
+        assert_eq!(with("10.9.9.9, 10.1.2.3"), "10.9.9.9".parse().ok());
+        // Forged hops left of the real client are ignored.
+        assert_eq!(with("6.6.6.6, 203.0.113.9, 10.1.2.3"), "203.0.113.9".parse().ok());
     }
 
     #[test]
