@@ -231,11 +231,12 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
             runtime.reload_counts().0
         })
     });
+    let all_forged = std::env::var("LOAD_STALLED_FORGED").is_ok_and(|v| v == "all");
     let attack = (stalled > 0 && !bare).then(|| {
         let addr = addr.clone();
         let stop = Instant::now() + length;
         (0..stalled)
-            .map(|i| tokio::spawn(stall(addr.clone(), i % 2 == 1, stop)))
+            .map(|i| tokio::spawn(stall(addr.clone(), all_forged || i % 2 == 1, stop)))
             .collect::<Vec<_>>()
     });
     let url = format!("http://{addr}/ingest/stalwart/webhook");
@@ -354,8 +355,9 @@ fn non_2xx(errors: &BTreeMap<String, u64>) -> String {
 }
 
 /// One attacking connection until `stop`: the head of a 1 MB upload (with
-/// a forged signature, or none), then nothing; opened again whenever the
-/// server closes it. Returns how many times it was opened again.
+/// a forged signature, or none), then nothing; opened again a second after
+/// the server closes it (a persistent attacker, not a connect flood).
+/// Returns how many times it was opened again.
 async fn stall(addr: String, forged: bool, stop: Instant) -> u64 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut head = "POST /ingest/stalwart/webhook HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000000\r\n".to_string();
@@ -384,6 +386,8 @@ async fn stall(addr: String, forged: bool, stop: Instant) -> u64 {
             }
         })
         .await;
+        let left = stop.saturating_duration_since(Instant::now());
+        tokio::time::sleep(left.min(Duration::from_secs(1))).await;
     }
     opened.saturating_sub(1)
 }
