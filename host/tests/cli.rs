@@ -36,7 +36,7 @@ fn config_check_prints_the_effective_config_with_secrets_redacted() {
     let out = audit_ingest()
         .args(["config", "check"])
         .arg(&file)
-        .env("STALWART_WEBHOOK_SECRET", "another-secret")
+        .env("STALWART_WEBHOOK_SECRET", "another-secret-of-20b")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -46,7 +46,7 @@ fn config_check_prints_the_effective_config_with_secrets_redacted() {
         text.contains("X-Signature"),
         "the Stalwart endpoint is on by default:\n{text}"
     );
-    assert!(!text.contains("super-secret-token") && !text.contains("another-secret"));
+    assert!(!text.contains("super-secret-token") && !text.contains("another-secret-of-20b"));
 }
 
 #[test]

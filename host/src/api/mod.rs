@@ -49,6 +49,17 @@ pub fn ingest_slots(n: usize) -> Arc<tokio::sync::Semaphore> {
     Arc::new(tokio::sync::Semaphore::new(n))
 }
 
+/// The service's own paths; no webhook may be served at one (or under
+/// `/audit/` or `/admin/`).
+pub const OWN_ROUTES: &[&str] = &[
+    "/audit",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/admin/replay",
+];
+
 /// The API description (OpenAPI 3.1), kept in sync by a test.
 pub const OPENAPI: &str = include_str!("openapi.json");
 

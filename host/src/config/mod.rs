@@ -509,6 +509,9 @@ impl Config {
         self.mapper.validate()?;
         let largest_body = self.webhooks.iter().map(|w| w.max_body_bytes).max().unwrap_or(0);
         self.http.validate(largest_body)?;
+        if !(1..=3600).contains(&self.shutdown_timeout_secs) {
+            return Err(ConfigError::new("shutdown_timeout_secs", "expected 1 to 3600"));
+        }
         if !(1..=100_000).contains(&self.max_in_flight_requests) {
             return Err(ConfigError::new("max_in_flight_requests", "expected 1 to 100000"));
         }
@@ -520,6 +523,16 @@ impl Config {
         }
         let mut paths = std::collections::HashSet::new();
         for w in &self.webhooks {
+            let route = w.route();
+            if crate::api::OWN_ROUTES
+                .iter()
+                .any(|own| route == *own || route.starts_with("/audit/") || route.starts_with("/admin/"))
+            {
+                return Err(ConfigError::new(
+                    format!("webhooks[{}].path", w.source),
+                    format!("{route} is one of the service's own routes; choose another path"),
+                ));
+            }
             if !paths.insert(w.route()) {
                 return Err(ConfigError::new(
                     "webhooks",
@@ -593,6 +606,73 @@ mod tests {
         let mut c = Config::default();
         c.mapper.timeout_ms = 0;
         assert_eq!(c.validate().unwrap_err().key, "mapper.timeout_ms");
+    }
+
+    #[test]
+    fn a_webhook_on_one_of_the_services_own_routes_is_an_error() {
+        for path in ["/audit", "/readyz", "/audit/abc", "/admin/replay", "/metrics"] {
+            let text = format!("[[webhooks]]\nsource = \"x\"\npath = \"{path}\"\nauth = {{ scheme = \"unsigned\" }}\n");
+            let c = Config::from_toml(&text, "x.toml").unwrap();
+            let err = c.validate().unwrap_err();
+            assert_eq!(err.key, "webhooks[x].path", "{path}: {err}");
+        }
+    }
+
+    #[test]
+    fn short_and_malformed_webhook_secrets_and_wide_windows_are_refused() {
+        use crate::sources::webhook::{AuthConfig, Config as Hook};
+        let file = |text: &str| {
+            let f = tempfile_path(text);
+            SecretSource {
+                env: None,
+                file: Some(f),
+            }
+        };
+        let hmac = |secret: &str| {
+            Hook::new(
+                "x",
+                AuthConfig::Hmac {
+                    header: "X-Signature".into(),
+                    encoding: crate::sources::webhook::signature::Encoding::Base64,
+                    prefix: String::new(),
+                    secret: file(secret),
+                },
+            )
+        };
+        let sw = |secret: &str, tolerance_secs: u64| {
+            Hook::new(
+                "x",
+                AuthConfig::StandardWebhooks {
+                    secret: file(secret),
+                    tolerance_secs,
+                },
+            )
+        };
+        assert!(hmac("short").resolve().is_err());
+        assert!(hmac("sixteen-bytes-ok").resolve().is_ok());
+        assert!(sw("whsec_", 300).resolve().is_err(), "an empty whsec_ key");
+        assert!(
+            sw("whsec_not base64!", 300).resolve().is_err(),
+            "a malformed whsec_ key"
+        );
+        assert!(sw("whsec_c2hvcnQ=", 300).resolve().is_err(), "5 decoded bytes");
+        assert!(sw("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 300).resolve().is_ok());
+        let err = sw("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 10_000_000)
+            .resolve()
+            .unwrap_err();
+        assert_eq!(err.key, "webhooks[x].auth.tolerance_secs");
+    }
+
+    /// A file holding `text`, kept for the test process.
+    fn tempfile_path(text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("audit-ingest-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!(
+            "{:x}",
+            sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(text))
+        ));
+        std::fs::write(&path, text).unwrap();
+        path
     }
 
     #[test]

@@ -427,3 +427,54 @@ async fn random_bodies_never_crash_the_webhook_path() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_replayed_standard_webhooks_message_is_acknowledged_not_stored_again() {
+    use audit_ingest::sources::webhook::signature::standard_webhooks_signature;
+    use audit_ingest::sources::webhook::{AuthConfig, Config as Hook};
+    let dir = tempfile::tempdir().unwrap();
+    let store = embedded_store(dir.path());
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let mut hook = Hook::new(
+        "stalwart",
+        AuthConfig::StandardWebhooks {
+            secret: audit_ingest_tests::secret_file(secret),
+            tolerance_secs: 300,
+        },
+    );
+    hook.path = Some("/ingest/billing/webhook".into());
+    let endpoint = hook.resolve().unwrap();
+    let router = audit_ingest_tests::app_with(
+        store.clone(),
+        runtime(None, InstanceMode::Auto, Limits::default()),
+        vec![endpoint],
+    );
+    let key =
+        audit_ingest::sources::webhook::signature::standard_webhooks_key(&audit_ingest::config::Secret::new(secret));
+    let body = batch();
+    let send = |id: &str| {
+        let now = chrono::Utc::now().timestamp();
+        Request::post("/ingest/billing/webhook")
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", now.to_string())
+            .header(
+                "webhook-signature",
+                standard_webhooks_signature(&key, id, now, body.as_bytes()),
+            )
+            .body(Body::from(body.clone()))
+            .unwrap()
+    };
+    let (status, first) = call(&router, send("msg_1")).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert!(first["received"].as_u64().unwrap() > 0);
+    let (status, replay) = call(&router, send("msg_1")).await;
+    assert_eq!(status, StatusCode::OK, "{replay}");
+    assert_eq!(
+        (replay["received"].clone(), replay["replayed"].clone()),
+        (json!(0), json!(true))
+    );
+    // Another message id is taken (its events are then deduplicated by the store).
+    let (_, other) = call(&router, send("msg_2")).await;
+    assert_eq!(other["replayed"], Value::Null, "{other}");
+}

@@ -10,6 +10,7 @@
 //! dead letter for re-mapping and answered 202, so the sender does not retry
 //! it forever. A store that cannot commit gets a 503 with `Retry-After`.
 
+pub mod seen;
 pub mod signature;
 
 use std::net::{IpAddr, SocketAddr};
@@ -78,6 +79,26 @@ fn default_tolerance() -> u64 {
     300
 }
 
+/// The widest Standard Webhooks replay window accepted: a day.
+const MAX_TOLERANCE_SECS: u64 = 86_400;
+/// The largest body limit an endpoint may set: 1 GiB.
+const MAX_BODY_CEILING: usize = 1 << 30;
+/// Shortest shared secret or token accepted.
+const MIN_SECRET_BYTES: usize = 16;
+
+/// A secret of `len` bytes at `key` is long enough to resist guessing.
+fn strong_enough(key: &str, len: usize) -> Result<(), ConfigError> {
+    if len < MIN_SECRET_BYTES {
+        return Err(ConfigError::new(
+            key,
+            format!(
+                "the secret is {len} bytes; use at least {MIN_SECRET_BYTES} random bytes (e.g. `openssl rand -base64 32`)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// One webhook endpoint (`[[webhooks]]`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -139,8 +160,11 @@ impl Config {
         if !self.route().starts_with('/') {
             return Err(ConfigError::new(format!("{key}.path"), "must start with /"));
         }
-        if self.max_body_bytes == 0 {
-            return Err(ConfigError::new(format!("{key}.max_body_bytes"), "must be above 0"));
+        if !(1..=MAX_BODY_CEILING).contains(&self.max_body_bytes) {
+            return Err(ConfigError::new(
+                format!("{key}.max_body_bytes"),
+                format!("expected 1 to {MAX_BODY_CEILING} bytes"),
+            ));
         }
         let trusted = self
             .trusted_proxies
@@ -169,6 +193,9 @@ impl Config {
                 prefix,
                 secret,
             } => match secret.resolve(&format!("{key}.auth.secret"))? {
+                Some(k) if k.expose().len() < MIN_SECRET_BYTES => {
+                    return Err(strong_enough(&format!("{key}.auth.secret"), k.expose().len()).unwrap_err());
+                }
                 Some(k) => Verifier::Hmac {
                     header: header.to_ascii_lowercase(),
                     encoding: *encoding,
@@ -178,19 +205,45 @@ impl Config {
                 None => missing("secret", secret),
             },
             AuthConfig::StandardWebhooks { secret, tolerance_secs } => {
+                if !(1..=MAX_TOLERANCE_SECS).contains(tolerance_secs) {
+                    return Err(ConfigError::new(
+                        format!("{key}.auth.tolerance_secs"),
+                        format!("expected 1 to {MAX_TOLERANCE_SECS} seconds"),
+                    ));
+                }
                 match secret.resolve(&format!("{key}.auth.secret"))? {
-                    Some(k) => Verifier::StandardWebhooks {
-                        key: signature::standard_webhooks_key(&k),
-                        tolerance: Duration::from_secs(*tolerance_secs),
-                    },
+                    Some(k) => {
+                        let text = k.expose();
+                        let decoded = match text.strip_prefix("whsec_") {
+                            Some(b64) => base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64)
+                                .map_err(|_| {
+                                    ConfigError::new(
+                                        format!("{key}.auth.secret"),
+                                        "a `whsec_` secret must be followed by base64",
+                                    )
+                                })?,
+                            None => text.as_bytes().to_vec(),
+                        };
+                        strong_enough(&format!("{key}.auth.secret"), decoded.len())?;
+                        Verifier::StandardWebhooks {
+                            key: decoded,
+                            tolerance: Duration::from_secs(*tolerance_secs),
+                        }
+                    }
                     None => missing("secret", secret),
                 }
             }
             AuthConfig::Bearer { token } => match token.resolve(&format!("{key}.auth.token"))? {
-                Some(t) => Verifier::Bearer(t),
+                Some(t) => {
+                    strong_enough(&format!("{key}.auth.token"), t.expose().len())?;
+                    Verifier::Bearer(t)
+                }
                 None => missing("token", token),
             },
             AuthConfig::Basic { username, password } => match password.resolve(&format!("{key}.auth.password"))? {
+                Some(p) if p.expose().len() < MIN_SECRET_BYTES => {
+                    return Err(strong_enough(&format!("{key}.auth.password"), p.expose().len()).unwrap_err());
+                }
                 Some(p) => Verifier::Basic {
                     credentials: crate::config::Secret::new(format!("{username}:{}", p.expose())),
                 },
@@ -198,7 +251,12 @@ impl Config {
             },
             AuthConfig::Unsigned => Verifier::Unsigned,
         };
+        let seen = match &verifier {
+            Verifier::StandardWebhooks { tolerance, .. } => Some(Arc::new(seen::SeenIds::new(tolerance.as_secs()))),
+            _ => None,
+        };
         Ok(Endpoint {
+            seen,
             source: self.source.clone(),
             mapper: self.mapper.clone().unwrap_or_else(|| self.source.clone()),
             path: self.route(),
@@ -224,6 +282,8 @@ pub struct Endpoint {
     pub trusted_proxies: Vec<Cidr>,
     /// Authentication.
     pub verifier: Verifier,
+    /// Standard Webhooks: message ids handled within the replay window.
+    pub seen: Option<Arc<seen::SeenIds>>,
 }
 
 /// An address range.
@@ -334,6 +394,9 @@ struct Receipt {
     received: usize,
     inserted: u64,
     duplicates: u64,
+    /// A Standard Webhooks message already handled within the window.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    replayed: bool,
 }
 
 async fn receive(State(state): State<AppState>, endpoint: Arc<Endpoint>, request: Request) -> Response {
@@ -376,6 +439,21 @@ async fn accept(state: &AppState, endpoint: &Endpoint, request: Request) -> Resu
     }
     let (body, _held) = state.intake.read(body, endpoint.max_body_bytes).await?;
     endpoint.verifier.verify(&parts.headers, &body, now).map_err(refused)?;
+    let message_id = endpoint.seen.as_ref().and_then(|seen| {
+        let id = parts.headers.get("webhook-id")?.to_str().ok()?.to_string();
+        Some((seen.clone(), id))
+    });
+    if let Some((seen, id)) = &message_id
+        && seen.contains(id, now)
+    {
+        tracing::info!(source = %endpoint.source, webhook_id = %id, "replayed message acknowledged, not stored again");
+        return Ok(Receipt {
+            received: 0,
+            inserted: 0,
+            duplicates: 0,
+            replayed: true,
+        });
+    }
     // Backpressure: a bounded number of verified requests in flight; beyond
     // it the sender retries later (Stalwart retries for minutes).
     let Ok(_slot) = state.ingest_slots.clone().try_acquire_owned() else {
@@ -405,11 +483,18 @@ async fn accept(state: &AppState, endpoint: &Endpoint, request: Request) -> Resu
         })
         .collect();
     let delivery = received.delivery(Transport::Webhook, headers, received.sender.clone(), body.into());
-    match state.pipeline.deliver(&endpoint.mapper, received, delivery).await? {
+    let delivered = state.pipeline.deliver(&endpoint.mapper, received, delivery).await?;
+    // Handled for good (stored, or kept as a dead letter): a replay of this
+    // message id is acknowledged from now on.
+    if let (Some((seen, id)), Delivered::Written { .. } | Delivered::DeadLettered { .. }) = (&message_id, &delivered) {
+        seen.remember(id, now);
+    }
+    match delivered {
         Delivered::Written { received, summary } => Ok(Receipt {
             received,
             inserted: summary.inserted,
             duplicates: summary.duplicates,
+            replayed: false,
         }),
         Delivered::DeadLettered { id, .. } => Err(AppError::DeadLettered { id }),
         Delivered::Busy(why) => Err(AppError::MapperBusy(why.to_string())),
