@@ -37,9 +37,38 @@ pub struct Unhealthy {
 
 /// The health registry of one service. Cheap to clone.
 #[derive(Clone, Default)]
-pub struct Health(Arc<RwLock<BTreeMap<String, Progress>>>);
+pub struct Health(
+    Arc<RwLock<BTreeMap<String, Progress>>>,
+    Arc<tokio::sync::Mutex<Option<StorePing>>>,
+);
+
+/// The last store round trip `/readyz` made, and what it answered.
+#[derive(Clone)]
+struct StorePing {
+    at: std::time::Instant,
+    ok: bool,
+}
+
+/// How long one store round trip answers `/readyz`: anonymous callers
+/// polling it cannot turn it into store load.
+const STORE_PING_FOR: Duration = Duration::from_secs(1);
 
 impl Health {
+    /// Whether the store answered, asking it at most once a second however
+    /// often this is called (callers at the same moment share one ask).
+    pub async fn store_answers<F: std::future::Future<Output = bool>>(&self, ask: impl FnOnce() -> F) -> bool {
+        let mut last = self.1.lock().await;
+        if let Some(ping) = last.as_ref().filter(|p| p.at.elapsed() < STORE_PING_FOR) {
+            return ping.ok;
+        }
+        let ok = ask().await;
+        *last = Some(StorePing {
+            at: std::time::Instant::now(),
+            ok,
+        });
+        ok
+    }
+
     /// An empty registry.
     pub fn new() -> Health {
         Health::default()
@@ -103,6 +132,22 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn readiness_asks_the_store_at_most_once_a_second() {
+        let health = Health::new();
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        for _ in 0..100 {
+            let ok = health
+                .store_answers(|| async {
+                    asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    true
+                })
+                .await;
+            assert!(ok);
+        }
+        assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
 
     #[test]
     fn a_background_source_without_success_past_its_bound_is_wedged() {

@@ -146,6 +146,12 @@ fn main() -> ExitCode {
             command: ConfigCommand::Check { file },
         } => match load_or_exit(file.as_deref()) {
             Ok(settings) => {
+                for p in settings.pollers.iter().filter(|p| p.sends_token_in_clear()) {
+                    eprintln!(
+                        "warning: pollers[{}] sends its token over plain http://: anyone on the path can read it; use https://",
+                        p.source
+                    );
+                }
                 println!("configuration is valid; effective settings:\n");
                 print!("{}", toml::to_string_pretty(&settings.config).unwrap_or_default());
                 ExitCode::SUCCESS

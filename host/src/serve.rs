@@ -177,6 +177,9 @@ fn start_sources(
         return tasks;
     }
     for poller in pollers {
+        if poller.sends_token_in_clear() {
+            tracing::warn!(source = %poller.source, "the poller sends its token over plain http://: anyone on the path can read it; use https://");
+        }
         if !poller.has_token() {
             tracing::warn!(source = %poller.source, "poller not started: no token; {}", poller.token_hint());
             continue;

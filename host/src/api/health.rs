@@ -29,12 +29,22 @@ pub async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName
 /// API token; anyone else learns names and versions, not the file system.
 pub async fn ready(State(state): State<AppState>, headers: HeaderMap) -> (StatusCode, Json<Value>) {
     let store = state.pipeline.store();
-    let store = match store.ping().await {
-        Ok(()) => json!({ "ok": true, "kind": store.kind() }),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: store unavailable");
-            json!({ "ok": false, "kind": store.kind(), "error": "unavailable" })
-        }
+    let answered = state
+        .health
+        .store_answers(|| async {
+            match store.ping().await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "readiness: store unavailable");
+                    false
+                }
+            }
+        })
+        .await;
+    let store = if answered {
+        json!({ "ok": true, "kind": store.kind() })
+    } else {
+        json!({ "ok": false, "kind": store.kind(), "error": "unavailable" })
     };
     let mut mappers = state.pipeline.runtime().status();
     if super::auth::require_token(&headers, state.api_token.as_ref()).is_err() {

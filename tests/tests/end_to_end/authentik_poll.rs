@@ -356,3 +356,67 @@ async fn the_poller_keeps_running_through_a_refused_token_and_stops_on_shutdown(
         .expect("the poller stops promptly on shutdown")
         .unwrap();
 }
+
+/// A hostile or misconfigured API: a redirect, a 64 MiB page, an absurd
+/// `Retry-After`. Each ends the tick with a clear reason; the redirect is
+/// not followed (the token would travel with it), the page is not read
+/// past the cap, the wait is capped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_huge_pages_and_absurd_retry_afters_are_bounded() {
+    use axum::http::{StatusCode, header};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let followed = std::sync::Arc::new(AtomicUsize::new(0));
+    let hits = followed.clone();
+    let app = axum::Router::new()
+        .route(
+            "/redirect/api/v3/events/events/",
+            axum::routing::get(|| async { (StatusCode::FOUND, [(header::LOCATION, "/elsewhere")], "") }),
+        )
+        .route(
+            "/elsewhere",
+            axum::routing::get(move || {
+                hits.fetch_add(1, Ordering::Relaxed);
+                async { "{}" }
+            }),
+        )
+        .route(
+            "/huge/api/v3/events/events/",
+            axum::routing::get(|| async {
+                let chunk = axum::body::Bytes::from(vec![b' '; 1 << 20]);
+                let stream = futures_util::stream::iter((0..64).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+                axum::body::Body::from_stream(stream)
+            }),
+        )
+        .route(
+            "/limited/api/v3/events/events/",
+            axum::routing::get(|| async { (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "99999999")], "") }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(embedded_store(dir.path()));
+    let tick = |prefix: &str| {
+        let mut config = audit_ingest::presets::authentik_poller(&format!("{base}/{prefix}"));
+        config.token = secret_file(AK_TOKEN);
+        config.max_response_bytes = 1 << 20;
+        let mut p = config.resolve().unwrap();
+        let ctx = ctx.clone();
+        async move { p.tick(&ctx).await }
+    };
+    match tick("redirect").await {
+        Err(TickError::Fetch(Failure::Redirected(302, to))) => assert_eq!(to, "/elsewhere"),
+        other => panic!("expected a refused redirect, got {other:?}"),
+    }
+    assert_eq!(followed.load(Ordering::Relaxed), 0, "the redirect was not followed");
+    assert!(matches!(
+        tick("huge").await,
+        Err(TickError::Fetch(Failure::TooLarge(_)))
+    ));
+    match tick("limited").await {
+        Err(TickError::Fetch(Failure::RateLimited(Some(wait)))) => {
+            assert_eq!(wait, audit_ingest::sources::poll::fetch::MAX_RETRY_AFTER)
+        }
+        other => panic!("expected a capped Retry-After, got {other:?}"),
+    }
+}

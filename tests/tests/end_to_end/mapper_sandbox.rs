@@ -222,6 +222,12 @@ async fn a_thousand_concurrent_deliveries_on_64_instances_get_503s_and_none_is_l
     let rt = audit_ingest_tests::runtime_with(RuntimeConfig {
         dir: Some(mappers),
         mode: InstanceMode::Reuse,
+        // 64 calls share two cores: a generous deadline keeps every good
+        // call well inside it (a timed-out call would be a dead letter).
+        limits: Limits {
+            deadline: Duration::from_secs(10),
+            ..Limits::default()
+        },
         // 64 calls at once and no queue: the 65th concurrent call is busy.
         capacity: Capacity {
             calls: 64,
@@ -242,7 +248,7 @@ async fn a_thousand_concurrent_deliveries_on_64_instances_get_503s_and_none_is_l
             let router = router.clone();
             tokio::spawn(async move {
                 // A sender that retries on 503 and 429 as the answer says.
-                let body = format!(r#"{{"do":"spin","n":3000000,"id":"delivery-{i}"}}"#);
+                let body = format!(r#"{{"do":"spin","n":10000000,"id":"delivery-{i}"}}"#);
                 let mut busy = 0u32;
                 loop {
                     let answer = router

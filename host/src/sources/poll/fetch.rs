@@ -36,7 +36,16 @@ pub enum Failure {
     Transient(String),
     /// Any other status: a configuration problem (wrong path, ...).
     Unexpected(u16),
+    /// A redirect, which is not followed (the token must not travel to
+    /// where a response points): the base URL is to be corrected.
+    Redirected(u16, String),
+    /// The answer is larger than the poller reads (`max_response_bytes`).
+    TooLarge(usize),
 }
+
+/// The longest `Retry-After` obeyed: a server asking for more is waited on
+/// this long, then asked again.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -46,12 +55,32 @@ impl std::fmt::Display for Failure {
             Failure::RateLimited(None) => write!(f, "HTTP 429 without Retry-After"),
             Failure::Transient(why) => write!(f, "{why}"),
             Failure::Unexpected(code) => write!(f, "unexpected HTTP {code}"),
+            Failure::Redirected(code, to) => write!(
+                f,
+                "HTTP {code} redirect to `{to}`, not followed (the token is not sent elsewhere): set base_url to where the API is"
+            ),
+            Failure::TooLarge(max) => write!(f, "the answer is larger than {max} bytes (max_response_bytes)"),
         }
     }
 }
 
-/// Fetches `url` with `query` and the bearer token.
-pub async fn get(client: &reqwest::Client, url: &str, query: &[(String, String)], token: Option<&Secret>) -> Answer {
+/// An HTTP client for a poll source: its timeout, no redirects followed.
+pub fn client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("audit-ingest/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Fetches `url` with `query` and the bearer token, reading at most `max_bytes` of the answer.
+pub async fn get(
+    client: &reqwest::Client,
+    url: &str,
+    query: &[(String, String)],
+    token: Option<&Secret>,
+    max_bytes: usize,
+) -> Answer {
     let mut request = client.get(url).query(query);
     if let Some(token) = token {
         request = request.bearer_auth(token.expose());
@@ -65,17 +94,22 @@ pub async fn get(client: &reqwest::Client, url: &str, query: &[(String, String)]
     let fetched = response.url().to_string();
     let headers = lower_case(response.headers());
     match status {
-        StatusCode::OK => match response.bytes().await {
+        StatusCode::OK => match read_capped(response, max_bytes).await {
             Ok(body) => Answer::Page {
-                body: body.to_vec(),
+                body,
                 headers,
                 url: fetched,
             },
-            Err(e) => Answer::Failed(Failure::Transient(format!(
-                "reading the body failed: {}",
-                without_url(&e)
-            ))),
+            Err(failure) => Answer::Failed(failure),
         },
+        s if s.is_redirection() => {
+            let to = headers
+                .iter()
+                .find(|(k, _)| k == "location")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            Answer::Failed(Failure::Redirected(s.as_u16(), to))
+        }
         StatusCode::NOT_FOUND => Answer::NoSuchPage,
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Answer::Failed(Failure::Unauthorized(status.as_u16())),
         StatusCode::TOO_MANY_REQUESTS => Answer::Failed(Failure::RateLimited(retry_after(response.headers()))),
@@ -84,10 +118,40 @@ pub async fn get(client: &reqwest::Client, url: &str, query: &[(String, String)]
     }
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is rare for APIs; it counts as absent).
+/// The body, chunk by chunk, refused as soon as it passes `max` bytes
+/// (a declared `Content-Length` over it is refused before reading).
+async fn read_capped(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, Failure> {
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(Failure::TooLarge(max));
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > max {
+                    return Err(Failure::TooLarge(max));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                return Err(Failure::Transient(format!(
+                    "reading the body failed: {}",
+                    without_url(&e)
+                )));
+            }
+        }
+    }
+}
+
+/// `Retry-After` in seconds, at most [`MAX_RETRY_AFTER`] (the HTTP-date
+/// form is rare for APIs; it counts as absent).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    text.trim().parse::<u64>().ok().map(Duration::from_secs)
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 fn lower_case(headers: &HeaderMap) -> Vec<(String, String)> {
@@ -139,6 +203,17 @@ pub fn jittered(interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_capped() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "99999999".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER));
+        h.insert(RETRY_AFTER, "30".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(30)));
+        h.insert(RETRY_AFTER, "18446744073709551616".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

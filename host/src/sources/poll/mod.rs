@@ -54,6 +54,9 @@ pub struct Config {
     /// Bearer token.
     #[serde(default)]
     pub token: SecretSource,
+    /// The largest page answer read, bytes (default 32 MiB).
+    #[serde(default = "default_max_response")]
+    pub max_response_bytes: usize,
     /// Seconds between ticks.
     #[serde(default = "default_interval")]
     pub interval_secs: u64,
@@ -97,6 +100,10 @@ fn default_cap() -> u32 {
 fn default_overlap() -> u64 {
     300
 }
+fn default_max_response() -> usize {
+    32 << 20
+}
+
 fn default_timeout() -> u64 {
     30
 }
@@ -162,6 +169,7 @@ impl Config {
             base_url: base_url.to_string(),
             path: path.into(),
             token: SecretSource::default(),
+            max_response_bytes: default_max_response(),
             interval_secs: default_interval(),
             page_size: default_page_size(),
             max_pages_per_tick: default_cap(),
@@ -197,10 +205,13 @@ impl Config {
             return Err(ConfigError::new(format!("{key}.page_size"), "expected 1 to 1000"));
         }
         let token = self.token.resolve(&format!("{key}.token"))?;
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(self.request_timeout_secs))
-            .user_agent(concat!("audit-ingest/", env!("CARGO_PKG_VERSION")))
-            .build()
+        if !(1024..=1 << 30).contains(&self.max_response_bytes) {
+            return Err(ConfigError::new(
+                format!("{key}.max_response_bytes"),
+                "expected 1024 to 1073741824",
+            ));
+        }
+        let client = fetch::client(Duration::from_secs(self.request_timeout_secs))
             .map_err(|e| ConfigError::new(key.clone(), format!("cannot build an HTTP client: {e}")))?;
         Ok(Poller {
             source: self.source.clone(),
@@ -220,6 +231,9 @@ impl Config {
             lookup: self.tenant_lookup.clone().map(|c| TenantLookup::new(c, base)),
             refused_token_help: self.refused_token_help.clone(),
             client,
+            max_response_bytes: self.max_response_bytes,
+            last_dead_letter: None,
+            plain_http: base.starts_with("http://"),
         })
     }
 }
@@ -241,6 +255,18 @@ pub struct Poller {
     lookup: Option<TenantLookup>,
     refused_token_help: Option<String>,
     client: reqwest::Client,
+    max_response_bytes: usize,
+    /// The SHA-256 of the last page kept as a dead letter: the same page
+    /// failing again at the next tick is not kept twice.
+    last_dead_letter: Option<[u8; 32]>,
+    plain_http: bool,
+}
+
+impl Poller {
+    /// A token sent over plain `http://`: readable by anyone on the path.
+    pub fn sends_token_in_clear(&self) -> bool {
+        self.plain_http && self.token.is_some()
+    }
 }
 
 /// What one tick did.
@@ -316,7 +342,15 @@ impl Poller {
             }
             summary.pages += 1;
             let query = self.page_query(pipeline, page).await?;
-            let (body, headers, url) = match fetch::get(&self.client, &self.url, &query, self.token.as_ref()).await {
+            let (body, headers, url) = match fetch::get(
+                &self.client,
+                &self.url,
+                &query,
+                self.token.as_ref(),
+                self.max_response_bytes,
+            )
+            .await
+            {
                 Answer::Page { body, headers, url } => (body, headers, url),
                 Answer::NoSuchPage => match walk::past_the_end(&walk, page) {
                     Some(back) if realigned < MAX_REALIGN => {
@@ -340,9 +374,14 @@ impl Poller {
                 (_, Err(e)) if e.is_transient() => return Err(TickError::Map(e)),
                 (delivery, Err(e)) => {
                     // The walk cannot move past a page it cannot read: keep
-                    // the page for re-mapping and retry after a fixed mapper
-                    // is dropped in.
-                    pipeline.keep(Pipeline::dead_letter(&received, delivery, &e)).await?;
+                    // the page for re-mapping (once: the next ticks meet the
+                    // same page) and retry after a fixed mapper is dropped in.
+                    let digest: [u8; 32] =
+                        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&delivery.body)).into();
+                    if self.last_dead_letter != Some(digest) {
+                        pipeline.keep(Pipeline::dead_letter(&received, delivery, &e)).await?;
+                        self.last_dead_letter = Some(digest);
+                    }
                     return Err(TickError::Map(e));
                 }
             };

@@ -101,7 +101,7 @@ impl TenantLookup {
         }
         self.lookups += 1;
         let url = format!("{}{}", self.base_url, self.config.user_path.replace("{id}", id));
-        match fetch::get(client, &url, &[], token).await {
+        match fetch::get(client, &url, &[], token, LOOKUP_MAX_BYTES).await {
             Answer::Page { body, .. } => {
                 let user: Value = serde_json::from_slice(&body).ok()?;
                 self.pick(&user, tenants)
@@ -130,6 +130,9 @@ impl TenantLookup {
             .find_map(|name| tenants.resolve(Some(name)))
     }
 }
+
+/// The largest answer to one user lookup read.
+const LOOKUP_MAX_BYTES: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests {
