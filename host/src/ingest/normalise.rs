@@ -130,7 +130,16 @@ fn record(received: &Received, e: MappedEvent, mapper: &str, tenants: &Tenants) 
 /// A delivery the mapper could not map, kept raw with the error, the mapper
 /// version and how it arrived, so it can be re-mapped later as it was.
 pub(super) fn dead_letter(received: &Received, delivery: Delivery, error: &MapError) -> DeadLetter {
-    let mapper = error.mapper().map(ToString::to_string);
+    letter(
+        received,
+        delivery,
+        error.mapper().map(ToString::to_string),
+        error.to_string(),
+    )
+}
+
+/// A delivery kept raw with why it was not mapped (`mapper`: the one that failed, if one was called).
+pub(super) fn letter(received: &Received, delivery: Delivery, mapper: Option<String>, error: String) -> DeadLetter {
     DeadLetter {
         source: received.source.clone(),
         received_at: received.at,
@@ -139,7 +148,7 @@ pub(super) fn dead_letter(received: &Received, delivery: Delivery, error: &MapEr
         headers: delivery.headers,
         origin: delivery.origin,
         mapper,
-        error: error.to_string(),
+        error,
         body: delivery.body,
     }
 }

@@ -198,6 +198,12 @@ impl Pipeline {
         normalise::dead_letter(received, delivery, error)
     }
 
+    /// A dead letter for a delivery the host would not hand to a mapper
+    /// (an overlong tailed line): kept with `why`, no mapper named.
+    pub fn refused_letter(received: &Received, delivery: Delivery, why: String) -> DeadLetter {
+        normalise::letter(received, delivery, None, why)
+    }
+
     /// Stores a dead letter and counts it; returns its id.
     pub async fn keep(&self, letter: DeadLetter) -> Result<String, StoreError> {
         let (source, mapper, error) = (letter.source.clone(), letter.mapper.clone(), letter.error.clone());

@@ -498,3 +498,45 @@ async fn a_log_directory_created_after_start_is_watched_once_it_appears() {
     expect_each_once(&tail.store, 20).await;
     tail.stop().await;
 }
+
+/// A 20 MiB line that arrives in pieces, its newline last: its first
+/// `max_line_bytes` become one dead letter naming the offset, the lines
+/// around it land, and a restart neither repeats nor re-reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_20_mib_line_becomes_a_dead_letter_and_the_next_lines_are_read() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = audit_file(dir.path());
+    append_range(&path, 0, 10);
+    let offset = std::fs::metadata(&path).unwrap().len();
+    let tail = start(dir.path(), &path, StartAt::Beginning);
+    wait_for_records(&tail.store, 10, Duration::from_secs(30)).await;
+    let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let piece = vec![b'x'; 4 << 20];
+    for _ in 0..5 {
+        file.write_all(&piece).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    file.write_all(b"\n").unwrap();
+    append_range(&path, 10, 20);
+    expect_each_once(&tail.store, 20).await;
+    let letters = tail.store.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1, "one dead letter for the long line: {letters:?}");
+    let letter = &letters[0].1;
+    assert_eq!(letter.body.len(), 1 << 20, "its first max_line_bytes are kept");
+    assert!(letter.body.iter().all(|b| *b == b'x'));
+    assert!(
+        letter
+            .error
+            .contains(&format!("line of {} bytes at offset {offset}", 20 << 20)),
+        "{}",
+        letter.error
+    );
+    let store = tail.stop().await;
+    drop(store);
+    let again = start(dir.path(), &path, StartAt::Beginning);
+    append_range(&path, 20, 30);
+    expect_each_once(&again.store, 30).await;
+    assert_eq!(again.store.dead_letters(10).await.unwrap().len(), 1, "not kept twice");
+    again.stop().await;
+}

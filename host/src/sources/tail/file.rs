@@ -72,8 +72,9 @@ fn dev_ino(_meta: &fs::Metadata) -> (u64, u64) {
     (0, 0)
 }
 
-/// The first line of `file` (without its newline), if it is complete.
-fn first_line(file: &mut File) -> io::Result<Option<Vec<u8>>> {
+/// The first line of `file` (without its newline), if it is complete; of a
+/// first line longer than `max` bytes, its first `max` bytes.
+fn first_line(file: &mut File, max: usize) -> io::Result<Option<Vec<u8>>> {
     file.seek(SeekFrom::Start(0))?;
     let mut line = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -87,8 +88,9 @@ fn first_line(file: &mut File) -> io::Result<Option<Vec<u8>>> {
             return Ok(Some(line));
         }
         line.extend_from_slice(&chunk[..n]);
-        if line.len() > 16 << 20 {
-            // Not a line-oriented file; identify it by its first 16 MiB.
+        if line.len() > max {
+            // An overlong first line: the file is known by its start.
+            line.truncate(max);
             return Ok(Some(line));
         }
     }
@@ -99,9 +101,25 @@ fn first_line(file: &mut File) -> io::Result<Option<Vec<u8>>> {
 pub struct Line {
     /// Offset of its first byte.
     pub offset: u64,
-    /// Its bytes, without the newline (and without a trailing `\r`).
+    /// Its bytes, without the newline (and without a trailing `\r`); of an
+    /// overlong line, its first `max_line_bytes`.
     pub bytes: Vec<u8>,
+    /// Offset of the first byte after it (after its newline).
+    pub end: u64,
+    /// The line was longer than `max_line_bytes`: its whole length (without
+    /// the newline). Only its start was kept; the rest was read past.
+    pub overlong: Option<u64>,
 }
+
+/// An overlong line being read past: where it started and its start.
+#[derive(Debug)]
+struct Cut {
+    offset: u64,
+    head: Vec<u8>,
+}
+
+/// The bytes read from the file at a time.
+const CHUNK_BYTES: usize = 256 << 10;
 
 /// An open file being read.
 pub struct Reader {
@@ -120,14 +138,19 @@ pub struct Reader {
     partial: Vec<u8>,
     /// Offset of `partial`'s first byte.
     partial_at: u64,
+    /// Lines longer than this are cut (`max_line_bytes`).
+    max_line: usize,
+    /// An overlong line whose newline has not come yet.
+    cut: Option<Cut>,
 }
 
 impl Reader {
-    /// Opens `path` and positions at `offset` (of the file's content as it is).
-    pub fn open(path: &Path, offset: u64) -> io::Result<Reader> {
+    /// Opens `path` and positions at `offset` (of the file's content as it
+    /// is); lines longer than `max_line` bytes will be cut.
+    pub fn open(path: &Path, offset: u64, max_line: usize) -> io::Result<Reader> {
         let mut file = File::open(path)?;
         let (dev, ino) = dev_ino(&file.metadata()?);
-        let key = first_line(&mut file)?.map(|l| FileKey {
+        let key = first_line(&mut file, max_line)?.map(|l| FileKey {
             dev,
             ino,
             head: head_hash(&l),
@@ -143,6 +166,8 @@ impl Reader {
             read_to: offset,
             partial: Vec::new(),
             partial_at: offset,
+            max_line,
+            cut: None,
         })
     }
 
@@ -172,28 +197,13 @@ impl Reader {
 
     /// Reads up to `max_lines` complete lines. A partial last line stays
     /// unread until its newline arrives (or `finish` when the file is done).
+    /// A line longer than `max_line` bytes is handed out with its start only
+    /// and [`Line::overlong`] set; memory stays within `max_line` plus one
+    /// chunk whatever the file holds.
     pub fn read_lines(&mut self, max_lines: usize, lines: &mut Vec<Line>) -> io::Result<()> {
-        let mut chunk = vec![0u8; 256 << 10];
+        let mut chunk = vec![0u8; CHUNK_BYTES];
         while lines.len() < max_lines {
-            // Hand out complete lines already buffered.
-            let mut start = 0;
-            while lines.len() < max_lines {
-                let Some(end) = self.partial[start..].iter().position(|b| *b == b'\n') else {
-                    break;
-                };
-                let mut bytes = &self.partial[start..start + end];
-                if bytes.last() == Some(&b'\r') {
-                    bytes = &bytes[..bytes.len() - 1];
-                }
-                lines.push(Line {
-                    offset: self.partial_at + start as u64,
-                    bytes: bytes.to_vec(),
-                });
-                start += end + 1;
-            }
-            self.partial.drain(..start);
-            self.partial_at += start as u64;
-            if lines.len() >= max_lines {
+            if !self.take_lines(max_lines, lines) {
                 break;
             }
             let n = self.file.read(&mut chunk)?;
@@ -205,7 +215,7 @@ impl Reader {
         }
         if self.key.is_none() && (self.partial_at > 0 || !lines.is_empty()) {
             let pos = self.file.stream_position()?;
-            self.key = first_line(&mut self.file)?.map(|l| FileKey {
+            self.key = first_line(&mut self.file, self.max_line)?.map(|l| FileKey {
                 dev: self.dev,
                 ino: self.ino,
                 head: head_hash(&l),
@@ -215,25 +225,79 @@ impl Reader {
         Ok(())
     }
 
+    /// Hands out the complete lines buffered, up to `max_lines`; true when
+    /// all were taken (more may be read). What is left without a newline is
+    /// cut once it grows past `max_line`.
+    fn take_lines(&mut self, max_lines: usize, lines: &mut Vec<Line>) -> bool {
+        let mut start = 0;
+        let mut all_taken = false;
+        while lines.len() < max_lines {
+            let rest = &self.partial[start..];
+            let Some(len) = rest.iter().position(|b| *b == b'\n') else {
+                all_taken = true;
+                break;
+            };
+            let at = self.partial_at + start as u64;
+            let end = at + len as u64 + 1;
+            lines.push(match self.cut.take() {
+                Some(cut) => Line {
+                    offset: cut.offset,
+                    bytes: cut.head,
+                    end,
+                    overlong: Some(end - 1 - cut.offset),
+                },
+                None => Line {
+                    offset: at,
+                    bytes: rest[..len].strip_suffix(b"\r").unwrap_or(&rest[..len]).to_vec(),
+                    end,
+                    overlong: None,
+                },
+            });
+            start += len + 1;
+        }
+        self.partial.drain(..start);
+        self.partial_at += start as u64;
+        if all_taken {
+            if self.cut.is_none() && self.partial.len() > self.max_line {
+                self.cut = Some(Cut {
+                    offset: self.partial_at,
+                    head: self.partial[..self.max_line].to_vec(),
+                });
+            }
+            if self.cut.is_some() {
+                // Read past: only the start of an overlong line is kept.
+                self.partial_at += self.partial.len() as u64;
+                self.partial.clear();
+            }
+        }
+        all_taken
+    }
+
     /// The file will not grow any more (it was rotated away): its unfinished
     /// last line, if any, is handed out as a line so that nothing is lost.
     pub fn finish(&mut self, lines: &mut Vec<Line>) {
-        if !self.partial.is_empty() {
+        if let Some(cut) = self.cut.take() {
+            lines.push(Line {
+                offset: cut.offset,
+                bytes: cut.head,
+                end: self.read_to,
+                overlong: Some(self.read_to - cut.offset),
+            });
+        } else if !self.partial.is_empty() {
             lines.push(Line {
                 offset: self.partial_at,
                 bytes: std::mem::take(&mut self.partial),
+                end: self.read_to,
+                overlong: None,
             });
-            self.partial_at = self.read_to;
         }
+        self.partial_at = self.read_to;
     }
 
     /// Where the position stands once `lines` are committed.
     pub fn position_after(&self, last: Option<&Line>) -> Option<Position> {
         let key = self.key.clone()?;
-        let offset = match last {
-            Some(l) => l.offset + l.bytes.len() as u64 + 1,
-            None => self.committed,
-        };
+        let offset = last.map_or(self.committed, |l| l.end);
         Some(Position {
             file: key,
             offset: offset.min(self.read_to),
@@ -243,8 +307,8 @@ impl Reader {
 
 /// Finds, beside `path`, the file `key` names: the renamed old file after a
 /// rotation, or (with `copy`) a file with the same first line but another
-/// inode, the copy `copytruncate` made.
-pub fn find_sibling(path: &Path, key: &FileKey, copy: bool) -> Option<PathBuf> {
+/// inode, the copy `copytruncate` made. `max_line` as the reader's.
+pub fn find_sibling(path: &Path, key: &FileKey, copy: bool, max_line: usize) -> Option<PathBuf> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -261,11 +325,67 @@ pub fn find_sibling(path: &Path, key: &FileKey, copy: bool) -> Option<PathBuf> {
             continue;
         }
         let Ok(mut file) = File::open(&candidate) else { continue };
-        if let Ok(Some(line)) = first_line(&mut file)
+        if let Ok(Some(line)) = first_line(&mut file, max_line)
             && head_hash(&line) == key.head
         {
             return Some(candidate);
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Writes `content` to a file in `pieces`, reading after each one, and
+    /// returns the lines read (with `finish` at the end) and the most bytes
+    /// the reader held at once.
+    fn read_in_pieces(content: &[u8], pieces: &[usize], max_line: usize) -> (Vec<Line>, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let mut file = File::create(&path).unwrap();
+        let mut reader = Reader::open(&path, 0, max_line).unwrap();
+        let (mut lines, mut held, mut at) = (Vec::new(), 0, 0);
+        for &n in pieces.iter().chain(std::iter::once(&usize::MAX)) {
+            let to = at + n.min(content.len() - at);
+            file.write_all(&content[at..to]).unwrap();
+            at = to;
+            reader.read_lines(usize::MAX, &mut lines).unwrap();
+            held = held.max(reader.partial.len() + reader.cut.as_ref().map_or(0, |c| c.head.len()));
+        }
+        reader.finish(&mut lines);
+        (lines, held)
+    }
+
+    #[test]
+    fn an_overlong_line_keeps_its_start_and_the_reader_holds_little() {
+        let mut content = b"first\n".to_vec();
+        content.extend(std::iter::repeat_n(b'x', 20 << 20));
+        content.extend_from_slice(b"\r\nnext\r\nlast");
+        let (lines, held) = read_in_pieces(&content, &[3, 5 << 20, 7 << 20, 1, 9 << 20], 1 << 20);
+        let shown: Vec<(u64, usize, Option<u64>)> =
+            lines.iter().map(|l| (l.offset, l.bytes.len(), l.overlong)).collect();
+        let long = 20 << 20;
+        assert_eq!(
+            shown,
+            vec![
+                (0, 5, None),
+                (6, 1 << 20, Some(long + 1)),
+                (6 + long + 2, 4, None),
+                (6 + long + 8, 4, None)
+            ]
+        );
+        assert_eq!(lines[2].bytes, b"next");
+        assert_eq!(lines.last().unwrap().end, content.len() as u64);
+        assert!(held <= (1 << 20) + 2 * CHUNK_BYTES, "held {held} bytes");
+    }
+
+    #[test]
+    fn a_crlf_line_ends_after_its_newline() {
+        let (lines, _) = read_in_pieces(b"a\r\nb\n", &[], 1024);
+        assert_eq!(lines[0].end, 3, "the next line starts after `\\r\\n`");
+        assert_eq!(lines[1].offset, 3);
+    }
 }

@@ -124,6 +124,13 @@ impl LineMapper<'_> {
         let lines: Vec<&Line> = lines
             .iter()
             .filter(|l| !l.bytes.iter().all(u8::is_ascii_whitespace))
+            .filter(|l| match l.overlong {
+                Some(length) => {
+                    self.refuse_overlong(l, length, batch, &mut out);
+                    false
+                }
+                None => true,
+            })
             .collect();
         for call in lines.chunks(LINES_PER_CALL) {
             if call.len() > 1
@@ -184,6 +191,26 @@ impl LineMapper<'_> {
             Some(batch.origin.to_string()),
             line.bytes.clone(),
         )
+    }
+
+    /// A line longer than `max_line_bytes` is not mapped: its start is kept
+    /// as a dead letter, logged with the file and offset.
+    fn refuse_overlong(&self, line: &Line, length: u64, batch: &Batch<'_>, out: &mut MappedLines) {
+        if !self.keep_letters {
+            return;
+        }
+        let why = format!(
+            "line of {length} bytes at offset {} is longer than max_line_bytes ({}): its first {} bytes are kept, the rest was skipped",
+            line.offset,
+            line.bytes.len(),
+            line.bytes.len()
+        );
+        tracing::warn!(source = %self.source, file = %batch.origin, offset = line.offset, length, "{why}");
+        out.letters.push(Pipeline::refused_letter(
+            &batch.received,
+            self.delivery(line, batch),
+            why,
+        ));
     }
 
     /// A line's records (with their line ids), or its dead letter.

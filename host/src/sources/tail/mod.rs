@@ -83,6 +83,11 @@ pub struct Config {
     /// least one; the core left over is the store writer's, see `map.rs`).
     #[serde(default)]
     pub mapping_threads: Option<usize>,
+    /// The longest line read whole, bytes (default 1 MiB). A longer line
+    /// becomes a dead letter holding its first `max_line_bytes`, logged with
+    /// the file and offset, and the tail goes on after it.
+    #[serde(default = "default_max_line")]
+    pub max_line_bytes: usize,
 }
 
 fn yes() -> bool {
@@ -94,6 +99,12 @@ fn default_check() -> u64 {
 fn default_batch() -> usize {
     2000
 }
+fn default_max_line() -> usize {
+    1 << 20
+}
+
+/// The bounds of `max_line_bytes`: 1 KiB to 16 MiB.
+const MAX_LINE_BYTES: std::ops::RangeInclusive<usize> = 1024..=16 << 20;
 
 impl Config {
     /// A tail of `path` for `source`, every other setting at its default.
@@ -107,6 +118,7 @@ impl Config {
             check_interval_ms: default_check(),
             max_batch_lines: default_batch(),
             mapping_threads: None,
+            max_line_bytes: default_max_line(),
         }
     }
 
@@ -132,6 +144,12 @@ impl Config {
         if self.mapping_threads.is_some_and(|n| !(1..=256).contains(&n)) {
             return Err(ConfigError::new(format!("{key}.mapping_threads"), "expected 1 to 256"));
         }
+        if !MAX_LINE_BYTES.contains(&self.max_line_bytes) {
+            return Err(ConfigError::new(
+                format!("{key}.max_line_bytes"),
+                "expected 1024 to 16777216",
+            ));
+        }
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Ok(Tailer {
             source: self.source.clone(),
@@ -141,6 +159,7 @@ impl Config {
             check_every: Duration::from_millis(self.check_interval_ms),
             max_batch: self.max_batch_lines,
             mapping_threads: self.mapping_threads.unwrap_or(cores.saturating_sub(1).max(1)),
+            max_line: self.max_line_bytes,
         })
     }
 }
@@ -157,6 +176,7 @@ pub struct Tailer {
     check_every: Duration,
     max_batch: usize,
     mapping_threads: usize,
+    max_line: usize,
 }
 
 /// Runs the tail until shutdown, on a thread of its own (file reads and
@@ -340,7 +360,7 @@ impl Tail {
     /// Opens the path, resuming the stored position when it is this file.
     fn open(&mut self) -> anyhow::Result<bool> {
         let path = self.t.path.clone();
-        let probe = match Reader::open(&path, 0) {
+        let probe = match Reader::open(&path, 0, self.t.max_line) {
             Ok(r) => r,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // A file that appears later is all new: read it from the start.
@@ -368,7 +388,7 @@ impl Tail {
                 StartAt::End => std::fs::metadata(&path)?.len(),
             },
         };
-        let reader = Reader::open(&path, offset)?;
+        let reader = Reader::open(&path, offset, self.t.max_line)?;
         if reader.truncated()? {
             // Shorter than the stored offset: truncated while we were down.
             self.reader = Some(reader);
@@ -391,16 +411,16 @@ impl Tail {
             };
             self.finish_elsewhere(&saved, true)?;
         }
-        self.reader = Some(Reader::open(&self.t.path, 0)?);
+        self.reader = Some(Reader::open(&self.t.path, 0, self.t.max_line)?);
         Ok(())
     }
 
     /// Finishes the stored file found beside the path (renamed, or copied).
     fn finish_elsewhere(&mut self, saved: &Position, copy: bool) -> anyhow::Result<()> {
-        match file::find_sibling(&self.t.path, &saved.file, copy) {
+        match file::find_sibling(&self.t.path, &saved.file, copy, self.t.max_line) {
             Some(old) => {
                 tracing::info!(source = %self.t.source, file = %old.display(), offset = saved.offset, "finishing the rotated file");
-                let mut reader = Reader::open(&old, saved.offset)?;
+                let mut reader = Reader::open(&old, saved.offset, self.t.max_line)?;
                 // Ids come from the file the lines were first read in.
                 reader.key = Some(saved.file.clone());
                 let current = self.reader.replace(reader);
