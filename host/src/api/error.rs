@@ -111,6 +111,20 @@ impl IntoResponse for AppError {
                 StatusCode::REQUEST_TIMEOUT,
                 json!({ "error": format!("the request body did not arrive within {} s", limit.as_secs_f64()) }),
             ),
+            AppError::Store(StoreError::TooSlow(budget)) => {
+                tracing::warn!(
+                    budget_secs = budget.as_secs(),
+                    "a read ran past the store's read budget and was stopped"
+                );
+                retry_after = Some(RETRY_AFTER_SECS);
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({ "error": format!(
+                        "the query took longer than {} s and was stopped; narrow it (since, until, source, action)",
+                        budget.as_secs()
+                    ) }),
+                )
+            }
             AppError::Store(e) => {
                 // The client learns only that it should retry; the cause goes to the log.
                 match &e {
@@ -136,5 +150,22 @@ impl IntoResponse for AppError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_read_past_its_budget_says_to_narrow_the_query() {
+        let response = AppError::from(StoreError::TooSlow(std::time::Duration::from_secs(10))).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.contains("took longer than 10 s") && text.contains("narrow it"),
+            "{text}"
+        );
     }
 }

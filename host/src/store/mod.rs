@@ -193,7 +193,16 @@ pub enum StoreError {
     /// store never handed out): the caller's mistake, answered 400.
     #[error("{0}")]
     InvalidInput(String),
+    /// A read ran past [`READ_BUDGET`] and was stopped, so that one expensive
+    /// query cannot hold the store; the caller is to narrow it (503).
+    #[error("the query ran longer than the store's read budget of {} s and was stopped", .0.as_secs())]
+    TooSlow(std::time::Duration),
 }
+
+/// The longest one read may run (SQLite: interrupted by a progress handler;
+/// MongoDB: `maxTimeMS`). A timeline page on an index takes milliseconds;
+/// only a scan that no index serves comes near this.
+pub const READ_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl StoreError {
     /// The store could not do it now.

@@ -41,6 +41,15 @@ fn object_id(id: &str, what: &str) -> Result<ObjectId, StoreError> {
     ObjectId::parse_str(id).map_err(|_| StoreError::InvalidInput(format!("`{id}` is not a {what} id")))
 }
 
+/// A failed read: [`StoreError::TooSlow`] when the server stopped it at
+/// `maxTimeMS` (code 50, MaxTimeMSExpired), unavailable otherwise.
+fn read_failed(e: mongodb::error::Error) -> StoreError {
+    if matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if c.code == 50) {
+        return StoreError::TooSlow(super::READ_BUDGET);
+    }
+    unavailable(e)
+}
+
 /// Documents matching `filter` after the one with id `after`, oldest first.
 async fn page_after(
     collection: &Collection<Document>,
@@ -56,8 +65,9 @@ async fn page_after(
         .find(filter)
         .sort(doc! { "_id": 1 })
         .limit(limit as i64)
+        .max_time(super::READ_BUDGET)
         .await
-        .map_err(unavailable)?;
+        .map_err(read_failed)?;
     let mut out = Vec::new();
     while let Some(d) = cursor.try_next().await.map_err(unavailable)? {
         out.push(d);
@@ -341,10 +351,11 @@ impl AuditStore for MongoStore {
             .find(filter)
             .sort(doc! { "at": -1, "_id": -1 })
             .limit(q.limit as i64 + 1)
+            .max_time(super::READ_BUDGET)
             .await
-            .map_err(unavailable)?;
+            .map_err(read_failed)?;
         let mut records = Vec::with_capacity(q.limit + 1);
-        while let Some(d) = cursor.try_next().await.map_err(unavailable)? {
+        while let Some(d) = cursor.try_next().await.map_err(read_failed)? {
             records.push(doc_to_record(&d)?);
         }
         let next = if records.len() > q.limit {

@@ -75,6 +75,35 @@ fn parse_id(id: &str, what: &str) -> Result<i64, StoreError> {
         .map_err(|_| StoreError::InvalidInput(format!("`{id}` is not a {what} id")))
 }
 
+/// Runs the read `f`, interrupted once it has run for `budget`: SQLite
+/// calls the progress handler every few thousand virtual-machine steps,
+/// which stops a scan however large, a sort included.
+fn within_budget<R>(
+    conn: &Connection,
+    budget: Duration,
+    f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    let deadline = std::time::Instant::now() + budget;
+    let stopped = Arc::new(AtomicBool::new(false));
+    let flag = stopped.clone();
+    conn.progress_handler(
+        4096,
+        Some(move || {
+            let late = std::time::Instant::now() >= deadline;
+            if late {
+                flag.store(true, Ordering::Relaxed);
+            }
+            late
+        }),
+    );
+    let result = f(conn);
+    conn.progress_handler(0, None::<fn() -> bool>);
+    match result {
+        Err(_) if stopped.load(Ordering::Relaxed) => Err(StoreError::TooSlow(budget)),
+        other => other,
+    }
+}
+
 impl SqliteStore {
     /// Opens (or creates) the database file and starts the writer thread.
     pub fn open(path: &Path, durability: Durability) -> Result<SqliteStore, StoreError> {
@@ -163,7 +192,7 @@ impl SqliteStore {
     ) -> Result<R, StoreError> {
         let conn = self.reader()?;
         let (conn, result) = tokio::task::spawn_blocking(move || {
-            let r = f(&conn);
+            let r = within_budget(&conn, super::READ_BUDGET, f);
             (conn, r)
         })
         .await
@@ -175,6 +204,7 @@ impl SqliteStore {
         result
     }
 
+    /// A read connection from the pool, or a new one.
     fn reader(&self) -> Result<Connection, StoreError> {
         if let Some(c) = self.readers.lock().expect("reader pool").pop() {
             return Ok(c);
@@ -409,5 +439,29 @@ fn maintenance_loop(conn: Connection, stopped: Arc<AtomicBool>) {
             since_analyze = Duration::ZERO;
             let _ = conn.execute_batch("PRAGMA analysis_limit=1000; PRAGMA optimize;");
         }
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    /// A read that would run for minutes is stopped at its budget with
+    /// `TooSlow`; the connection then serves the next read as usual.
+    #[test]
+    fn a_long_read_is_stopped_at_its_budget_and_the_connection_goes_on() {
+        let conn = Connection::open_in_memory().unwrap();
+        let endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n";
+        let started = std::time::Instant::now();
+        let answer = within_budget(&conn, Duration::from_millis(100), |c| {
+            c.query_row(endless, [], |r| r.get::<_, i64>(0)).map_err(unavailable)
+        });
+        assert!(matches!(answer, Err(StoreError::TooSlow(_))), "{answer:?}");
+        assert!(started.elapsed() < Duration::from_secs(5), "stopped near its budget");
+        let next = within_budget(&conn, Duration::from_millis(100), |c| {
+            c.query_row("SELECT 41 + 1", [], |r| r.get::<_, i64>(0))
+                .map_err(unavailable)
+        });
+        assert_eq!(next.unwrap(), 42);
     }
 }
