@@ -33,6 +33,8 @@ pub mod api;
 pub mod builtin;
 pub mod config;
 pub mod event;
+#[cfg(feature = "test-support")]
+pub mod fuzzing;
 pub mod health;
 pub mod http_server;
 pub mod ingest;

@@ -6,6 +6,7 @@ pub mod authentik;
 pub mod bench;
 pub mod ceilings;
 pub mod faulty;
+pub mod fuzz;
 pub mod ocis;
 
 use std::path::Path;

@@ -246,6 +246,13 @@ impl Reader {
                     end,
                     overlong: Some(end - 1 - cut.offset),
                 },
+                // A line that came whole is cut the same way.
+                None if len > self.max_line => Line {
+                    offset: at,
+                    bytes: rest[..self.max_line].to_vec(),
+                    end,
+                    overlong: Some(len as u64),
+                },
                 None => Line {
                     offset: at,
                     bytes: rest[..len].strip_suffix(b"\r").unwrap_or(&rest[..len]).to_vec(),

@@ -28,7 +28,7 @@
 //! `map.rs` turns lines into records, on every core and several lines per
 //! mapper call.
 
-mod file;
+pub(crate) mod file;
 mod map;
 
 use std::path::{Path, PathBuf};

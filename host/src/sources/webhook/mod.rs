@@ -334,7 +334,7 @@ impl Cidr {
 /// garbage) ends the walk with the sender unknown, because everything left
 /// of it was written by someone no trusted proxy vouches for. When every
 /// hop is a trusted proxy, the leftmost one is the sender.
-fn sender(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[Cidr]) -> Option<IpAddr> {
+pub(crate) fn sender(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[Cidr]) -> Option<IpAddr> {
     let peer = peer?;
     let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
     if !is_trusted(peer) {
