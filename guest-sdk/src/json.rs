@@ -147,8 +147,13 @@ pub fn u64_exact(value: &Value) -> Option<u64> {
 /// assert_eq!(snake_case("SPF.from-Fail"), "spf_from_fail");
 /// assert_eq!(snake_case("already_snake"), "already_snake");
 /// assert_eq!(snake_case("HTTPRequest"), "http_request");
+/// assert_eq!(snake_case(&snake_case("Тϓ")), snake_case("Тϓ"));
 /// ```
 pub fn snake_case(name: &str) -> String {
+    // Upper case is a letter with a lower-case form of its own: a capital
+    // without one (`ϓ`) stays as it is, like a digit, so that snake_case of
+    // a snake_case name is that name.
+    let upper = |c: char| c.is_uppercase() && !c.to_lowercase().eq(std::iter::once(c));
     let chars: Vec<char> = name.chars().collect();
     let mut out = String::with_capacity(name.len() + 4);
     for (i, &c) in chars.iter().enumerate() {
@@ -156,10 +161,10 @@ pub fn snake_case(name: &str) -> String {
             if !out.ends_with('_') && !out.is_empty() {
                 out.push('_');
             }
-        } else if c.is_uppercase() {
+        } else if upper(c) {
             let prev_lower = i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
             let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            let prev_upper = i > 0 && chars[i - 1].is_uppercase();
+            let prev_upper = i > 0 && upper(chars[i - 1]);
             if (prev_lower || (prev_upper && next_lower)) && !out.ends_with('_') {
                 out.push('_');
             }
