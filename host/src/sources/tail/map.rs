@@ -123,7 +123,7 @@ impl LineMapper<'_> {
         let mut out = MappedLines::with_capacity(lines.len());
         let lines: Vec<&Line> = lines
             .iter()
-            .filter(|l| !l.bytes.iter().all(u8::is_ascii_whitespace))
+            // An overlong line is refused even when its start is blank.
             .filter(|l| match l.overlong {
                 Some(length) => {
                     self.refuse_overlong(l, length, batch, &mut out);
@@ -131,6 +131,7 @@ impl LineMapper<'_> {
                 }
                 None => true,
             })
+            .filter(|l| !l.bytes.iter().all(u8::is_ascii_whitespace))
             .collect();
         for call in lines.chunks(LINES_PER_CALL) {
             if call.len() > 1
