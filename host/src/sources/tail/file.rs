@@ -96,6 +96,15 @@ fn first_line(file: &mut File, max: usize) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
+/// The key of `file` (device `dev`, inode `ino`), once its first line is complete.
+fn file_key(file: &mut File, dev: u64, ino: u64, max_line: usize) -> io::Result<Option<FileKey>> {
+    Ok(first_line(file, max_line)?.map(|l| FileKey {
+        dev,
+        ino,
+        head: head_hash(&l),
+    }))
+}
+
 /// A complete line and where it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
@@ -150,11 +159,7 @@ impl Reader {
     pub fn open(path: &Path, offset: u64, max_line: usize) -> io::Result<Reader> {
         let mut file = File::open(path)?;
         let (dev, ino) = dev_ino(&file.metadata()?);
-        let key = first_line(&mut file, max_line)?.map(|l| FileKey {
-            dev,
-            ino,
-            head: head_hash(&l),
-        });
+        let key = file_key(&mut file, dev, ino, max_line)?;
         file.seek(SeekFrom::Start(offset))?;
         Ok(Reader {
             file,
@@ -215,11 +220,7 @@ impl Reader {
         }
         if self.key.is_none() && (self.partial_at > 0 || !lines.is_empty()) {
             let pos = self.file.stream_position()?;
-            self.key = first_line(&mut self.file, self.max_line)?.map(|l| FileKey {
-                dev: self.dev,
-                ino: self.ino,
-                head: head_hash(&l),
-            });
+            self.key = file_key(&mut self.file, self.dev, self.ino, self.max_line)?;
             self.file.seek(SeekFrom::Start(pos))?;
         }
         Ok(())

@@ -200,11 +200,9 @@ impl LineMapper<'_> {
         if !self.keep_letters {
             return;
         }
+        let (offset, kept) = (line.offset, line.bytes.len());
         let why = format!(
-            "line of {length} bytes at offset {} is longer than max_line_bytes ({}): its first {} bytes are kept, the rest was skipped",
-            line.offset,
-            line.bytes.len(),
-            line.bytes.len()
+            "line of {length} bytes at offset {offset} is longer than max_line_bytes ({kept}): its first {kept} bytes are kept, the rest was skipped"
         );
         tracing::warn!(source = %self.source, file = %batch.origin, offset = line.offset, length, "{why}");
         out.letters.push(Pipeline::refused_letter(
