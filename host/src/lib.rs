@@ -22,6 +22,10 @@
 //!    checkpoint moves only in or after the commit of what it covers.
 //! 5. `api/` serves the HTTP side: the ingest routes, the `/audit`
 //!    timeline, health and metrics, with one `AppError` for every answer.
+//!    Its read and admin routes ask `access/` who is calling (the service
+//!    token, machine tokens, OIDC access tokens) and what they may read,
+//!    and write every read and refusal back into the store as a record of
+//!    the service's own source (`access::trail`).
 //!
 //! Around them: `config` (the one place settings are parsed and checked),
 //! `presets` (what the service knows of Stalwart, authentik and oCIS), `serve`
@@ -29,6 +33,7 @@
 //! letters), `telemetry` (metrics) and `health` (progress of background
 //! sources), `builtin` (the mappers shipped in the binary).
 
+pub mod access;
 pub mod api;
 pub mod builtin;
 pub mod config;

@@ -36,6 +36,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Work with API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Work with mapper components.
     Mapper {
         #[command(subcommand)]
@@ -60,6 +65,23 @@ enum Command {
         /// mapper makes of its original.
         #[arg(long)]
         catch_all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a machine token for the API. Prints the token once (give it to
+    /// the client as `Authorization: Bearer <token>`) and the
+    /// `[[api.tokens]]` entry to add to the configuration, which holds only
+    /// its hash.
+    Create {
+        /// Who holds it; shown as the actor of its reads in the timeline.
+        #[arg(long)]
+        name: String,
+        /// `read` (every tenant), `read:tenant=<slug>`, `admin` (replay) or
+        /// `metrics`; repeat for several.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
     },
 }
 
@@ -157,6 +179,20 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(code) => code,
+        },
+        Command::Token {
+            command: TokenCommand::Create { name, scopes },
+        } => match audit_ingest::access::tokens::create(&name, &scopes) {
+            Ok(made) => {
+                println!("{}", made.token);
+                eprintln!("\nThe token above is shown only now. Add this to the configuration file and restart:\n");
+                eprint!("{}", audit_ingest::access::tokens::entry_toml(&made.entry));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("token create: {e}");
+                ExitCode::from(2)
+            }
         },
         Command::Mapper {
             command: MapperCommand::Check { config, wasm, fixtures },

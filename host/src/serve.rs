@@ -98,7 +98,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let pipeline = pipeline_for(&settings, Telemetry::new()).await?;
     let Settings {
         config,
-        api_token,
+        access,
         webhooks,
         pollers,
         tails,
@@ -109,9 +109,9 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         tracing::info!(mapper = %m.name, version = %m.version, contract = m.contract, file = ?m.file, "mapper serving");
     }
     let watch = runtime.watch().context("watch the mapper directory")?;
-    if api_token.is_none() {
+    if !access.accepts_anything() {
         tracing::warn!(
-            "no API token is configured: every /audit request will be refused; set AUDIT_API_TOKEN (or [api] token = {{ file = \"...\" }})"
+            "no API credential is configured: every /audit request will be refused; set AUDIT_API_TOKEN (or [api] token = {{ file = \"...\" }}), add [[api.tokens]] or configure [api.oidc]"
         );
     }
     for w in &webhooks {
@@ -130,7 +130,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let state = AppState {
         pipeline,
         health: Health::new(),
-        api_token,
+        access: Arc::new(access),
         webhooks: Arc::new(webhooks),
         ingest_slots: api::ingest_slots(config.max_in_flight_requests),
         intake: config.http.intake(),

@@ -145,3 +145,31 @@ fn replay_reports_what_it_did_on_the_configured_store() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("0 dead letters: 0 now map"), "{text}");
 }
+
+#[test]
+fn token_create_prints_the_token_once_and_an_entry_the_configuration_accepts() {
+    let out = audit_ingest()
+        .args(["token", "create", "--name", "ci", "--scope", "read:tenant=acme", "--scope", "metrics"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(token.starts_with("ait_") && token.len() > 40, "{token}");
+    let entry = String::from_utf8(out.stderr).unwrap();
+    let toml_start = entry.find("[[api.tokens]]").expect("the entry to add");
+    assert!(!entry.contains(&token), "the configuration entry holds only the hash");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("with-token.toml");
+    std::fs::write(&file, &entry[toml_start..]).unwrap();
+    let check = audit_ingest().args(["config", "check"]).arg(&file).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let shown = String::from_utf8_lossy(&check.stdout);
+    assert!(shown.contains("read:tenant=acme") && !shown.contains(&token), "{shown}");
+
+    let bad = audit_ingest()
+        .args(["token", "create", "--name", "ci", "--scope", "write"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a scope"));
+}

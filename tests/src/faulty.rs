@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use audit_ingest::store::{
-    AuditStore, Commit, DeadLetter, NewRecord, Page, Query, Record, Store, StoreError, WriteSummary,
+    AuditStore, Commit, DeadLetter, NewRecord, Page, Query, Record, Store, StoreError, TenantScope, WriteSummary,
 };
 use serde_json::Value;
 
@@ -71,9 +71,9 @@ impl AuditStore for FaultyStore {
         self.switch.check()?;
         self.inner.query(query).await
     }
-    async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
+    async fn get(&self, id: &str, scope: &TenantScope) -> Result<Option<Record>, StoreError> {
         self.switch.check()?;
-        self.inner.get(id).await
+        self.inner.get(id, scope).await
     }
     async fn load_checkpoint(&self, source: &str) -> Result<Option<Value>, StoreError> {
         self.switch.check()?;

@@ -8,6 +8,7 @@ pub mod ceilings;
 pub mod faulty;
 pub mod fuzz;
 pub mod ocis;
+pub mod oidc;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -148,11 +149,23 @@ pub fn app(store: Store, runtime: Runtime) -> axum::Router {
 
 /// The app router with the given webhook endpoints.
 pub fn app_with(store: Store, runtime: Runtime, webhooks: Vec<Endpoint>) -> axum::Router {
-    let tenants = Tenants::new(["acme".to_string(), "example.org".to_string()]);
+    let access = audit_ingest::access::Access::service_token(Some(Secret::new(TOKEN)));
+    app_with_access(store, runtime, webhooks, access)
+}
+
+/// The app router with the given webhook endpoints and API access (tenants
+/// `acme`, `beta` and `example.org` known).
+pub fn app_with_access(
+    store: Store,
+    runtime: Runtime,
+    webhooks: Vec<Endpoint>,
+    access: audit_ingest::access::Access,
+) -> axum::Router {
+    let tenants = Tenants::new(["acme".to_string(), "beta".to_string(), "example.org".to_string()]);
     api::router(AppState {
         pipeline: pipeline(store, runtime, tenants),
         health: Health::new(),
-        api_token: Some(Secret::new(TOKEN)),
+        access: Arc::new(access),
         webhooks: Arc::new(webhooks),
         ingest_slots: api::ingest_slots(api::DEFAULT_INGEST_SLOTS),
         intake: audit_ingest::api::Intake::default(),

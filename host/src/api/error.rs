@@ -22,6 +22,8 @@ pub enum AppError {
     BadRequest(String),
     /// 401: missing or wrong credentials.
     Unauthorized(String),
+    /// 403: the credential is valid but lacks the scope the route needs.
+    Forbidden(String),
     /// 404: nothing there.
     NotFound(String),
     /// 413: the body is over the limit.
@@ -75,6 +77,7 @@ impl IntoResponse for AppError {
             ),
             AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, json!({ "error": m })),
             AppError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, json!({ "error": m })),
+            AppError::Forbidden(m) => (StatusCode::FORBIDDEN, json!({ "error": m })),
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, json!({ "error": m })),
             AppError::PayloadTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,

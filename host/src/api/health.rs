@@ -4,30 +4,40 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::AppState;
+use super::auth::{MaybeAuthed, Need};
+use super::{AppError, AppState};
+use crate::access::trail::Act;
 
 /// `GET /healthz`
 pub async fn live() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
-    (
+/// `GET /metrics`: Prometheus text format. With `protect_metrics` it needs
+/// the `metrics` scope (401 without a credential, 403 without the scope).
+pub async fn metrics(State(state): State<AppState>, MaybeAuthed(authed): MaybeAuthed) -> Result<Response, AppError> {
+    if state.access.protect_metrics {
+        let authed = authed.ok_or_else(|| AppError::Unauthorized("a bearer token is required".into()))?;
+        authed.require(&state, Need::Metrics, Act::MetricsRead).await?;
+    }
+    Ok((
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         state.pipeline.telemetry().render(state.pipeline.runtime().figures()),
     )
+        .into_response())
 }
 
 /// `GET /readyz`. Mapper file paths are shown only to a caller with the
-/// API token; anyone else learns names and versions, not the file system.
-pub async fn ready(State(state): State<AppState>, headers: HeaderMap) -> (StatusCode, Json<Value>) {
+/// `metrics` scope; anyone else learns names and versions, not the file
+/// system. With `protect_metrics`, anyone else learns only the status.
+pub async fn ready(State(state): State<AppState>, MaybeAuthed(authed): MaybeAuthed) -> (StatusCode, Json<Value>) {
     let store = state.pipeline.store();
     let answered = state
         .health
@@ -47,7 +57,8 @@ pub async fn ready(State(state): State<AppState>, headers: HeaderMap) -> (Status
         json!({ "ok": false, "kind": store.kind(), "error": "unavailable" })
     };
     let mut mappers = state.pipeline.runtime().status();
-    if super::auth::require_token(&headers, state.api_token.as_ref()).is_err() {
+    let details = authed.as_ref().is_some_and(|a| a.may(Need::Metrics));
+    if !details {
         for m in &mut mappers {
             m.file = None;
         }
@@ -59,10 +70,14 @@ pub async fn ready(State(state): State<AppState>, headers: HeaderMap) -> (Status
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let verdict = if ok { "ready" } else { "unavailable" };
+    if state.access.protect_metrics && !details {
+        return (status, Json(json!({ "status": verdict })));
+    }
     (
         status,
         Json(json!({
-            "status": if ok { "ready" } else { "unavailable" },
+            "status": verdict,
             "store": store,
             "mappers": mappers,
             "wedgedSources": wedged,

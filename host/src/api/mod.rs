@@ -18,7 +18,7 @@ use axum::routing::get;
 pub use error::AppError;
 pub use intake::Intake;
 
-use crate::config::Secret;
+use crate::access::Access;
 use crate::health::Health;
 use crate::ingest::Pipeline;
 use crate::sources::webhook::{self, Endpoint};
@@ -30,8 +30,8 @@ pub struct AppState {
     pub pipeline: Pipeline,
     /// Progress of the background sources, for `/readyz`.
     pub health: Health,
-    /// The bearer token of the read API; none refuses every read.
-    pub api_token: Option<Secret>,
+    /// Who may call the read and admin routes.
+    pub access: Arc<Access>,
     /// Webhook endpoints served under `/ingest/...`.
     pub webhooks: Arc<Vec<Endpoint>>,
     /// Webhook requests being processed at once at most; when all slots are

@@ -6,19 +6,34 @@
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 
-use super::{AppError, AppState, auth};
+use super::auth::{Authed, Need};
+use super::{AppError, AppState};
+use crate::access::trail::Act;
 use crate::replay::{ReplayReport, ReplayScope, replay};
 
-/// Runs a bounded replay and answers with its report.
-pub async fn run(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<ReplayReport>, AppError> {
-    auth::require_token(&headers, state.api_token.as_ref())?;
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+/// Runs a bounded replay and answers with its report (needs the `admin`
+/// scope; recorded in the trail with what it did).
+pub async fn run(State(state): State<AppState>, authed: Authed, RawQuery(raw): RawQuery) -> Result<Response, AppError> {
+    authed.require(&state, Need::Admin, Act::Replay).await?;
+    let result = bounded(&state, raw.as_deref()).await;
+    let detail = match &result {
+        Ok(report) => serde_json::to_value(report).unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    };
+    let response = match result {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => e.into_response(),
+    };
+    authed
+        .record(&state, Act::Replay, None, response.status().as_u16(), detail)
+        .await?;
+    Ok(response)
+}
+
+async fn bounded(state: &AppState, raw: Option<&str>) -> Result<ReplayReport, AppError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
         .map_err(|e| AppError::BadRequest(format!("the query string is not valid: {e}")))?;
     let mut scope = ReplayScope {
         source: None,
@@ -56,6 +71,5 @@ pub async fn run(
             }
         }
     }
-    let report = replay(&state.pipeline, &scope, |_| {}, || false).await?;
-    Ok(Json(report))
+    Ok(replay(&state.pipeline, &scope, |_| {}, || false).await?)
 }

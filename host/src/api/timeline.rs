@@ -2,12 +2,14 @@
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::{AppError, AppState, auth};
-use crate::store::{ActionFilter, PageCursor, Query, Record};
+use super::auth::Authed;
+use super::{AppError, AppState};
+use crate::access::trail::Act;
+use crate::store::{ActionFilter, PageCursor, Query, Record, TenantScope};
 
 /// Page size when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 50;
@@ -137,31 +139,78 @@ pub fn record_json(record: &Record, with_metadata: bool) -> Value {
     out
 }
 
+/// A short mark of a read scope, carried in cursors: empty for all tenants.
+fn scope_mark(scope: &TenantScope) -> String {
+    use sha2::Digest as _;
+    match scope {
+        TenantScope::All => String::new(),
+        TenantScope::Tenants(slugs) => {
+            let mut hash = sha2::Sha256::new();
+            for slug in slugs {
+                hash.update(slug.as_bytes());
+                hash.update([0]);
+            }
+            hash.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+        }
+    }
+}
+
+/// The query of `raw` within `scope`, refusing a cursor of another scope.
+fn scoped_query(raw: Option<&str>, scope: TenantScope) -> Result<Query, AppError> {
+    let mut query = parse_query(raw)?;
+    if let Some(after) = &query.after
+        && after.scope != scope_mark(&scope)
+    {
+        return Err(AppError::BadRequest(
+            "parameter `cursor` belongs to a page walk of another reader; start again without it".into(),
+        ));
+    }
+    query.scope = scope;
+    Ok(query)
+}
+
 /// `GET /audit`
 pub async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    authed: Authed,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, AppError> {
-    auth::require_token(&headers, state.api_token.as_ref())?;
-    let query = parse_query(raw.as_deref())?;
-    let page = state.pipeline.store().query(&query).await?;
-    let records: Vec<Value> = page.records.iter().map(|r| record_json(r, false)).collect();
-    Ok(Json(json!({
-        "records": records,
-        "next": page.next.map(|c| c.encode()),
-    })))
+) -> Result<Response, AppError> {
+    let scope = authed.read_scope(&state, Act::TimelineRead).await?;
+    let mark = scope_mark(&scope);
+    let result = async {
+        let query = scoped_query(raw.as_deref(), scope)?;
+        let page = state.pipeline.store().query(&query).await?;
+        let records: Vec<Value> = page.records.iter().map(|r| record_json(r, false)).collect();
+        let next = page.next.map(|mut c| {
+            c.scope = mark;
+            c.encode()
+        });
+        Ok::<_, AppError>((records.len(), Json(json!({ "records": records, "next": next }))))
+    }
+    .await;
+    let (count, response) = match result {
+        Ok((count, body)) => (Some(count), body.into_response()),
+        Err(e) => (None, e.into_response()),
+    };
+    let detail = json!({ "records": count });
+    authed
+        .record(&state, Act::TimelineRead, None, response.status().as_u16(), detail)
+        .await?;
+    Ok(response)
 }
 
-/// `GET /audit/{id}`
-pub async fn one(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, AppError> {
-    auth::require_token(&headers, state.api_token.as_ref())?;
-    match state.pipeline.store().get(&id).await? {
-        Some(record) => Ok(Json(record_json(&record, true))),
-        None => Err(AppError::NotFound(format!("no audit record with id `{id}`"))),
-    }
+/// `GET /audit/{id}`: a record outside the caller's scope is not found,
+/// exactly like one that does not exist.
+pub async fn one(State(state): State<AppState>, authed: Authed, Path(id): Path<String>) -> Result<Response, AppError> {
+    let scope = authed.read_scope(&state, Act::RecordRead).await?;
+    let response = match state.pipeline.store().get(&id, &scope).await {
+        Ok(Some(record)) => Json(record_json(&record, true)).into_response(),
+        Ok(None) => AppError::NotFound(format!("no audit record with id `{id}`")).into_response(),
+        Err(e) => AppError::from(e).into_response(),
+    };
+    let target = id.get(..id.len().min(128));
+    authed
+        .record(&state, Act::RecordRead, target, response.status().as_u16(), Value::Null)
+        .await?;
+    Ok(response)
 }

@@ -172,18 +172,37 @@ pub struct Config {
     pub shutdown_timeout_secs: u64,
 }
 
-/// `[api]`
+/// `[api]`: who may read the timeline, replay and read metrics (see
+/// `docs/access.md`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
-    /// The bearer token for `/audit` (default: env `AUDIT_API_TOKEN`).
+    /// The service token (default: env `AUDIT_API_TOKEN`): every tenant,
+    /// replay and metrics.
     pub token: SecretSource,
+    /// Machine tokens with scopes (`[[api.tokens]]`, made by `audit-ingest
+    /// token create`).
+    pub tokens: Vec<crate::access::tokens::TokenConfig>,
+    /// OpenID Connect access tokens from this issuer (`[api.oidc]`).
+    pub oidc: Option<crate::access::oidc::Config>,
+    /// Refused credentials per client address (`[api.failed_auth]`).
+    pub failed_auth: crate::access::throttle::Config,
+    /// `/metrics` and `/readyz` details need the `metrics` scope.
+    pub protect_metrics: bool,
+    /// Proxies trusted for `X-Forwarded-For` (the client address of the
+    /// trail and of the failure counts).
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             token: SecretSource::from_env("AUDIT_API_TOKEN"),
+            tokens: Vec::new(),
+            oidc: None,
+            failed_auth: crate::access::throttle::Config::default(),
+            protect_metrics: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -540,7 +559,24 @@ impl Config {
                 ));
             }
         }
+        self.api.failed_auth.validate()?;
+        if let Some(oidc) = &self.api.oidc {
+            oidc.validate()?;
+        }
+        let own = crate::access::trail::SOURCE;
         let mut sources = std::collections::HashSet::new();
+        let named = self.webhooks.iter().map(|w| ("webhooks", &w.source));
+        let named = named
+            .chain(self.pollers.iter().map(|p| ("pollers", &p.source)))
+            .chain(self.tails.iter().map(|t| ("tails", &t.source)));
+        for (key, source) in named {
+            if source == own {
+                return Err(ConfigError::new(
+                    format!("{key}[{source}].source"),
+                    format!("`{own}` is the service's own source (its access records); choose another name"),
+                ));
+            }
+        }
         for p in &self.pollers {
             if !sources.insert(p.source.as_str()) {
                 return Err(ConfigError::new(

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::{Config, ConfigError, Secret};
+use crate::access::{Access, oidc, throttle, tokens};
 use crate::sources::poll::Poller;
 use crate::sources::tail::Tailer;
 use crate::sources::webhook::Endpoint;
@@ -13,8 +14,8 @@ use crate::sources::webhook::Endpoint;
 pub struct Settings {
     /// The checked configuration (listen address, directories, limits, ...).
     pub config: Config,
-    /// The read API's bearer token, if one is configured.
-    pub api_token: Option<Secret>,
+    /// Who may call the API.
+    pub access: Access,
     /// MongoDB's connection string; none means the embedded store.
     pub mongodb_uri: Option<Secret>,
     /// The enabled webhook endpoints.
@@ -34,7 +35,7 @@ impl Settings {
     /// Resolves a checked configuration. Disabled entries are resolved too
     /// (so `config check` finds their mistakes) and then left out.
     pub fn resolve(config: Config) -> Result<Settings, ConfigError> {
-        let api_token = config.api.token.resolve("api.token")?;
+        let access = resolve_access(&config)?;
         let mongodb_uri = config.store.mongodb_uri.resolve("store.mongodb_uri")?;
         let mut webhooks = Vec::new();
         for w in &config.webhooks {
@@ -59,11 +60,31 @@ impl Settings {
         }
         Ok(Settings {
             config,
-            api_token,
+            access,
             mongodb_uri,
             webhooks,
             pollers,
             tails,
         })
     }
+}
+
+/// `[api]`: the service token, machine tokens, the OIDC issuer, limits.
+fn resolve_access(config: &Config) -> Result<Access, ConfigError> {
+    let api = &config.api;
+    let service_token: Option<Secret> = api.token.resolve("api.token")?;
+    let machine = tokens::MachineTokens::resolve(&api.tokens)?;
+    let oidc = api.oidc.clone().map(oidc::Verifier::new).transpose()?;
+    let trusted = api
+        .trusted_proxies
+        .iter()
+        .map(|p| {
+            crate::sources::webhook::Cidr::parse(p)
+                .ok_or_else(|| ConfigError::new("api.trusted_proxies", format!("`{p}` is not an address or CIDR")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut access = Access::new(service_token, machine, oidc, api.protect_metrics);
+    access.throttle = throttle::Throttle::new(api.failed_auth.clone());
+    access.trusted_proxies = trusted;
+    Ok(access)
 }

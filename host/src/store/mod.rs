@@ -113,6 +113,11 @@ pub struct PageCursor {
     pub at: i64,
     /// Its id.
     pub id: String,
+    /// Whose records the page walk may reach (set and checked by the API,
+    /// so a cursor is not carried from one reader's scope to another's);
+    /// empty for all tenants.
+    #[serde(default, rename = "s", skip_serializing_if = "String::is_empty")]
+    pub scope: String,
 }
 
 impl PageCursor {
@@ -150,6 +155,9 @@ pub struct Query {
     pub ip: Option<String>,
     /// Tenant slug.
     pub tenant: Option<String>,
+    /// Whose records the reader may see at all: every filter is applied
+    /// within it, in the query itself.
+    pub scope: TenantScope,
     /// At or after.
     pub since: Option<DateTime<Utc>>,
     /// Before.
@@ -160,6 +168,46 @@ pub struct Query {
     pub after: Option<PageCursor>,
     /// Page size.
     pub limit: usize,
+}
+
+/// Whose records a reader may see.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TenantScope {
+    /// Every record, with or without a tenant.
+    #[default]
+    All,
+    /// The records of these tenants only; never a record without a tenant.
+    Tenants(std::collections::BTreeSet<String>),
+}
+
+impl TenantScope {
+    /// One tenant's records.
+    pub fn tenant(slug: impl Into<String>) -> TenantScope {
+        TenantScope::Tenants([slug.into()].into())
+    }
+
+    /// Whether a record of `tenant` is inside the scope.
+    pub fn admits(&self, tenant: Option<&str>) -> bool {
+        match (self, tenant) {
+            (TenantScope::All, _) => true,
+            (TenantScope::Tenants(slugs), Some(t)) => slugs.contains(t),
+            (TenantScope::Tenants(_), None) => false,
+        }
+    }
+
+    /// The tenants a query with this `tenant` filter may reach: `None` when
+    /// any record may match (no filter, all tenants), an empty list when
+    /// none can (the filter names a tenant outside the scope).
+    pub fn reach(&self, filter: Option<&str>) -> Option<Vec<String>> {
+        match (self, filter) {
+            (TenantScope::All, None) => None,
+            (TenantScope::All, Some(t)) => Some(vec![t.to_string()]),
+            (TenantScope::Tenants(slugs), None) => Some(slugs.iter().cloned().collect()),
+            (TenantScope::Tenants(slugs), Some(t)) => {
+                Some(slugs.contains(t).then(|| t.to_string()).into_iter().collect())
+            }
+        }
+    }
 }
 
 /// One page of the timeline.
@@ -277,8 +325,9 @@ pub trait AuditStore: Send + Sync {
     /// One page of the timeline.
     async fn query(&self, query: &Query) -> Result<Page, StoreError>;
 
-    /// One record by id.
-    async fn get(&self, id: &str) -> Result<Option<Record>, StoreError>;
+    /// One record by id, if it is inside `scope` (a record outside it is
+    /// not found, exactly like one that does not exist).
+    async fn get(&self, id: &str, scope: &TenantScope) -> Result<Option<Record>, StoreError>;
 
     /// The stored checkpoint envelope of a source (see [`Checkpoint::read`]).
     async fn load_checkpoint(&self, source: &str) -> Result<Option<Value>, StoreError>;

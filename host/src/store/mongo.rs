@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use super::{
     ActionFilter, AuditStore, Checkpoint, Commit, DeadLetter, NewRecord, Page, PageCursor, Query, Record, StoreError,
-    WriteSummary, unavailable,
+    TenantScope, WriteSummary, unavailable,
 };
 
 /// MongoDB's duplicate key error code.
@@ -296,6 +296,18 @@ impl AuditStore for MongoStore {
 
     async fn query(&self, q: &Query) -> Result<Page, StoreError> {
         let mut filter = Document::new();
+        match q.scope.reach(q.tenant.as_deref()) {
+            Some(tenants) if tenants.is_empty() => {
+                return Ok(Page {
+                    records: Vec::new(),
+                    next: None,
+                });
+            }
+            Some(tenants) => {
+                filter.insert("tenantSlug", tenant_filter(tenants));
+            }
+            None => {}
+        }
         if let Some(s) = &q.source {
             filter.insert("source", s);
         }
@@ -314,9 +326,6 @@ impl AuditStore for MongoStore {
         }
         if let Some(ip) = &q.ip {
             filter.insert("ip", ip);
-        }
-        if let Some(t) = &q.tenant {
-            filter.insert("tenantSlug", t);
         }
         let mut at = Document::new();
         if let Some(since) = &q.since {
@@ -363,6 +372,7 @@ impl AuditStore for MongoStore {
             records.last().map(|r| PageCursor {
                 at: super::micros(&r.record.at),
                 id: r.id.clone(),
+                scope: String::new(),
             })
         } else {
             None
@@ -370,11 +380,15 @@ impl AuditStore for MongoStore {
         Ok(Page { records, next })
     }
 
-    async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
+    async fn get(&self, id: &str, scope: &TenantScope) -> Result<Option<Record>, StoreError> {
         let Ok(oid) = ObjectId::parse_str(id) else {
             return Ok(None);
         };
-        let found = self.events.find_one(doc! { "_id": oid }).await.map_err(unavailable)?;
+        let mut filter = doc! { "_id": oid };
+        if let Some(tenants) = scope.reach(None) {
+            filter.insert("tenantSlug", tenant_filter(tenants));
+        }
+        let found = self.events.find_one(filter).await.map_err(unavailable)?;
         found.as_ref().map(doc_to_record).transpose()
     }
 
@@ -413,6 +427,15 @@ impl AuditStore for MongoStore {
             .await
             .map(|_| ())
             .map_err(unavailable)
+    }
+}
+
+/// The `tenantSlug` condition for the tenants a read may reach (a missing or
+/// null tenant never matches it).
+fn tenant_filter(tenants: Vec<String>) -> Bson {
+    match <[String; 1]>::try_from(tenants) {
+        Ok([one]) => Bson::String(one),
+        Err(many) => Bson::Document(doc! { "$in": many }),
     }
 }
 

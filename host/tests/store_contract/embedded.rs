@@ -97,6 +97,12 @@ async fn every_filter() {
 }
 
 #[tokio::test]
+async fn a_tenant_scoped_reader_sees_only_its_tenants() {
+    let d = tempfile::tempdir().unwrap();
+    tenant_scopes(open(d.path())).await;
+}
+
+#[tokio::test]
 async fn sources_and_prefixes_page_over_many_actions() {
     let d = tempfile::tempdir().unwrap();
     unions_page_in_order(open(d.path())).await;

@@ -52,6 +52,15 @@ async fn every_filter() {
     not(mongodb_tests),
     ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
 )]
+async fn a_tenant_scoped_reader_sees_only_its_tenants() {
+    tenant_scopes(open("scopes").await).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(mongodb_tests),
+    ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+)]
 async fn sources_and_prefixes_page_over_many_actions() {
     unions_page_in_order(open("unions").await).await;
 }

@@ -75,7 +75,7 @@ async fn without_a_configured_token_every_read_is_refused() {
             Tenants::default(),
         ),
         health: Default::default(),
-        api_token: None,
+        access: std::sync::Arc::new(audit_ingest::access::Access::service_token(None)),
         webhooks: Default::default(),
         ingest_slots: audit_ingest::api::ingest_slots(1),
         intake: audit_ingest::api::Intake::default(),
@@ -169,6 +169,7 @@ async fn a_crafted_cursor_is_a_400_not_an_outage() {
     let crafted = audit_ingest::store::PageCursor {
         at: 0,
         id: "not-a-row-id".into(),
+        scope: String::new(),
     }
     .encode();
     let (status, body) = call(&router, get(&format!("/audit?cursor={crafted}"))).await;

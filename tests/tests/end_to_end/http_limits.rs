@@ -35,7 +35,7 @@ async fn start(limits: ConnectionLimits, intake: Intake) -> Server {
             Default::default(),
         ),
         health: Health::new(),
-        api_token: None,
+        access: std::sync::Arc::new(audit_ingest::access::Access::service_token(None)),
         webhooks: Arc::new(vec![stalwart_endpoint()]),
         ingest_slots: api::ingest_slots(api::DEFAULT_INGEST_SLOTS),
         intake,

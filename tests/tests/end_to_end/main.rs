@@ -3,6 +3,7 @@
 //! the MongoDB driver; one link instead of eleven). Each module is one area,
 //! named for what it checks.
 
+mod access;
 mod api_timeline;
 mod authentik_poll;
 mod deploy_files;

@@ -300,7 +300,7 @@ async fn with_every_ingest_slot_busy_senders_get_429_with_retry_after() {
             Default::default(),
         ),
         health: Default::default(),
-        api_token: None,
+        access: std::sync::Arc::new(audit_ingest::access::Access::service_token(None)),
         webhooks: std::sync::Arc::new(vec![audit_ingest_tests::stalwart_endpoint()]),
         ingest_slots: slots.clone(),
         intake: audit_ingest::api::Intake::default(),

@@ -29,10 +29,11 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 pub(super) use super::unavailable;
-use super::{AuditStore, Commit, DeadLetter, NewRecord, Page, Query, Record, StoreError, WriteSummary};
+use super::{AuditStore, Commit, DeadLetter, NewRecord, Page, Query, Record, StoreError, TenantScope, WriteSummary};
 use query::{from_micros, row_to_record, run_query};
 use schema::{
-    COLUMNS, DEAD_LETTER_ARRIVAL_COLUMNS, DROP_OLD_TENANT_INDEX, MIGRATE_SOURCE_INDEX, SCHEMA, writer_pragmas,
+    COLUMNS, DEAD_LETTER_ARRIVAL_COLUMNS, DROP_OLD_TENANT_INDEX, E_COLUMNS, MIGRATE_SOURCE_INDEX, SCHEMA,
+    writer_pragmas,
 };
 use writer::{Also, Job, writer_loop};
 
@@ -321,19 +322,23 @@ impl AuditStore for SqliteStore {
         self.read(move |conn| run_query(conn, &query)).await
     }
 
-    async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
+    async fn get(&self, id: &str, scope: &TenantScope) -> Result<Option<Record>, StoreError> {
         let Ok(id) = id.parse::<i64>() else {
             return Ok(None);
         };
+        let reach = scope.reach(None);
         self.read(move |conn| {
-            conn.query_row(
-                &format!("SELECT {COLUMNS} FROM audit_events WHERE id = ?1"),
-                [id],
-                row_to_record,
-            )
-            .optional()
-            .map_err(unavailable)?
-            .transpose()
+            let mut sql = format!("SELECT {E_COLUMNS} FROM audit_events AS e WHERE e.id = ?");
+            let mut args = vec![rusqlite::types::Value::Integer(id)];
+            if let Some((clause, values)) = query::tenant_clause(reach.as_deref()) {
+                sql.push_str(" AND ");
+                sql.push_str(&clause);
+                args.extend(values);
+            }
+            conn.query_row(&sql, rusqlite::params_from_iter(args), row_to_record)
+                .optional()
+                .map_err(unavailable)?
+                .transpose()
         })
         .await
     }

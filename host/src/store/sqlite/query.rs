@@ -20,6 +20,17 @@ use super::union::walk_union;
 use super::{lookup, unavailable};
 use crate::store::{ActionFilter, NewRecord, Page, PageCursor, Query, Record, StoreError, micros};
 
+/// `e.tenant_slug IN (?, …)` for the tenants a query may reach, and their
+/// values; `None` when it may reach every record.
+pub(super) fn tenant_clause(reach: Option<&[String]>) -> Option<(String, Vec<Sql>)> {
+    let tenants = reach?;
+    let marks = vec!["?"; tenants.len()].join(", ");
+    Some((
+        format!("e.tenant_slug IN ({marks})"),
+        tenants.iter().map(|t| Sql::Text(t.clone())).collect(),
+    ))
+}
+
 /// One ordered index walk: `column = value` for each of `eq` (the index's
 /// leading columns), forced onto `index`.
 pub(super) struct Branch {
@@ -82,7 +93,7 @@ fn like_escape(text: &str) -> String {
 }
 
 /// The WHERE clause every branch shares: all filters, and the cursor.
-fn conditions(q: &Query) -> Result<(String, Vec<Sql>), StoreError> {
+fn conditions(q: &Query, reach: Option<&[String]>) -> Result<(String, Vec<Sql>), StoreError> {
     let mut sql = String::from("1 = 1");
     let mut args = Vec::new();
     let mut add = |clause: &str, values: Vec<Sql>| {
@@ -111,8 +122,8 @@ fn conditions(q: &Query) -> Result<(String, Vec<Sql>), StoreError> {
     if let Some(ip) = &q.ip {
         add("e.ip = ?", vec![Sql::Text(ip.clone())]);
     }
-    if let Some(t) = &q.tenant {
-        add("e.tenant_slug = ?", vec![Sql::Text(t.clone())]);
+    if let Some((clause, values)) = tenant_clause(reach) {
+        add(&clause, values);
     }
     if let Some(since) = &q.since {
         add("e.at >= ?", vec![Sql::Integer(micros(since))]);
@@ -198,34 +209,45 @@ fn source_actions(conn: &Connection, source: &str) -> Result<Vec<String>, StoreE
 }
 
 /// Chooses the driving index ranges: one per candidate action (the exact
-/// action, those of a prefix, or those the source has recorded), on the
-/// tenant index when a tenant is asked for, so "this action for this
-/// tenant" is one range however rare the pair is among all records. `None`
-/// when no indexed filter is set (the time index drives).
-fn branches(conn: &Connection, q: &Query) -> Result<Option<Vec<Branch>>, StoreError> {
-    let tenant = q.tenant.as_deref();
-    let actions = match (&q.action, &q.source, tenant) {
-        (Some(ActionFilter::Exact(a)), _, _) => vec![a.clone()],
-        (Some(ActionFilter::Prefix(p)), _, _) => distinct_actions(conn, tenant, p)?,
-        (None, Some(s), _) => source_actions(conn, s)?,
-        (None, None, Some(t)) => distinct_actions(conn, Some(t), "")?,
-        (None, None, None) => return Ok(None),
+/// action, those of a prefix, or those the source has recorded), and per
+/// tenant on the tenant index when the query reaches only some tenants (a
+/// `tenant` filter or the reader's scope), so "this action for this tenant"
+/// is one range however rare the pair is among all records. `None` when no
+/// indexed filter is set (the time index drives).
+fn branches(conn: &Connection, q: &Query, reach: Option<&[String]>) -> Result<Option<Vec<Branch>>, StoreError> {
+    let actions_of = |tenant: Option<&str>| -> Result<Vec<String>, StoreError> {
+        match (&q.action, &q.source) {
+            (Some(ActionFilter::Exact(a)), _) => Ok(vec![a.clone()]),
+            (Some(ActionFilter::Prefix(p)), _) => distinct_actions(conn, tenant, p),
+            (None, Some(s)) => source_actions(conn, s),
+            (None, None) => distinct_actions(conn, tenant, ""),
+        }
     };
-    Ok(Some(
-        actions
-            .into_iter()
-            .map(|action| match tenant {
-                Some(t) => Branch {
-                    index: TENANT_INDEX,
-                    eq: vec![("tenant_slug", t.to_string()), ("action", action)],
-                },
-                None => Branch {
+    let Some(tenants) = reach else {
+        if q.action.is_none() && q.source.is_none() {
+            return Ok(None);
+        }
+        let actions = actions_of(None)?;
+        return Ok(Some(
+            actions
+                .into_iter()
+                .map(|action| Branch {
                     index: ACTION_INDEX,
                     eq: vec![("action", action)],
-                },
-            })
-            .collect(),
-    ))
+                })
+                .collect(),
+        ));
+    };
+    let mut out = Vec::new();
+    for tenant in tenants {
+        for action in actions_of(Some(tenant))? {
+            out.push(Branch {
+                index: TENANT_INDEX,
+                eq: vec![("tenant_slug", tenant.clone()), ("action", action)],
+            });
+        }
+    }
+    Ok(Some(out))
 }
 
 /// The records with these ids, newest first.
@@ -367,7 +389,12 @@ fn walk_text(
 }
 
 pub(super) fn run_query(conn: &Connection, q: &Query) -> Result<Page, StoreError> {
-    let filters = conditions(q)?;
+    let reach = q.scope.reach(q.tenant.as_deref());
+    if reach.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(page(Vec::new(), q.limit));
+    }
+    let reach = reach.as_deref();
+    let filters = conditions(q, reach)?;
     let want = q.limit + 1;
     if q.actor.is_none()
         && q.ip.is_none()
@@ -389,7 +416,7 @@ pub(super) fn run_query(conn: &Connection, q: &Query) -> Result<Page, StoreError
         found.truncate(want);
         found
     } else {
-        match branches(conn, q)? {
+        match branches(conn, q, reach)? {
             None => walk(conn, None, &filters, want)?,
             Some(branches) if branches.len() == 1 => walk(conn, Some(&branches[0]), &filters, want)?,
             Some(branches) => walk_union(conn, &branches, &filters, want)?,
@@ -405,6 +432,7 @@ fn page(mut records: Vec<Record>, limit: usize) -> Page {
         records.last().map(|r| PageCursor {
             at: micros(&r.record.at),
             id: r.id.clone(),
+            scope: String::new(),
         })
     } else {
         None
