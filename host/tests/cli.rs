@@ -149,7 +149,16 @@ fn replay_reports_what_it_did_on_the_configured_store() {
 #[test]
 fn token_create_prints_the_token_once_and_an_entry_the_configuration_accepts() {
     let out = audit_ingest()
-        .args(["token", "create", "--name", "ci", "--scope", "read:tenant=acme", "--scope", "metrics"])
+        .args([
+            "token",
+            "create",
+            "--name",
+            "ci",
+            "--scope",
+            "read:tenant=acme",
+            "--scope",
+            "metrics",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
