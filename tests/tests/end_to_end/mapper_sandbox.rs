@@ -18,9 +18,11 @@ const LIMITS: Limits = Limits {
     field_bytes: 4096,
 };
 
-/// A correctness bound, well above the deadline (the cut-off time itself is
-/// measured in BENCHMARKS.md, not asserted here).
-const CUT_OFF: Duration = Duration::from_secs(3);
+/// A correctness bound: well above the deadline and start-up's compiling of
+/// the built-in mappers on a slow, loaded machine, well below the probe's
+/// 30 s sleeps (the cut-off time itself is measured in BENCHMARKS.md, not
+/// asserted here).
+const CUT_OFF: Duration = Duration::from_secs(15);
 
 fn probe(what: &str) -> Delivery {
     Delivery::from_body("probe", format!(r#"{{"do":"{what}"}}"#).into_bytes())

@@ -7,8 +7,10 @@ use audit_ingest::event::Delivery;
 use audit_ingest::runtime::{CallFailure, InstanceMode, Limits, MapError};
 use audit_ingest_tests::{PROBE_V1, install, runtime};
 
+/// Generous, so that a slow or loaded machine still finishes a trap or a
+/// memory cap inside it; the loop is then cut by it, well below its own end.
 const LIMITS: Limits = Limits {
-    deadline: Duration::from_millis(200),
+    deadline: Duration::from_secs(2),
     memory_bytes: 16 << 20,
     output_bytes: 4 << 20,
     events_per_call: 1000,
@@ -37,7 +39,7 @@ fn check_mode(mode: InstanceMode) {
     assert!(matches!(looped, CallFailure::TimedOut(_)), "{looped:?}");
     // Interrupted by the deadline, not by anything slower (generous bound: a
     // correctness check, the deadline itself is measured in BENCHMARKS.md).
-    assert!(took < Duration::from_secs(3), "the loop ran for {took:?}");
+    assert!(took < Duration::from_secs(10), "the loop ran for {took:?}");
 
     let grew = failure(rt.map_blocking("probe", &probe_delivery("grow")));
     assert!(matches!(grew, CallFailure::OutOfMemory(_)), "{grew:?}");
