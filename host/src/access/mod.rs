@@ -18,6 +18,7 @@ pub mod oidc;
 pub mod throttle;
 pub mod tokens;
 pub mod trail;
+pub mod verified;
 
 use std::collections::BTreeSet;
 

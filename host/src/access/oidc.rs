@@ -17,6 +17,10 @@
 //! than the `not_tenant_groups`, the same admin groups the poller skips)
 //! reads that tenant.
 //!
+//! A token that passed is remembered (see [`super::verified`]) until it
+//! expires or the keys are due for a refresh, so repeating it costs a hash,
+//! not a signature check.
+//!
 //! Library: `jsonwebtoken` 9, the most used JOSE crate for Rust, with
 //! signatures by `ring`, which the service already links for TLS (no second
 //! crypto stack to build or audit).
@@ -31,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{Mutex, RwLock};
 
+use super::verified::{Verified, VerifiedTokens};
 use super::{Caller, Credential, Grants, Refused};
 use crate::config::ConfigError;
 use crate::ingest::Tenants;
@@ -173,12 +178,15 @@ pub struct Verifier {
     /// Held while fetching (one fetch at a time); the last attempt's time.
     fetching: Mutex<Option<Instant>>,
     jwks_uri: RwLock<Option<String>>,
+    /// Tokens that passed, so a repeated token skips its signature check.
+    verified: VerifiedTokens,
 }
 
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<String>,
     preferred_username: Option<String>,
+    exp: Option<Value>,
     #[serde(flatten)]
     rest: HashMap<String, Value>,
 }
@@ -202,11 +210,36 @@ impl Verifier {
             keys: RwLock::new(KeySet::default()),
             fetching: Mutex::new(None),
             jwks_uri: RwLock::new(None),
+            verified: VerifiedTokens::default(),
         })
     }
 
     /// The caller a valid token names.
     pub async fn verify(&self, token: &str, tenants: &Tenants) -> Result<Caller, Refused> {
+        let verified = match self.verified.get(token) {
+            Some(known) => known,
+            None => {
+                let fresh = self.check(token).await?;
+                self.verified.insert(token, fresh.clone());
+                fresh
+            }
+        };
+        let groups: Vec<&str> = verified.groups.iter().map(String::as_str).collect();
+        Ok(Caller {
+            grants: self.grants(&groups, tenants),
+            id: verified.sub,
+            name: verified.name,
+            credential: Credential::Oidc,
+        })
+    }
+
+    /// How many verified tokens are remembered.
+    pub fn remembered(&self) -> usize {
+        self.verified.len()
+    }
+
+    /// Every check on a token not seen before.
+    async fn check(&self, token: &str) -> Result<Verified, Refused> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| refused(format!("unreadable token header: {e}")))?;
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA) {
@@ -236,16 +269,21 @@ impl Verifier {
             .sub
             .filter(|s| !s.is_empty())
             .ok_or_else(|| refused("the token has no subject"))?;
-        let groups: Vec<&str> = match claims.rest.get(&self.config.groups_claim) {
-            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
-            Some(Value::String(one)) => vec![one.as_str()],
+        let groups = match claims.rest.get(&self.config.groups_claim) {
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+            Some(Value::String(one)) => vec![one.clone()],
             _ => Vec::new(),
         };
-        Ok(Caller {
-            id: sub,
+        // `decode` checked `exp` is a number; whole seconds are enough here.
+        let exp = claims.exp.as_ref().and_then(Value::as_f64).unwrap_or(0.0).max(0.0) as u64;
+        // Checked again at the latest when the keys are due for a refresh,
+        // so a withdrawn key is noticed even for a token sent all day.
+        let refresh_due = super::verified::now() + self.config.jwks_refresh_secs;
+        Ok(Verified {
+            sub,
             name: claims.preferred_username,
-            credential: Credential::Oidc,
-            grants: self.grants(&groups, tenants),
+            groups,
+            until: (exp + self.config.leeway_secs).min(refresh_due),
         })
     }
 
@@ -319,6 +357,7 @@ impl Verifier {
                     keys,
                     fetched: Some(Instant::now()),
                 };
+                self.verified.clear();
             }
             Err(e) => {
                 tracing::warn!(issuer = %self.config.issuer, error = %e, "cannot fetch the OIDC signing keys; keeping the cached ones")
