@@ -70,6 +70,9 @@ pub struct SourceMetrics {
     pub dead_lettered: AtomicU64,
     /// Requests refused for a missing or wrong signature.
     pub rejected_signature: AtomicU64,
+    /// Of those, requests that carried no signature at all: the sender is
+    /// not signing (Stalwart posts unsigned when its key cannot be read).
+    pub rejected_unsigned: AtomicU64,
     /// When a refusal of this source was last logged, Unix seconds.
     refusal_logged_at: AtomicI64,
     /// Mapper call durations.
@@ -93,8 +96,11 @@ impl SourceMetrics {
     /// Counts a refused request; true when it should be logged: at most
     /// once a second per source, so a flood of refusals cannot flood the
     /// log (the counter keeps the total).
-    pub fn refused(&self) -> bool {
+    pub fn refused(&self, unsigned: bool) -> bool {
         self.rejected_signature.fetch_add(1, Ordering::Relaxed);
+        if unsigned {
+            self.rejected_unsigned.fetch_add(1, Ordering::Relaxed);
+        }
         let now = now_unix();
         let last = self.refusal_logged_at.load(Ordering::Relaxed);
         now > last
@@ -209,6 +215,12 @@ fn render(metrics: &Metrics, mappers: MapperFigures) -> String {
         "audit_ingest_signature_rejected_total",
         "Webhook requests refused for a missing or wrong signature.",
         &|m| m.rejected_signature.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "audit_ingest_unsigned_rejected_total",
+        "Webhook requests refused because they carried no signature at all (the sender is not signing).",
+        &|m| m.rejected_unsigned.load(Ordering::Relaxed),
     );
     let _ = writeln!(
         out,

@@ -90,6 +90,43 @@ fn the_compose_file_wires_the_shared_secret_and_the_ocis_audit_file() {
         "both mount the same volume at {dir}"
     );
     assert!(mount("ocis").is_some());
+    // That volume is at a path the oCIS image does not have, so it starts out
+    // root's; oCIS (uid 1000) can write it only after a one-shot service hands
+    // it over, and both oCIS and audit-ingest wait for that step.
+    let services = compose["services"].as_mapping().unwrap();
+    let (owner_step, _) = services
+        .iter()
+        .find(|(name, svc)| {
+            name.as_str() != Some("ocis")
+                && svc["entrypoint"].as_sequence().is_some_and(|e| {
+                    e.iter().any(|a| {
+                        a.as_str()
+                            .is_some_and(|a| a.contains(&format!("chown 1000:1000 {dir}")))
+                    })
+                })
+        })
+        .unwrap_or_else(|| panic!("no service chowns {dir} to oCIS's uid 1000"));
+    let owner_step = owner_step.as_str().unwrap();
+    assert_eq!(compose["services"][owner_step]["user"].as_str(), Some("0:0"));
+    assert_eq!(
+        mount(owner_step),
+        mount("ocis"),
+        "{owner_step} chowns the audit volume itself"
+    );
+    for waiting in ["ocis", "audit-ingest"] {
+        assert_eq!(
+            compose["services"][waiting]["depends_on"][owner_step]["condition"].as_str(),
+            Some("service_completed_successfully"),
+            "{waiting} starts after {owner_step}"
+        );
+    }
+    // No TLS proxy in front of oCIS here: its URL must be plain http.
+    if get(ocis, "PROXY_TLS") == "false" {
+        assert!(
+            get(ocis, "OCIS_URL").starts_with("http://"),
+            "OCIS_URL is https but oCIS serves plain HTTP"
+        );
+    }
 
     // Every audit-ingest setting named in the compose file is one the service reads.
     let sources: String = [
@@ -163,6 +200,36 @@ fn the_dockerfile_builds_with_the_pinned_toolchain_and_ships_the_binary() {
         "the runtime image does not run as root"
     );
     assert!(dockerfile.contains("EXPOSE 3001"));
+    // Every volume of the runtime image exists in it before it is declared,
+    // and the data directory belongs to the user the image runs as, so a
+    // fresh named volume there is writable (distroless nonroot = 65532).
+    let runtime = dockerfile.rsplit("\nFROM ").next().unwrap();
+    let volumes = runtime
+        .lines()
+        .find_map(|l| l.strip_prefix("VOLUME "))
+        .expect("the runtime image declares its volumes");
+    let data = runtime
+        .lines()
+        .find_map(|l| l.strip_prefix("ENV AUDIT_LISTEN=").map(|_| ()))
+        .and_then(|_| runtime.split("AUDIT_DATA_DIR=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the image sets AUDIT_DATA_DIR");
+    for volume in volumes
+        .trim_matches(['[', ']'])
+        .split(',')
+        .map(|v| v.trim().trim_matches('"'))
+    {
+        let copy = runtime
+            .lines()
+            .find(|l| l.starts_with("COPY ") && l.trim_end().ends_with(&format!(" {volume}")))
+            .unwrap_or_else(|| panic!("{volume} is not made in the runtime image before it is a volume"));
+        if volume == data {
+            assert!(
+                copy.contains("--chown=65532:65532"),
+                "{volume} belongs to nonroot: {copy}"
+            );
+        }
+    }
 }
 
 #[test]

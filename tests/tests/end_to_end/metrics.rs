@@ -50,6 +50,12 @@ async fn metrics_count_what_happened_by_source() {
         call(&router, post(&batch, "bm90IHRoZSBzaWduYXR1cmU=")).await.0,
         StatusCode::UNAUTHORIZED
     );
+    // Unsigned, as Stalwart posts when its signature key cannot be read.
+    let unsigned = Request::post("/ingest/stalwart/webhook")
+        .header("content-type", "application/json")
+        .body(Body::from(batch.clone()))
+        .unwrap();
+    assert_eq!(call(&router, unsigned).await.0, StatusCode::UNAUTHORIZED);
     let bad = "not json";
     assert_eq!(
         call(&router, post(bad, &stalwart_signature(STALWART_SECRET, bad.as_bytes())))
@@ -85,7 +91,12 @@ async fn metrics_count_what_happened_by_source() {
     );
     assert_eq!(
         value(&text, r#"audit_ingest_signature_rejected_total{source="stalwart"}"#),
-        1.0
+        2.0
+    );
+    assert_eq!(
+        value(&text, r#"audit_ingest_unsigned_rejected_total{source="stalwart"}"#),
+        1.0,
+        "the unsigned request is told apart from the wrong signature"
     );
     assert_eq!(
         value(&text, r#"audit_ingest_dead_letters_total{source="stalwart"}"#),

@@ -418,13 +418,24 @@ async fn accept(state: &AppState, endpoint: &Endpoint, request: Request) -> Resu
     let now = Utc::now().timestamp();
     let refused = |refusal: signature::Refusal| {
         let metrics = state.pipeline.telemetry().source(&endpoint.source);
-        if metrics.refused() {
+        let unsigned = matches!(refusal, signature::Refusal::Missing(_));
+        if metrics.refused(unsigned) {
             let sender = from.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
             let total = metrics.rejected_signature.load(std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(
-                source = %endpoint.source, sender = %sender, reason = %refusal, refused_total = total,
-                "webhook refused: signature (logged at most once a second per source)"
-            );
+            if unsigned {
+                // Not an attacker's wrong guess: the sender is not signing at
+                // all. Stalwart 0.16 posts unsigned when its signature key
+                // cannot be read (an unset environment variable, say).
+                tracing::warn!(
+                    source = %endpoint.source, sender = %sender, reason = %refusal, refused_total = total,
+                    "webhook refused: unsigned requests from {sender}; the sender is not signing, so check its signing key (docs/stalwart.md, \"When nothing arrives\"); logged at most once a second per source"
+                );
+            } else {
+                tracing::warn!(
+                    source = %endpoint.source, sender = %sender, reason = %refusal, refused_total = total,
+                    "webhook refused: bad signature from {sender} (logged at most once a second per source)"
+                );
+            }
         }
         AppError::Unauthorized(refusal.public_message())
     };
