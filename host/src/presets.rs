@@ -21,7 +21,8 @@ use crate::sources::{poll, tail, webhook};
 
 /// What authentik needs of the poller's token, said when it is refused.
 const AUTHENTIK_TOKEN_HELP: &str = "it must be an API-intent, non-expiring token whose user has view_event \
-     (and view_user, view_group for tenants)";
+     (and view_user, view_group for tenants); a token a non-superuser creates is always expiring, so have an \
+     administrator create it with Expiring off (docs/authentik.md, section 1)";
 
 /// Stalwart's endpoint: `X-Signature`, base64, secret from `STALWART_WEBHOOK_SECRET`.
 pub fn stalwart_webhook() -> webhook::Config {

@@ -262,3 +262,70 @@ fn the_systemd_install_steps_work_as_written() {
         Err(e) => eprintln!("SKIPPED systemd-analyze verify: not available here ({e})"),
     }
 }
+
+/// Every audit-ingest configuration snippet in the README and the guides
+/// (a ```` ```toml ```` block; other systems' files are fenced as
+/// ```` ```toml stalwart ```` and the like) passes `config check` as
+/// written, with the secrets it names present.
+#[test]
+fn the_configuration_snippets_in_the_guides_are_valid() {
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let mut files = vec![format!("{repo}/README.md")];
+    for entry in std::fs::read_dir(format!("{repo}/docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            files.push(path.display().to_string());
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    let mut checked = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let mut lines = text.lines();
+        while let Some(line) = lines.next() {
+            let (indent, fence) = (line.len() - line.trim_start().len(), line.trim());
+            if fence != "```toml" {
+                continue;
+            }
+            let block: String = lines
+                .by_ref()
+                .take_while(|l| l.trim() != "```")
+                .map(|l| format!("{}\n", l.get(indent..).unwrap_or(l.trim_start())))
+                .collect();
+            // Secret files the snippet names exist, holding a long-enough secret.
+            let mut block = block;
+            while let Some(start) = block.find("\"/run/secrets/") {
+                let end = start + 1 + block[start + 1..].find('"').unwrap();
+                let name = block[start + "\"/run/secrets/".len()..end].to_string();
+                let path = secrets.join(&name);
+                let value = if name.contains("mongodb") {
+                    "mongodb://localhost:27017/?serverSelectionTimeoutMS=1000"
+                } else {
+                    "a-secret-of-more-than-sixteen-bytes"
+                };
+                std::fs::write(&path, value).unwrap();
+                block.replace_range(start..=end, &format!("{:?}", path.display().to_string()));
+            }
+            let snippet = dir.path().join("snippet.toml");
+            std::fs::write(&snippet, &block).unwrap();
+            let out = audit_ingest()
+                .args(["config", "check"])
+                .arg(&snippet)
+                .env("STALWART_WEBHOOK_SECRET", "another-secret-of-20b")
+                .env("ACME_WEBHOOK_SECRET", "another-secret-of-20b")
+                .env("AUDIT_MONGODB_URI", "mongodb://localhost:27017/")
+                .env("AUDIT_DATA_DIR", dir.path().join("data"))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "a snippet in {file} does not pass config check:\n{block}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "only {checked} snippets found");
+}

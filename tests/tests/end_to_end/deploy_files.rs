@@ -276,3 +276,36 @@ fn the_systemd_unit_runs_the_service_hardened() {
         "data under the StateDirectory"
     );
 }
+
+/// The 0.16 `WebHook` object in the Stalwart guide, as an operator saves it
+/// for `stalwart-cli create WebHook --file webhook.json`: valid JSON that
+/// posts to this service's route, signs with the variable the compose file
+/// sets, asks only for the listed events, and keeps undelivered events for
+/// at least Stalwart's default.
+#[test]
+fn the_stalwart_guide_webhook_object_is_what_the_service_expects() {
+    let guide = read("docs/stalwart.md");
+    let start = guide.find("```json\n").expect("the guide shows the WebHook object") + "```json\n".len();
+    let end = start + guide[start..].find("```").unwrap();
+    let object: serde_json::Value = serde_json::from_str(&guide[start..end]).expect("valid JSON");
+    assert!(object["url"].as_str().unwrap().ends_with("/ingest/stalwart/webhook"));
+    assert_eq!(object["signatureKey"]["@type"], "EnvironmentVariable");
+    let compose: serde_yaml::Value = serde_yaml::from_str(&read("deploy/docker-compose.yml")).unwrap();
+    let variable = object["signatureKey"]["variableName"].as_str().unwrap();
+    assert!(
+        env_of(&compose, "stalwart").contains_key(serde_yaml::Value::from(variable)),
+        "Stalwart's container has {variable}"
+    );
+    assert_eq!(object["eventsPolicy"], "include", "the default sends all event types");
+    let listed: BTreeSet<&str> = guide.split_whitespace().collect();
+    let events = object["events"].as_object().unwrap();
+    assert!(!events.is_empty());
+    for name in events.keys() {
+        assert!(
+            listed.contains(name.as_str()),
+            "{name} is not in the guide's event list"
+        );
+    }
+    assert!(object["discardAfter"].as_u64().unwrap() >= 300_000);
+    assert_eq!(object["enable"], true);
+}

@@ -503,12 +503,28 @@ fn key_of((record, event_time): (&crate::store::NewRecord, &bool)) -> Option<Key
     })
 }
 
+/// What the log says when the API refuses the token: after it had been
+/// accepted, that it expired or was revoked; either way what it needs.
+fn refusal_message(accepted_once: bool, token: &str, help: Option<&str>) -> String {
+    let help = help.unwrap_or("check that it is valid and allowed to read the list");
+    if accepted_once {
+        format!(
+            "the API refused {token}, which it had accepted: token expired or revoked; a new one is needed ({help}); retrying every interval"
+        )
+    } else {
+        format!("the API refused {token}: {help}; retrying every interval")
+    }
+}
+
 /// Runs ticks until shutdown, waiting between them as the last tick's
 /// outcome says.
 pub async fn run(mut poller: Poller, ctx: SourceContext) {
     let mut shutdown = ctx.shutdown.clone();
     let mut failures = 0u32;
     let mut refused_logged = false;
+    // Whether the token was ever accepted: a refusal after that means it
+    // expired or was revoked, not that it was set up wrong.
+    let mut accepted_once = false;
     tracing::info!(source = %poller.source, url = %poller.url, interval_secs = poller.interval.as_secs(), "poller started");
     // Wedged: no successful tick for three intervals plus the longest backoff.
     ctx.health
@@ -519,6 +535,7 @@ pub async fn run(mut poller: Poller, ctx: SourceContext) {
             Ok(s) => {
                 failures = 0;
                 refused_logged = false;
+                accepted_once = true;
                 tracing::info!(
                     source = %poller.source, pages = s.pages, inserted = s.inserted, duplicates = s.duplicates,
                     capped = s.capped, elapsed_ms = started.elapsed().as_millis() as u64, "poll tick"
@@ -528,14 +545,9 @@ pub async fn run(mut poller: Poller, ctx: SourceContext) {
             Err(TickError::Fetch(Failure::Unauthorized(code))) => {
                 if !refused_logged {
                     refused_logged = true;
-                    let help = poller
-                        .refused_token_help
-                        .as_deref()
-                        .unwrap_or("check that it is valid and allowed to read the list");
                     tracing::error!(
                         source = %poller.source, status = code,
-                        "the API refused {}: {help}; retrying every interval",
-                        poller.token_hint
+                        "{}", refusal_message(accepted_once, &poller.token_hint, poller.refused_token_help.as_deref())
                     );
                 }
                 fetch::jittered(poller.interval)
@@ -568,3 +580,21 @@ pub async fn run(mut poller: Poller, ctx: SourceContext) {
 
 /// The longest wait after repeated failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+#[cfg(test)]
+mod tests {
+    use super::refusal_message;
+
+    #[test]
+    fn a_refusal_after_success_says_the_token_expired_or_was_revoked() {
+        let first = refusal_message(false, "AUTHENTIK_TOKEN", Some("it needs view_event"));
+        assert!(first.contains("it needs view_event"), "{first}");
+        assert!(!first.contains("expired or revoked"), "{first}");
+        let later = refusal_message(true, "AUTHENTIK_TOKEN", Some("it needs view_event"));
+        assert!(later.contains("token expired or revoked"), "{later}");
+        assert!(
+            later.contains("AUTHENTIK_TOKEN") && later.contains("it needs view_event"),
+            "{later}"
+        );
+    }
+}
