@@ -244,7 +244,12 @@ async fn replay(
 ) -> anyhow::Result<audit_ingest::replay::ReplayReport> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-    let pipeline = audit_ingest::serve::pipeline_for(&settings, audit_ingest::telemetry::Telemetry::new()).await?;
+    let pipeline = audit_ingest::serve::pipeline_for(
+        &settings,
+        audit_ingest::telemetry::Telemetry::new(),
+        audit_ingest::serve::StoreWait::No,
+    )
+    .await?;
     pipeline
         .tenants()
         .set_learned(pipeline.store().tenant_slugs().await.unwrap_or_default());

@@ -45,13 +45,48 @@ impl App {
     }
 }
 
+/// Whether opening the store waits for a MongoDB that does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreWait {
+    /// The service: wait (logging each attempt) until MongoDB answers or a
+    /// stop signal arrives, rather than exit and be restarted in a loop.
+    UntilItAnswers,
+    /// A one-shot command: fail at once.
+    No,
+}
+
+/// The longest pause between two attempts to reach MongoDB at start.
+const MAX_CONNECT_PAUSE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Connects to MongoDB, waiting for it as `wait` says.
+async fn connect_mongodb(uri: &Secret, config: &Config, wait: StoreWait) -> anyhow::Result<MongoStore> {
+    let (database, collection) = (&config.store.database, &config.store.collection);
+    let mut attempt = 1u32;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        let error = match MongoStore::connect(uri.expose(), database, collection).await {
+            Ok(store) => return Ok(store),
+            Err(e @ crate::store::StoreError::Unavailable(_)) if wait == StoreWait::UntilItAnswers => e,
+            Err(e) => return Err(anyhow::Error::new(e).context("connect to MongoDB")),
+        };
+        let pause = std::time::Duration::from_secs(1u64 << (attempt - 1).min(5)).min(MAX_CONNECT_PAUSE);
+        tracing::warn!(
+            attempt, retry_in_secs = pause.as_secs(), error = %error,
+            "waiting for MongoDB: it does not answer yet; the service starts once it does"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => attempt += 1,
+            _ = &mut stop => anyhow::bail!("stopped while waiting for MongoDB"),
+        }
+    }
+}
+
 /// Opens the configured store: MongoDB at `mongodb_uri`, or the embedded one.
-pub async fn open_store(config: &Config, mongodb_uri: Option<&Secret>) -> anyhow::Result<Store> {
+pub async fn open_store(config: &Config, mongodb_uri: Option<&Secret>, wait: StoreWait) -> anyhow::Result<Store> {
     match mongodb_uri {
         Some(uri) => {
-            let store = MongoStore::connect(uri.expose(), &config.store.database, &config.store.collection)
-                .await
-                .context("connect to MongoDB")?;
+            let store = connect_mongodb(uri, config, wait).await?;
             tracing::info!(database = %config.store.database, collection = %config.store.collection, "using the MongoDB store");
             Ok(Arc::new(store))
         }
@@ -85,9 +120,9 @@ pub async fn runtime_for(config: &Config) -> anyhow::Result<Runtime> {
 
 /// The store, mappers and tenants of the settings, as one pipeline: the same
 /// for `serve` and `replay`.
-pub async fn pipeline_for(settings: &Settings, telemetry: Telemetry) -> anyhow::Result<Pipeline> {
+pub async fn pipeline_for(settings: &Settings, telemetry: Telemetry, wait: StoreWait) -> anyhow::Result<Pipeline> {
     let config = &settings.config;
-    let store = open_store(config, settings.mongodb_uri.as_ref()).await?;
+    let store = open_store(config, settings.mongodb_uri.as_ref(), wait).await?;
     let runtime = runtime_for(config).await?;
     let tenants = Tenants::new(config.tenant_slugs.clone());
     Ok(Pipeline::new(store, runtime, tenants, telemetry))
@@ -95,7 +130,7 @@ pub async fn pipeline_for(settings: &Settings, telemetry: Telemetry) -> anyhow::
 
 /// Builds the service from its settings.
 pub async fn build(settings: Settings) -> anyhow::Result<App> {
-    let pipeline = pipeline_for(&settings, Telemetry::new()).await?;
+    let pipeline = pipeline_for(&settings, Telemetry::new(), StoreWait::UntilItAnswers).await?;
     let Settings {
         config,
         access,

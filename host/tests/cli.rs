@@ -329,3 +329,53 @@ fn the_configuration_snippets_in_the_guides_are_valid() {
     }
     assert!(checked >= 8, "only {checked} snippets found");
 }
+
+/// A MongoDB that does not answer at start: `serve` waits for it (saying
+/// so) instead of exiting into a restart loop, and still stops on SIGTERM;
+/// a one-shot command fails at once.
+#[test]
+fn serve_waits_for_an_unreachable_mongodb_and_stops_on_sigterm() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    // Port 9 (discard) on loopback: nothing listens, every attempt fails fast.
+    let uri = "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=200&connectTimeoutMS=200";
+    let mut child = audit_ingest()
+        .arg("serve")
+        .env("AUDIT_MONGODB_URI", uri)
+        .env("AUDIT_LISTEN", "127.0.0.1:0")
+        .env("AUDIT_DATA_DIR", dir.path().join("data"))
+        .env("AUDIT_MAPPERS_DIR", dir.path().join("mappers.d"))
+        .env("AUDIT_INGEST_ENABLED", "false")
+        .env_remove("AUDIT_API_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "serve exited instead of waiting for MongoDB"
+    );
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let started = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "SIGTERM stops the wait promptly"
+    );
+    let mut log = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(log.contains("waiting for MongoDB"), "{log}");
+    assert!(log.matches("waiting for MongoDB").count() >= 2, "it retried: {log}");
+    assert!(!status.success(), "stopped before it served, which is not a clean run");
+
+    let out = audit_ingest()
+        .arg("replay")
+        .env("AUDIT_MONGODB_URI", uri)
+        .env("AUDIT_DATA_DIR", dir.path().join("data"))
+        .env("AUDIT_MAPPERS_DIR", dir.path().join("mappers.d"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "replay fails at once without MongoDB");
+}

@@ -7,6 +7,10 @@
 //!   `externalId` never collide); a `(at, _id)` index for the timeline.
 //! - `ingest_cursors`: one document per source, `_id` = source name.
 //!
+//! Writes are acknowledged by a majority and journaled unless the URI says
+//! otherwise, and an operation looks for a server for 2 s, not the driver's
+//! 30 s (see [`client_options`]).
+//!
 //! Batches go in with `insertMany` and `ordered: false`, so one duplicate does
 //! not stop the rest; duplicate-key write errors (code 11000) are counted as
 //! duplicates, never logged as errors. Indexes are created at start-up; the
@@ -16,7 +20,7 @@ use crate::event::RawJson;
 use futures_util::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc, oid::ObjectId};
 use mongodb::error::ErrorKind;
-use mongodb::options::IndexOptions;
+use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern};
 use mongodb::{Client, Collection, Database, IndexModel};
 use serde_json::Value;
 
@@ -75,10 +79,57 @@ async fn page_after(
     Ok(out)
 }
 
+/// The server's codes for an index that exists under the same name or keys
+/// with other options (85) or other keys (86).
+const INDEX_CONFLICT: [i32; 2] = [85, 86];
+
+/// An index conflict at start is not an outage to wait out: it says what
+/// exists (the server's message quotes it) and what is needed.
+fn index_error(e: mongodb::error::Error) -> StoreError {
+    match *e.kind {
+        ErrorKind::Command(ref c) if INDEX_CONFLICT.contains(&c.code) => StoreError::corrupt(format!(
+            "an index on the events collection conflicts with one this service needs ({}: {}); \
+             the service needs `source_externalId_unique` = unique {{source: 1, externalId: 1}} with \
+             partialFilterExpression {{externalId: {{$type: \"string\"}}}}, `at_id` = {{at: -1, _id: -1}}, and `<field>_at_id` = \
+             {{<field>: 1, at: -1, _id: -1}} for source, action, tenantSlug, ip, actorId, actorName, actorEmail \
+             (see docs/mongodb.md); drop or rename the existing index",
+            c.code_name, c.message
+        )),
+        _ => unavailable(e),
+    }
+}
+
+/// How long the driver looks for a usable server before an operation fails
+/// (its own default is 30 s): during an outage a request is answered 503
+/// within about this, instead of holding an ingest slot for half a minute.
+pub const SERVER_SELECTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long opening one connection may take.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The driver's options for `uri`, with this service's defaults wherever
+/// the URI says nothing: a short server selection and connect timeout, and
+/// writes acknowledged by a majority and journaled (`w: majority, j: true`),
+/// since a 2xx promises the events are durable. A URI that names its own
+/// (`w=1`, `serverSelectionTimeoutMS=...`) keeps them.
+pub async fn client_options(uri: &str) -> Result<ClientOptions, StoreError> {
+    let mut options = ClientOptions::parse(uri).await.map_err(unavailable)?;
+    options.server_selection_timeout.get_or_insert(SERVER_SELECTION_TIMEOUT);
+    options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
+    if options.write_concern.is_none() {
+        options.write_concern = Some(
+            WriteConcern::builder()
+                .w(Acknowledgment::Majority)
+                .journal(true)
+                .build(),
+        );
+    }
+    Ok(options)
+}
+
 impl MongoStore {
     /// Connects and creates the indexes (idempotently).
     pub async fn connect(uri: &str, database: &str, collection: &str) -> Result<MongoStore, StoreError> {
-        let client = Client::with_uri_str(uri).await.map_err(unavailable)?;
+        let client = Client::with_options(client_options(uri).await?).map_err(unavailable)?;
         let db = client.database(database);
         let store = MongoStore {
             events: db.collection(collection),
@@ -135,7 +186,7 @@ impl MongoStore {
                 by("actorEmail"),
             ])
             .await
-            .map_err(unavailable)?;
+            .map_err(index_error)?;
         Ok(())
     }
 
@@ -534,4 +585,31 @@ fn doc_to_record(d: &Document) -> Result<Record, StoreError> {
             mapper: text("mapper"),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bare_uri_gets_durable_writes_and_short_timeouts() {
+        let options = client_options("mongodb://db.example:27017/").await.unwrap();
+        assert_eq!(options.server_selection_timeout, Some(SERVER_SELECTION_TIMEOUT));
+        assert_eq!(options.connect_timeout, Some(CONNECT_TIMEOUT));
+        let concern = options.write_concern.unwrap();
+        assert_eq!(concern.w, Some(Acknowledgment::Majority));
+        assert_eq!(concern.journal, Some(true));
+    }
+
+    #[tokio::test]
+    async fn what_the_uri_says_is_kept() {
+        let options = client_options("mongodb://db.example:27017/?w=1&serverSelectionTimeoutMS=5000")
+            .await
+            .unwrap();
+        assert_eq!(
+            options.server_selection_timeout,
+            Some(std::time::Duration::from_secs(5))
+        );
+        assert_eq!(options.write_concern.unwrap().w, Some(Acknowledgment::Nodes(1)));
+    }
 }

@@ -1,8 +1,27 @@
-//! The contract against MongoDB (run when `AUDIT_TEST_MONGODB_URI` was set at build time).
+//! The contract against MongoDB, run when `AUDIT_TEST_MONGODB_URI` names a
+//! server: `AUDIT_TEST_MONGODB_URI=mongodb://localhost:27017 cargo test`
+//! (cargo rebuilds the tests with them; without it they show as ignored,
+//! with the reason). A test binary built without them but started with the
+//! variable fails in `the_mongodb_tests_are_built_in_when_a_server_is_named`
+//! instead of skipping them silently.
 
 use super::*;
 use audit_ingest::store::mongo::MongoStore;
 use std::sync::Arc;
+
+#[test]
+fn the_mongodb_tests_are_built_in_when_a_server_is_named() {
+    let named = std::env::var("AUDIT_TEST_MONGODB_URI").is_ok_and(|v| !v.is_empty());
+    if named && !cfg!(mongodb_tests) {
+        panic!(
+            "AUDIT_TEST_MONGODB_URI is set, but this test binary was built without the MongoDB tests: \
+             set it when cargo builds them (`AUDIT_TEST_MONGODB_URI=... cargo test` rebuilds them)"
+        );
+    }
+    if !named {
+        eprintln!("SKIPPED: the MongoDB contract tests (set AUDIT_TEST_MONGODB_URI to run them)");
+    }
+}
 
 async fn open(name: &str) -> Store {
     let uri = std::env::var("AUDIT_TEST_MONGODB_URI")
