@@ -12,9 +12,13 @@
 //! 30 s (see [`client_options`]).
 //!
 //! Batches go in with `insertMany` and `ordered: false`, so one duplicate does
-//! not stop the rest; duplicate-key write errors (code 11000) are counted as
-//! duplicates, never logged as errors. Indexes are created at start-up; the
+//! not stop the rest; duplicate-key write errors (code 11000) of the
+//! `(source, externalId)` index are counted as duplicates, never logged as
+//! errors (another unique index's are errors). Documents other programs put
+//! in the collection are skipped by reads (see `page`). Indexes are created at start-up; the
 //! server treats creating an identical index again as a no-op.
+
+mod page;
 
 use crate::event::RawJson;
 use futures_util::TryStreamExt;
@@ -22,6 +26,7 @@ use mongodb::bson::{self, Bson, Document, doc, oid::ObjectId};
 use mongodb::error::ErrorKind;
 use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern};
 use mongodb::{Client, Collection, Database, IndexModel};
+use page::{Flow, Foreign, PageCollector, is_dedup_violation};
 use serde_json::Value;
 
 use super::{
@@ -38,6 +43,8 @@ pub struct MongoStore {
     events: Collection<Document>,
     cursors: Collection<Document>,
     dead_letters: Collection<Document>,
+    /// Documents in the events collection skipped as not ours.
+    foreign: Foreign,
 }
 
 /// A store id given back to us, which must be one of ours.
@@ -136,10 +143,17 @@ impl MongoStore {
             cursors: db.collection("ingest_cursors"),
             dead_letters: db.collection("dead_letters"),
             db,
+            foreign: Foreign::default(),
         };
         AuditStore::ping(&store).await?;
         store.create_indexes().await?;
         Ok(store)
+    }
+
+    /// Documents in the events collection that reads skipped since start,
+    /// as not written by this service.
+    pub fn foreign_skipped(&self) -> u64 {
+        self.foreign.skipped()
     }
 
     async fn create_indexes(&self) -> Result<(), StoreError> {
@@ -200,8 +214,16 @@ impl MongoStore {
                 Err(e) => match *e.kind {
                     ErrorKind::InsertMany(ref failure) => {
                         let errors = failure.write_errors.as_deref().unwrap_or_default();
-                        if let Some(other) = errors.iter().find(|w| w.code != DUPLICATE_KEY) {
-                            return Err(unavailable(format!("insert failed: {}", other.message)));
+                        // A duplicate is a violation of the dedup index only;
+                        // another unique index's is an error that names it.
+                        if let Some(other) = errors
+                            .iter()
+                            .find(|w| w.code != DUPLICATE_KEY || !is_dedup_violation(&w.message))
+                        {
+                            return Err(unavailable(format!(
+                                "insert failed (code {}): {}",
+                                other.code, other.message
+                            )));
                         }
                         if let Some(wc) = &failure.write_concern_error {
                             return Err(unavailable(format!("write concern: {}", wc.message)));
@@ -410,14 +432,19 @@ impl AuditStore for MongoStore {
             .events
             .find(filter)
             .sort(doc! { "at": -1, "_id": -1 })
-            .limit(q.limit as i64 + 1)
+            // No limit: foreign documents are walked past (see `page`);
+            // batches of a page's size, and the read budget, bound the walk.
+            .batch_size(q.limit as u32 + 1)
             .max_time(super::READ_BUDGET)
             .await
             .map_err(read_failed)?;
-        let mut records = Vec::with_capacity(q.limit + 1);
+        let mut page = PageCollector::new(q.limit, &self.foreign);
         while let Some(d) = cursor.try_next().await.map_err(read_failed)? {
-            records.push(doc_to_record(&d)?);
+            if page.offer(&d)? == Flow::Full {
+                break;
+            }
         }
+        let mut records = page.records;
         let next = if records.len() > q.limit {
             records.truncate(q.limit);
             records.last().map(|r| PageCursor {
@@ -440,7 +467,8 @@ impl AuditStore for MongoStore {
             filter.insert("tenantSlug", tenant_filter(tenants));
         }
         let found = self.events.find_one(filter).await.map_err(unavailable)?;
-        found.as_ref().map(doc_to_record).transpose()
+        // A document this service cannot read is not one of its records.
+        Ok(found.as_ref().and_then(|d| doc_to_record(d).ok()))
     }
 
     async fn load_checkpoint(&self, source: &str) -> Result<Option<Value>, StoreError> {
@@ -560,7 +588,7 @@ fn bson_to_json(b: &Bson) -> Value {
     }
 }
 
-fn doc_to_record(d: &Document) -> Result<Record, StoreError> {
+pub(super) fn doc_to_record(d: &Document) -> Result<Record, StoreError> {
     let corrupt = |what: &str| StoreError::corrupt(format!("audit event without a valid {what}"));
     let text = |k: &str| d.get_str(k).ok().map(str::to_string);
     let time = |k: &str| d.get_datetime(k).map(|t| t.to_chrono()).map_err(|_| corrupt(k));
