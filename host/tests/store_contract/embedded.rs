@@ -73,6 +73,12 @@ async fn a_replaced_newest_record_is_found_by_its_new_actor() {
 }
 
 #[tokio::test]
+async fn originals_and_times_come_back_exactly() {
+    let d = tempfile::tempdir().unwrap();
+    originals_exact(open(d.path())).await;
+}
+
+#[tokio::test]
 async fn dedup_on_source_and_external_id() {
     let d = tempfile::tempdir().unwrap();
     dedup(open(d.path())).await;

@@ -95,6 +95,28 @@ async fn dedup(store: Store) {
     assert_eq!(all_pages(&store, q()).await.len(), 5);
 }
 
+/// The original comes back byte for byte (key order, integers past 2^64,
+/// a number's spelling) and times to the microsecond, by page and by id.
+async fn originals_exact(store: Store) {
+    let original =
+        r#"{"z":1,"spanId":18446744073709551615,"big":123456789012345678901234567890,"f":1.50,"a":"\u00e9"}"#;
+    let mut r = record("s", "s.a", 7, Some("exact"));
+    r.metadata = RawJson::from_text(original.to_string()).unwrap();
+    r.at = chrono::DateTime::from_timestamp_micros(1_750_000_000_123_456).unwrap();
+    store.insert(vec![r.clone()], None).await.unwrap();
+    let page = store.query(&q()).await.unwrap();
+    let found = &page.records[0];
+    assert_eq!(found.record.metadata.get(), original);
+    assert_eq!(found.record.at, r.at);
+    let by_id = store
+        .get(&found.id, &audit_ingest::store::TenantScope::All)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_id.record.metadata.get(), original);
+    assert_eq!(by_id.record.at, r.at);
+}
+
 async fn cursors(store: Store) {
     assert_eq!(store.load_checkpoint("authentik").await.unwrap(), None);
     let c1 = json!({ "created": "2026-01-01T00:00:00.123456Z", "pk": "a", "big": 18446744073709551615u64 });

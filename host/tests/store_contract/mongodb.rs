@@ -35,6 +35,15 @@ async fn open(name: &str) -> Store {
     not(mongodb_tests),
     ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
 )]
+async fn originals_and_times_come_back_exactly() {
+    originals_exact(open("exact").await).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(mongodb_tests),
+    ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+)]
 async fn dedup_on_source_and_external_id() {
     dedup(open("dedup").await).await;
 }

@@ -21,6 +21,7 @@
 mod page;
 
 use crate::event::RawJson;
+use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc, oid::ObjectId};
 use mongodb::error::ErrorKind;
@@ -550,7 +551,23 @@ fn record_to_doc(r: &NewRecord) -> Document {
         "outcome": &r.outcome,
         "externalId": opt(&r.external_id),
         "metadata": json_to_bson(&r.metadata.parse()),
+        // The original as received, byte for byte: BSON reorders no keys but
+        // has no integer above i64::MAX and no room for every number's
+        // spelling, so `metadata` serves queries and this serves reads.
+        "metadataJson": r.metadata.get(),
+        // BSON dates hold milliseconds; the embedded store keeps microseconds.
+        "atMicros": super::micros(&r.at),
+        "receivedAtMicros": super::micros(&r.received_at),
         "mapper": opt(&r.mapper),
+    }
+}
+
+/// A time in microseconds kept beside its BSON date, when the two agree
+/// (a document another version or program wrote may have only the date).
+fn exact_time(d: &Document, date: DateTime<Utc>, micros_key: &str) -> DateTime<Utc> {
+    match d.get_i64(micros_key) {
+        Ok(us) if us.div_euclid(1000) == date.timestamp_millis() => DateTime::from_timestamp_micros(us).unwrap_or(date),
+        _ => date,
     }
 }
 
@@ -597,8 +614,11 @@ pub(super) fn doc_to_record(d: &Document) -> Result<Record, StoreError> {
         record: NewRecord {
             source: text("source").ok_or_else(|| corrupt("source"))?,
             action: text("action").ok_or_else(|| corrupt("action"))?,
-            at: time("at")?,
-            received_at: time("receivedAt").or_else(|_| time("at"))?,
+            at: exact_time(d, time("at")?, "atMicros"),
+            received_at: match time("receivedAt") {
+                Ok(t) => exact_time(d, t, "receivedAtMicros"),
+                Err(_) => time("at")?,
+            },
             actor_id: text("actorId"),
             actor_name: text("actorName"),
             actor_email: text("actorEmail"),
@@ -609,7 +629,14 @@ pub(super) fn doc_to_record(d: &Document) -> Result<Record, StoreError> {
             tenant_slug: text("tenantSlug"),
             outcome: text("outcome").unwrap_or_else(|| "unknown".into()),
             external_id: text("externalId"),
-            metadata: RawJson::from_value(&d.get("metadata").map_or(Value::Null, bson_to_json)),
+            metadata: match d
+                .get_str("metadataJson")
+                .ok()
+                .map(|t| RawJson::from_text(t.to_string()))
+            {
+                Some(Ok(raw)) => raw,
+                _ => RawJson::from_value(&d.get("metadata").map_or(Value::Null, bson_to_json)),
+            },
             mapper: text("mapper"),
         },
     })
@@ -618,6 +645,50 @@ pub(super) fn doc_to_record(d: &Document) -> Result<Record, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stored(r: &NewRecord) -> Record {
+        let mut d = record_to_doc(r);
+        d.insert("_id", ObjectId::new());
+        doc_to_record(&d).unwrap()
+    }
+
+    #[test]
+    fn originals_and_times_come_back_exactly_as_written() {
+        let original = r#"{"z":1,"id":18446744073709551615,"big":123456789012345678901234567890,"f":1.50,"a":"x"}"#;
+        let at = DateTime::from_timestamp_micros(1_750_000_000_123_456).unwrap();
+        let record = NewRecord {
+            source: "stalwart".into(),
+            action: "stalwart.auth_failed".into(),
+            at,
+            received_at: at,
+            actor_id: None,
+            actor_name: None,
+            actor_email: None,
+            ip: None,
+            target_type: None,
+            target_id: None,
+            target_name: None,
+            tenant_slug: None,
+            outcome: "failure".into(),
+            external_id: None,
+            metadata: RawJson::from_text(original.to_string()).unwrap(),
+            mapper: None,
+        };
+        let back = stored(&record).record;
+        assert_eq!(back.metadata.get(), original, "byte for byte");
+        assert_eq!(back.at, at, "microseconds kept");
+        assert_eq!(back.received_at, at);
+
+        // A document written before these fields existed still reads.
+        let mut old = record_to_doc(&record);
+        for key in ["metadataJson", "atMicros", "receivedAtMicros"] {
+            old.remove(key);
+        }
+        old.insert("_id", ObjectId::new());
+        let back = doc_to_record(&old).unwrap().record;
+        assert_eq!(back.at.timestamp_millis(), at.timestamp_millis());
+        assert_eq!(back.metadata.parse()["z"], 1);
+    }
 
     #[tokio::test]
     async fn a_bare_uri_gets_durable_writes_and_short_timeouts() {
