@@ -34,7 +34,7 @@ fn main() {
     let machine = tokens::create("bench", &["read:tenant=acme".into()]).unwrap();
     let access = Access::new(
         Some(Secret::new("service-token-for-the-benchmark")),
-        tokens::MachineTokens::resolve(&[machine.entry.clone()]).unwrap(),
+        tokens::MachineTokens::resolve(std::slice::from_ref(&machine.entry)).unwrap(),
         Some(oidc::Verifier::new(issuer.config()).unwrap()),
         false,
     );
