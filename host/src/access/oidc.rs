@@ -233,11 +233,6 @@ impl Verifier {
         })
     }
 
-    /// How many verified tokens are remembered.
-    pub fn remembered(&self) -> usize {
-        self.verified.len()
-    }
-
     /// Every check on a token not seen before.
     async fn check(&self, token: &str) -> Result<Verified, Refused> {
         let header =
@@ -275,15 +270,15 @@ impl Verifier {
             _ => Vec::new(),
         };
         // `decode` checked `exp` is a number; whole seconds are enough here.
-        let exp = claims.exp.as_ref().and_then(Value::as_f64).unwrap_or(0.0).max(0.0) as u64;
+        let exp = claims.exp.as_ref().and_then(Value::as_f64).unwrap_or(0.0) as i64;
         // Checked again at the latest when the keys are due for a refresh,
         // so a withdrawn key is noticed even for a token sent all day.
-        let refresh_due = super::verified::now() + self.config.jwks_refresh_secs;
+        let refresh_due = crate::telemetry::now_unix() + self.config.jwks_refresh_secs as i64;
         Ok(Verified {
             sub,
             name: claims.preferred_username,
             groups,
-            until: (exp + self.config.leeway_secs).min(refresh_due),
+            until: (exp + self.config.leeway_secs as i64).min(refresh_due),
         })
     }
 

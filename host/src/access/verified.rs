@@ -3,18 +3,19 @@
 //!
 //! Entries are keyed by the SHA-256 of the token (the tokens themselves are
 //! not kept), hold what the claims said (subject, name, groups) and live
-//! until the token's `exp` plus the leeway. Only tokens that passed every
-//! check enter, so a caller cannot fill the cache without valid tokens; when
-//! it is full, expired entries are dropped and, if that frees less than a
-//! quarter, all are (they are checked again on their next use). The verifier empties it whenever it
-//! loads a new key set, so a key the issuer withdrew stops being honoured
+//! until the token's `exp` plus the leeway, at most until the keys are due
+//! for a refresh. Only tokens that passed every check enter, so a caller
+//! cannot fill the cache without valid tokens; when it is full, expired
+//! entries are dropped and, if that frees less than a quarter, all are (they
+//! are checked again on their next use). The verifier empties it whenever
+//! it loads a new key set, so a key the issuer withdrew stops being honoured
 //! with the next fetch.
 
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
+use crate::telemetry::now_unix as now;
 
 /// The most tokens remembered.
 pub const MAX_ENTRIES: usize = 4096;
@@ -28,23 +29,15 @@ pub struct Verified {
     pub name: Option<String>,
     /// The groups claim.
     pub groups: Vec<String>,
-    /// Unix seconds after which the token is no longer accepted (its `exp`
-    /// plus the leeway).
-    pub until: u64,
+    /// Unix seconds after which the token is checked again (its `exp` plus
+    /// the leeway, or the next key refresh if sooner).
+    pub until: i64,
 }
 
 /// The cache; see the module documentation.
 #[derive(Default)]
 pub struct VerifiedTokens {
     entries: Mutex<HashMap<[u8; 32], Verified>>,
-}
-
-/// Unix seconds.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn key(token: &str) -> [u8; 32] {
@@ -102,7 +95,7 @@ impl VerifiedTokens {
 mod tests {
     use super::*;
 
-    fn verified(until: u64) -> Verified {
+    fn verified(until: i64) -> Verified {
         Verified {
             sub: "alice".into(),
             name: None,

@@ -422,20 +422,21 @@ async fn accept(state: &AppState, endpoint: &Endpoint, request: Request) -> Resu
         if metrics.refused(unsigned) {
             let sender = from.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
             let total = metrics.rejected_signature.load(std::sync::atomic::Ordering::Relaxed);
-            if unsigned {
-                // Not an attacker's wrong guess: the sender is not signing at
-                // all. Stalwart 0.16 posts unsigned when its signature key
-                // cannot be read (an unset environment variable, say).
-                tracing::warn!(
-                    source = %endpoint.source, sender = %sender, reason = %refusal, refused_total = total,
-                    "webhook refused: unsigned requests from {sender}; the sender is not signing, so check its signing key (docs/stalwart.md, \"When nothing arrives\"); logged at most once a second per source"
-                );
+            // Unsigned is not an attacker's wrong guess: the sender is not
+            // signing at all. Stalwart 0.16 posts unsigned when its signature
+            // key cannot be read (an unset environment variable, say).
+            let (what, hint) = if unsigned {
+                (
+                    "unsigned requests",
+                    "; the sender is not signing, so check its signing key (docs/stalwart.md, \"When nothing arrives\")",
+                )
             } else {
-                tracing::warn!(
-                    source = %endpoint.source, sender = %sender, reason = %refusal, refused_total = total,
-                    "webhook refused: bad signature from {sender} (logged at most once a second per source)"
-                );
-            }
+                ("bad signature", "")
+            };
+            tracing::warn!(
+                source = %endpoint.source, sender = %sender, reason = %refusal, refused_total = total,
+                "webhook refused: {what} from {sender}{hint} (logged at most once a second per source)"
+            );
         }
         AppError::Unauthorized(refusal.public_message())
     };

@@ -15,8 +15,9 @@
 //! not stop the rest; duplicate-key write errors (code 11000) of the
 //! `(source, externalId)` index are counted as duplicates, never logged as
 //! errors (another unique index's are errors). Documents other programs put
-//! in the collection are skipped by reads (see `page`). Indexes are created at start-up; the
-//! server treats creating an identical index again as a no-op.
+//! in the collection are skipped by reads (see `page`). Indexes are created
+//! at start-up; the server treats creating an identical index again as a
+//! no-op.
 
 mod page;
 
