@@ -53,6 +53,7 @@ fn record(i: u64) -> NewRecord {
             "listenerId": "imaps", "localPort": 993, "remotePort": 40022}}}),
         ),
         mapper: Some("stalwart@0.1.0".into()),
+        unrecognised: false,
     }
 }
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use audit_ingest::store::{
-    AuditStore, Commit, DeadLetter, NewRecord, Page, Query, Record, Store, StoreError, TenantScope, WriteSummary,
+    AuditStore, Commit, Committed, DeadLetter, NewRecord, Overview, Page, Query, Record, Store, StoreError,
+    TenantScope, WriteSummary,
 };
 use serde_json::Value;
 
@@ -86,6 +87,18 @@ impl AuditStore for FaultyStore {
     async fn tenant_slugs(&self) -> Result<Vec<String>, StoreError> {
         self.switch.check()?;
         self.inner.tenant_slugs().await
+    }
+    async fn committed_after(&self, after: Option<&str>, limit: usize) -> Result<Committed, StoreError> {
+        self.switch.check()?;
+        self.inner.committed_after(after, limit).await
+    }
+    async fn last_commit(&self) -> Result<Option<String>, StoreError> {
+        self.switch.check()?;
+        self.inner.last_commit().await
+    }
+    async fn overview(&self, query: &Query, bucket_micros: i64) -> Result<Overview, StoreError> {
+        self.switch.check()?;
+        self.inner.overview(query, bucket_micros).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.switch.check()?;

@@ -27,6 +27,12 @@ pub enum Act {
     TimelineRead,
     /// `GET /audit/{id}`.
     RecordRead,
+    /// `GET /audit/stream` opened (or refused).
+    StreamRead,
+    /// `GET /audit/stats`.
+    StatsRead,
+    /// `GET /admin/dead-letters`.
+    DeadLettersRead,
     /// `POST /admin/replay`.
     Replay,
     /// `GET /metrics` or `/readyz` details, when protected.
@@ -43,6 +49,9 @@ impl Act {
         match self {
             Act::TimelineRead => "audit-ingest.timeline_read",
             Act::RecordRead => "audit-ingest.record_read",
+            Act::StreamRead => "audit-ingest.stream_read",
+            Act::StatsRead => "audit-ingest.stats_read",
+            Act::DeadLettersRead => "audit-ingest.dead_letters_read",
             Act::Replay => "audit-ingest.replay",
             Act::MetricsRead => "audit-ingest.metrics_read",
             Act::AuthFailed => "audit-ingest.auth_failed",
@@ -123,5 +132,6 @@ pub fn record(access: &Access<'_>) -> NewRecord {
         external_id: Some(access.request_id.to_string()),
         metadata: RawJson::from_value(&metadata),
         mapper: None,
+        unrecognised: false,
     }
 }

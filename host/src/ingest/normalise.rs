@@ -123,6 +123,7 @@ fn record(received: &Received, e: MappedEvent, mapper: &str, tenants: &Tenants) 
         external_id: e.external_id,
         metadata,
         mapper: Some(mapper.to_string()),
+        unrecognised: e.unrecognised,
     };
     (record, parsed.is_some())
 }

@@ -61,6 +61,11 @@ pub struct NewRecord {
     pub metadata: RawJson,
     /// `name@version` of the mapper that produced it.
     pub mapper: Option<String>,
+    /// The mapper filed it under a catch-all verb (it may need a newer
+    /// mapper); also said in the metadata, kept here so the overview counts
+    /// it without reading every original.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unrecognised: bool,
 }
 
 /// A stored record.
@@ -155,6 +160,8 @@ pub struct Query {
     pub ip: Option<String>,
     /// Tenant slug.
     pub tenant: Option<String>,
+    /// `success`, `failure` or `unknown`.
+    pub outcome: Option<String>,
     /// Whose records the reader may see at all: every filter is applied
     /// within it, in the query itself.
     pub scope: TenantScope,
@@ -168,6 +175,44 @@ pub struct Query {
     pub after: Option<PageCursor>,
     /// Page size.
     pub limit: usize,
+}
+
+impl Query {
+    /// Whether `record` passes every filter and the scope (not the cursor):
+    /// what the stores' queries select, for records already in hand (the
+    /// live stream checks each newly committed record with it).
+    pub fn matches(&self, record: &NewRecord) -> bool {
+        let r = record;
+        let eq = |filter: &Option<String>, value: &Option<String>| {
+            filter.as_ref().is_none_or(|f| value.as_deref() == Some(f.as_str()))
+        };
+        let action = match &self.action {
+            None => true,
+            Some(ActionFilter::Exact(a)) => r.action == *a,
+            Some(ActionFilter::Prefix(p)) => r.action.starts_with(p.as_str()),
+        };
+        let actor = self.actor.as_ref().is_none_or(|a| {
+            [&r.actor_id, &r.actor_name, &r.actor_email]
+                .iter()
+                .any(|v| v.as_deref() == Some(a.as_str()))
+        });
+        let text = self.text.as_ref().is_none_or(|t| {
+            let t = t.to_lowercase();
+            [&r.actor_id, &r.actor_name, &r.actor_email, &r.target_id, &r.target_name]
+                .iter()
+                .any(|v| v.as_deref().is_some_and(|v| v.to_lowercase().contains(&t)))
+        });
+        self.source.as_ref().is_none_or(|s| r.source == *s)
+            && action
+            && actor
+            && eq(&self.ip, &r.ip)
+            && eq(&self.tenant, &r.tenant_slug)
+            && self.outcome.as_ref().is_none_or(|o| r.outcome == *o)
+            && self.since.is_none_or(|t| r.at >= t)
+            && self.until.is_none_or(|t| r.at < t)
+            && self.scope.admits(r.tenant_slug.as_deref())
+            && text
+    }
 }
 
 /// Whose records a reader may see.
@@ -218,6 +263,49 @@ pub struct Page {
     /// Where the next page starts, if there may be one.
     pub next: Option<PageCursor>,
 }
+
+/// Records of one source and outcome in one time bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketCount {
+    /// Start of the bucket, microseconds since the epoch.
+    pub start: i64,
+    /// The source name.
+    pub source: String,
+    /// `success`, `failure` or `unknown`.
+    pub outcome: String,
+    /// Records.
+    pub count: u64,
+    /// Of those, records on a catch-all verb.
+    pub unrecognised: u64,
+}
+
+/// What the overview shows: counts per time bucket, and each source's
+/// newest event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overview {
+    /// Non-empty buckets, oldest first (then by source and outcome).
+    pub buckets: Vec<BucketCount>,
+    /// Each source's newest event time within the scope (not only the
+    /// range), microseconds since the epoch.
+    pub latest: std::collections::BTreeMap<String, i64>,
+    /// Stored dead letters per source.
+    pub dead_letters: std::collections::BTreeMap<String, u64>,
+}
+
+/// What followed a position in commit order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Committed {
+    /// The records, oldest commit first.
+    pub records: Vec<Record>,
+    /// The id to continue after: the last one looked at (which may be a
+    /// document another program wrote and that was passed over); `None`
+    /// when the store holds nothing after the position.
+    pub position: Option<String>,
+}
+
+/// The longest one overview may cover, in buckets.
+pub const MAX_BUCKETS: i64 = 2_000;
 
 /// An error a backend carries as its cause.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -339,6 +427,20 @@ pub trait AuditStore: Send + Sync {
     /// Tenant slugs the store knows besides the configured ones (MongoDB:
     /// the platform's `tenants` collection).
     async fn tenant_slugs(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Records committed after the one with id `after` (from the first
+    /// without it), oldest commit first, up to `limit` looked at: what the
+    /// live stream sends.
+    async fn committed_after(&self, after: Option<&str>, limit: usize) -> Result<Committed, StoreError>;
+
+    /// The id of the newest commit, where a live stream starts; `None` when
+    /// the store holds no record.
+    async fn last_commit(&self) -> Result<Option<String>, StoreError>;
+
+    /// Counts per `bucket_micros` of the records `query` selects by source,
+    /// tenant, scope and time range (`since` and `until` are required;
+    /// other filters are ignored), computed in the store.
+    async fn overview(&self, query: &Query, bucket_micros: i64) -> Result<Overview, StoreError>;
 
     /// Whether the store answers and can write.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -216,3 +216,15 @@ async fn data_survives_reopening() {
     let path = d.path().to_path_buf();
     durable_across_reopen(move || open(&path)).await;
 }
+
+#[tokio::test]
+async fn commits_are_read_in_commit_order() {
+    let d = tempfile::tempdir().unwrap();
+    commit_order(open(d.path())).await;
+}
+
+#[tokio::test]
+async fn the_overview_counts_in_the_store() {
+    let d = tempfile::tempdir().unwrap();
+    overview_counts(open(d.path())).await;
+}

@@ -128,3 +128,21 @@ async fn data_survives_reconnecting() {
     let store: Store = Arc::new(MongoStore::connect(&uri, &db, "audit_events").await.unwrap());
     assert_eq!(all_pages(&store, q()).await.len(), 1);
 }
+
+#[tokio::test]
+#[cfg_attr(
+    not(mongodb_tests),
+    ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+)]
+async fn commits_are_read_in_commit_order() {
+    commit_order(open("commits").await).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(mongodb_tests),
+    ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+)]
+async fn the_overview_counts_in_the_store() {
+    overview_counts(open("overview").await).await;
+}

@@ -44,6 +44,7 @@ fn record(i: i64) -> NewRecord {
         external_id: Some(format!("e{i}")),
         metadata: RawJson::from_value(&json!({ "i": i })),
         mapper: None,
+        unrecognised: false,
     }
 }
 

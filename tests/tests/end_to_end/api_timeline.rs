@@ -34,6 +34,7 @@ fn record(i: i64) -> NewRecord {
         external_id: Some(format!("e{i}")),
         metadata: RawJson::from_value(&json!({"original": {"i": i}})),
         mapper: Some("stalwart@0.1.0".into()),
+        unrecognised: false,
     }
 }
 
@@ -79,6 +80,7 @@ async fn without_a_configured_token_every_read_is_refused() {
         webhooks: Default::default(),
         ingest_slots: audit_ingest::api::ingest_slots(1),
         intake: audit_ingest::api::Intake::default(),
+        live: Default::default(),
     });
     let (status, body) = call(&router, get("/audit")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

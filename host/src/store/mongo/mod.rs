@@ -19,6 +19,7 @@
 //! at start-up; the server treats creating an identical index again as a
 //! no-op.
 
+mod overview;
 mod page;
 
 use crate::event::RawJson;
@@ -32,8 +33,8 @@ use page::{Flow, Foreign, PageCollector, is_dedup_violation};
 use serde_json::Value;
 
 use super::{
-    ActionFilter, AuditStore, Checkpoint, Commit, DeadLetter, NewRecord, Page, PageCursor, Query, Record, StoreError,
-    TenantScope, WriteSummary, unavailable,
+    ActionFilter, AuditStore, Checkpoint, Commit, Committed, DeadLetter, NewRecord, Overview, Page, PageCursor, Query,
+    Record, StoreError, TenantScope, WriteSummary, unavailable,
 };
 
 /// MongoDB's duplicate key error code.
@@ -402,6 +403,9 @@ impl AuditStore for MongoStore {
         if let Some(ip) = &q.ip {
             filter.insert("ip", ip);
         }
+        if let Some(outcome) = &q.outcome {
+            filter.insert("outcome", outcome);
+        }
         let mut at = Document::new();
         if let Some(since) = &q.since {
             at.insert("$gte", bson::DateTime::from_chrono(*since));
@@ -502,6 +506,44 @@ impl AuditStore for MongoStore {
             .collect())
     }
 
+    /// In `_id` order: ObjectIds grow with time and, within one process,
+    /// with a counter, so a single service streams in commit order; with
+    /// several replicas writing in the same second, a live reader may miss
+    /// a record of the other replica (it stays on the timeline).
+    async fn committed_after(&self, after: Option<&str>, limit: usize) -> Result<Committed, StoreError> {
+        let docs = page_after(
+            &self.events,
+            doc! { "_id": { "$type": "objectId" } },
+            after,
+            "record",
+            limit,
+        )
+        .await?;
+        Ok(Committed {
+            position: docs
+                .last()
+                .and_then(|d| d.get_object_id("_id").ok())
+                .map(|o| o.to_hex()),
+            // A document that is not ours is passed over, as pages do.
+            records: docs.iter().filter_map(|d| doc_to_record(d).ok()).collect(),
+        })
+    }
+
+    async fn last_commit(&self) -> Result<Option<String>, StoreError> {
+        let newest = self
+            .events
+            .find_one(doc! { "_id": { "$type": "objectId" } })
+            .sort(doc! { "_id": -1 })
+            .max_time(super::READ_BUDGET)
+            .await
+            .map_err(read_failed)?;
+        Ok(newest.and_then(|d| d.get_object_id("_id").ok()).map(|o| o.to_hex()))
+    }
+
+    async fn overview(&self, q: &Query, bucket_micros: i64) -> Result<Overview, StoreError> {
+        overview::run(self, q, bucket_micros).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.db
             .run_command(doc! { "ping": 1 })
@@ -560,6 +602,7 @@ fn record_to_doc(r: &NewRecord) -> Document {
         "atMicros": super::micros(&r.at),
         "receivedAtMicros": super::micros(&r.received_at),
         "mapper": opt(&r.mapper),
+        "unrecognised": r.unrecognised,
     }
 }
 
@@ -639,6 +682,10 @@ pub(super) fn doc_to_record(d: &Document) -> Result<Record, StoreError> {
                 _ => RawJson::from_value(&d.get("metadata").map_or(Value::Null, bson_to_json)),
             },
             mapper: text("mapper"),
+            unrecognised: d
+                .get_bool("unrecognised")
+                .or_else(|_| d.get_document("metadata").and_then(|m| m.get_bool("unrecognised")))
+                .unwrap_or(false),
         },
     })
 }
@@ -674,6 +721,7 @@ mod tests {
             external_id: None,
             metadata: RawJson::from_text(original.to_string()).unwrap(),
             mapper: None,
+            unrecognised: false,
         };
         let back = stored(&record).record;
         assert_eq!(back.metadata.get(), original, "byte for byte");

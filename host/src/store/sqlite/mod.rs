@@ -13,6 +13,7 @@
 //! built in the background.
 
 mod lookup;
+mod overview;
 mod query;
 mod schema;
 mod union;
@@ -29,11 +30,14 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 pub(super) use super::unavailable;
-use super::{AuditStore, Commit, DeadLetter, NewRecord, Page, Query, Record, StoreError, TenantScope, WriteSummary};
+use super::{
+    AuditStore, Commit, Committed, DeadLetter, NewRecord, Overview, Page, Query, Record, StoreError, TenantScope,
+    WriteSummary,
+};
 use query::{from_micros, row_to_record, run_query};
 use schema::{
-    COLUMNS, DEAD_LETTER_ARRIVAL_COLUMNS, DROP_OLD_TENANT_INDEX, E_COLUMNS, MIGRATE_SOURCE_INDEX, SCHEMA,
-    writer_pragmas,
+    ADD_UNRECOGNISED_COLUMN, COLUMNS, CREATE_TIME_INDEX, DEAD_LETTER_ARRIVAL_COLUMNS, DROP_OLD_TENANT_INDEX, E_COLUMNS,
+    MIGRATE_SOURCE_INDEX, SCHEMA, TIME_INDEX, writer_pragmas,
 };
 use writer::{Also, Job, writer_loop};
 
@@ -387,6 +391,22 @@ impl AuditStore for SqliteStore {
         Ok(Vec::new())
     }
 
+    async fn committed_after(&self, after: Option<&str>, limit: usize) -> Result<Committed, StoreError> {
+        let after = after.map_or(Ok(0), |id| parse_id(id, "record"))?;
+        self.read(move |conn| overview::committed_after(conn, after, limit))
+            .await
+    }
+
+    async fn last_commit(&self) -> Result<Option<String>, StoreError> {
+        self.read(overview::last_commit).await
+    }
+
+    async fn overview(&self, query: &Query, bucket_micros: i64) -> Result<Overview, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| overview::overview(conn, &query, bucket_micros))
+            .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         // A stopped writer is as bad as an unreachable database.
         if self.writer_stopped.load(Ordering::Relaxed) {
@@ -420,6 +440,25 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         if !present {
             conn.execute_batch(add)?;
         }
+    }
+    let flagged: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('audit_events') WHERE name = 'unrecognised'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !flagged {
+        conn.execute_batch(ADD_UNRECOGNISED_COLUMN)?;
+    }
+    if !has_index(conn, TIME_INDEX)? {
+        let records: i64 = conn.query_row("SELECT count(*) FROM audit_events", [], |r| r.get(0))?;
+        if records > 0 {
+            tracing::info!(
+                records,
+                "store: building the time index with the overview's columns (once)"
+            );
+        }
+        conn.execute_batch(CREATE_TIME_INDEX)?;
+        conn.execute_batch("DROP INDEX IF EXISTS audit_events_at")?;
     }
     conn.execute_batch(DROP_OLD_TENANT_INDEX)
 }

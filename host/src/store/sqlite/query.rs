@@ -15,7 +15,7 @@
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, params_from_iter};
 
-use super::schema::E_COLUMNS;
+use super::schema::{E_COLUMNS, TIME_INDEX};
 use super::union::walk_union;
 use super::{lookup, unavailable};
 use crate::store::{ActionFilter, NewRecord, Page, PageCursor, Query, Record, StoreError, micros};
@@ -76,6 +76,7 @@ pub(super) fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<
             external_id: row.get(14)?,
             metadata,
             mapper: row.get(16)?,
+            unrecognised: row.get(17)?,
         },
     }))
 }
@@ -121,6 +122,9 @@ fn conditions(q: &Query, reach: Option<&[String]>) -> Result<(String, Vec<Sql>),
     }
     if let Some(ip) = &q.ip {
         add("e.ip = ?", vec![Sql::Text(ip.clone())]);
+    }
+    if let Some(outcome) = &q.outcome {
+        add("e.outcome = ?", vec![Sql::Text(outcome.clone())]);
     }
     if let Some((clause, values)) = tenant_clause(reach) {
         add(&clause, values);
@@ -284,7 +288,7 @@ fn walk(
     limit: usize,
 ) -> Result<Vec<Record>, StoreError> {
     let mut args = Vec::new();
-    let index = driver.map_or("audit_events_at", |b| b.index);
+    let index = driver.map_or(TIME_INDEX, |b| b.index);
     let mut sql = format!("SELECT {E_COLUMNS} FROM audit_events AS e INDEXED BY {index} WHERE ");
     if let Some(branch) = driver {
         let (clause, values) = branch.equalities();

@@ -161,6 +161,7 @@ fn insert_row(stmt: &mut rusqlite::CachedStatement<'_>, r: &NewRecord) -> rusqli
     stmt.raw_bind_parameter(14, &r.external_id)?;
     stmt.raw_bind_parameter(15, r.metadata.get())?;
     stmt.raw_bind_parameter(16, &r.mapper)?;
+    stmt.raw_bind_parameter(17, r.unrecognised)?;
     Ok(stmt.raw_execute()? == 1)
 }
 
