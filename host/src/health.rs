@@ -35,6 +35,21 @@ pub struct Unhealthy {
     pub stopped: Option<String>,
 }
 
+/// One background source's progress as the overview shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceHealth {
+    /// The source name.
+    pub source: String,
+    /// Seconds since its last success (or its start).
+    pub seconds_without_success: i64,
+    /// Whether `/readyz` counts it as wedged.
+    pub wedged: bool,
+    /// Why it stopped for good, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+}
+
 /// The health registry of one service. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Health(
@@ -117,6 +132,24 @@ impl Health {
                     seconds_without_success: quiet,
                     stopped: p.stopped.clone(),
                 })
+            })
+            .collect()
+    }
+
+    /// Every background source's progress, wedged or not, for the overview.
+    pub fn report(&self) -> Vec<SourceHealth> {
+        let now = now_unix();
+        let all = self.0.read().unwrap_or_else(|e| e.into_inner());
+        all.iter()
+            .map(|(source, p)| {
+                let since = p.last_success_unix.unwrap_or(p.started_unix).max(p.started_unix);
+                let quiet = now.saturating_sub(since);
+                SourceHealth {
+                    source: source.clone(),
+                    seconds_without_success: quiet,
+                    wedged: quiet > p.stale_after_secs || p.stopped.is_some(),
+                    stopped: p.stopped.clone(),
+                }
             })
             .collect()
     }

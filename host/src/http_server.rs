@@ -185,8 +185,16 @@ async fn connection(
         let mut router = router.clone();
         async move {
             let answer = tower::Service::call(&mut router, request).await;
-            drop(in_flight);
-            answer
+            // The request stays in flight until its body is sent (a live
+            // stream's body lasts long after its head): the guard goes with it.
+            answer.map(|response| {
+                response.map(|body| {
+                    axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
+                        let _ = &in_flight;
+                        frame
+                    }))
+                })
+            })
         }
     });
     let conn = hyper::server::conn::http1::Builder::new()

@@ -216,6 +216,7 @@ fn main() -> ExitCode {
                 source,
                 limit,
                 catch_all,
+                ..Default::default()
             };
             match runtime.block_on(replay(settings, scope)) {
                 Ok(report) => {

@@ -23,7 +23,7 @@ use crate::ingest::{Pipeline, Received};
 use crate::store::{Commit, StoreError};
 
 /// What a replay did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplayReport {
     /// Letters looked at.
@@ -40,6 +40,9 @@ pub struct ReplayReport {
     pub catch_all: u64,
     /// Catch-all records replaced by a recognised mapping.
     pub remapped: u64,
+    /// The last letter looked at: a bounded replay continues after it, past
+    /// the letters that still fail.
+    pub last_letter: Option<String>,
 }
 
 /// Which letters to replay.
@@ -51,6 +54,10 @@ pub struct ReplayScope {
     pub limit: Option<u64>,
     /// Also re-map stored records that landed on a catch-all verb.
     pub catch_all: bool,
+    /// Start after this letter (a previous bounded replay's `last_letter`).
+    pub after: Option<String>,
+    /// Only this letter.
+    pub letter: Option<String>,
 }
 
 /// Replays dead letters oldest first; `progress(done)` is called after each.
@@ -62,8 +69,8 @@ pub async fn replay(
     stop: impl Fn() -> bool,
 ) -> Result<ReplayReport, StoreError> {
     let mut report = ReplayReport::default();
-    let mut after: Option<String> = None;
-    loop {
+    let mut after: Option<String> = scope.after.clone();
+    'letters: loop {
         let page = pipeline.store().dead_letters_after(after.as_deref(), 100).await?;
         let Some((last, _)) = page.last() else { break };
         after = Some(last.clone());
@@ -71,10 +78,14 @@ pub async fn replay(
             if stop() || scope.limit.is_some_and(|l| report.letters >= l) {
                 return Ok(report);
             }
-            if scope.source.as_deref().is_some_and(|s| s != letter.source) {
+            if scope.source.as_deref().is_some_and(|s| s != letter.source)
+                || scope.letter.as_deref().is_some_and(|only| only != id)
+            {
                 continue;
             }
+            let only_this = scope.letter.is_some();
             report.letters += 1;
+            report.last_letter = Some(id.clone());
             let received = Received {
                 source: letter.source.clone(),
                 at: letter.received_at,
@@ -108,6 +119,9 @@ pub async fn replay(
                 }
             }
             progress(&report);
+            if only_this {
+                break 'letters;
+            }
         }
     }
     if scope.catch_all {

@@ -169,6 +169,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         webhooks: Arc::new(webhooks),
         ingest_slots: api::ingest_slots(config.max_in_flight_requests),
         intake: config.http.intake(),
+        live: Default::default(),
     };
     let shutdown = ShutdownSignal::new();
     let tasks = start_sources(&config, pollers, tails, &state, &shutdown);
@@ -240,8 +241,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let bound = std::time::Duration::from_secs(shutdown_timeout_secs);
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
     let counts = std::sync::Arc::new(crate::http_server::ConnectionCounts::default());
+    let live = app.state.live.clone();
     let server = crate::http_server::serve(listener, router, limits, counts, async move {
         shutdown_signal().await;
+        // Live streams never end by themselves: end them, so the server drains.
+        live.close_all();
         let _ = signalled.send(());
     });
     // Requests in flight get the bound to finish; then the server is dropped.

@@ -151,11 +151,46 @@ impl Telemetry {
         self.0.store_write_seconds.observe(took);
     }
 
+    /// Each source's lag, for the overview page: poll sources in seconds
+    /// behind their newest stored event, tails in bytes not yet committed.
+    pub fn lags(&self) -> BTreeMap<String, SourceLag> {
+        let now = now_unix();
+        let all = self.0.sources.read().unwrap_or_else(|e| e.into_inner());
+        all.iter()
+            .map(|(name, m)| {
+                let at = m.poll_cursor_unix.load(Ordering::Relaxed);
+                let lag = SourceLag {
+                    poll_lag_secs: (at >= 0).then(|| now - at),
+                    tail_behind_bytes: m
+                        .is_tail
+                        .load(Ordering::Relaxed)
+                        .then(|| m.tail_behind_bytes.load(Ordering::Relaxed)),
+                    dead_lettered_since_start: m.dead_lettered.load(Ordering::Relaxed),
+                };
+                (name.clone(), lag)
+            })
+            .collect()
+    }
+
     /// Renders everything in the Prometheus text format, with the mapper
     /// runtime's own figures.
     pub fn render(&self, mappers: MapperFigures) -> String {
         render(&self.0, mappers)
     }
+}
+
+/// How far behind one source is (see [`Telemetry::lags`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceLag {
+    /// Poll sources: seconds between now and the newest stored event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll_lag_secs: Option<i64>,
+    /// Tail sources: bytes of the file not yet committed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tail_behind_bytes: Option<u64>,
+    /// Deliveries dead-lettered since the service started.
+    pub dead_lettered_since_start: u64,
 }
 
 /// What the mapper runtime reports for `/metrics`.

@@ -161,15 +161,26 @@ pub fn app_with_access(
     webhooks: Vec<Endpoint>,
     access: audit_ingest::access::Access,
 ) -> axum::Router {
+    api::router(state_with_access(store, runtime, webhooks, access))
+}
+
+/// The handler state [`app_with_access`] serves, for tests that change a part.
+pub fn state_with_access(
+    store: Store,
+    runtime: Runtime,
+    webhooks: Vec<Endpoint>,
+    access: audit_ingest::access::Access,
+) -> AppState {
     let tenants = Tenants::new(["acme".to_string(), "beta".to_string(), "example.org".to_string()]);
-    api::router(AppState {
+    AppState {
         pipeline: pipeline(store, runtime, tenants),
         health: Health::new(),
         access: Arc::new(access),
         webhooks: Arc::new(webhooks),
         ingest_slots: api::ingest_slots(api::DEFAULT_INGEST_SLOTS),
         intake: audit_ingest::api::Intake::default(),
-    })
+        live: Default::default(),
+    }
 }
 
 /// Sends one request through the router; returns the status and the JSON body

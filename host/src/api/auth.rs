@@ -130,8 +130,11 @@ impl FromRequestParts<AppState> for MaybeAuthed {
 async fn write(state: &AppState, access: &trail::Access<'_>) -> Result<(), crate::store::StoreError> {
     state
         .pipeline
-        .store()
-        .insert(vec![trail::record(access)], None)
+        .write(
+            trail::SOURCE,
+            vec![trail::record(access)],
+            crate::store::Commit::Records,
+        )
         .await
         .map(|_| ())
 }

@@ -47,6 +47,9 @@ pub enum AppError {
     BodyBudget(usize),
     /// 408: the body did not arrive within the deadline.
     RequestTimeout(std::time::Duration),
+    /// 503 with `Retry-After`: a bounded resource of the service (live
+    /// streams) is taken; the message says which.
+    Unavailable(String),
 }
 
 /// Seconds a client is asked to wait when the store is unavailable.
@@ -114,6 +117,10 @@ impl IntoResponse for AppError {
                 StatusCode::REQUEST_TIMEOUT,
                 json!({ "error": format!("the request body did not arrive within {} s", limit.as_secs_f64()) }),
             ),
+            AppError::Unavailable(m) => {
+                retry_after = Some(RETRY_AFTER_SECS);
+                (StatusCode::SERVICE_UNAVAILABLE, json!({ "error": m }))
+            }
             AppError::Store(StoreError::TooSlow(budget)) => {
                 tracing::warn!(
                     budget_secs = budget.as_secs(),

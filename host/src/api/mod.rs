@@ -8,7 +8,10 @@ pub mod error;
 pub mod health;
 pub mod intake;
 pub mod replay;
+pub mod stats;
+pub mod stream;
 pub mod timeline;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -39,6 +42,8 @@ pub struct AppState {
     pub ingest_slots: Arc<tokio::sync::Semaphore>,
     /// How webhook bodies are read: a deadline and a budget of bytes.
     pub intake: Intake,
+    /// The open live streams (`/audit/stream`), bounded, closed at shutdown.
+    pub live: stream::Live,
 }
 
 /// Default number of webhook requests processed at once.
@@ -52,12 +57,15 @@ pub fn ingest_slots(n: usize) -> Arc<tokio::sync::Semaphore> {
 /// The service's own paths; no webhook may be served at one (or under
 /// `/audit/` or `/admin/`).
 pub const OWN_ROUTES: &[&str] = &[
+    "/",
+    "/ui",
     "/audit",
     "/healthz",
     "/readyz",
     "/metrics",
     "/openapi.json",
     "/admin/replay",
+    "/admin/dead-letters",
 ];
 
 /// The API description (OpenAPI 3.1), kept in sync by a test.
@@ -71,12 +79,16 @@ async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/audit", get(timeline::list))
+        .route("/audit/stream", get(stream::stream))
+        .route("/audit/stats", get(stats::stats))
         .route("/audit/{id}", get(timeline::one))
+        .merge(ui::routes())
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi))
         .route("/admin/replay", axum::routing::post(replay::run))
+        .route("/admin/dead-letters", get(replay::list))
         .merge(webhook::routes(&state.webhooks))
         .with_state(state)
 }

@@ -16,9 +16,12 @@ pub const DEFAULT_LIMIT: usize = 50;
 /// The largest page.
 pub const MAX_LIMIT: usize = 500;
 
-const PARAMETERS: [&str; 11] = [
-    "source", "action", "actor", "ip", "tenant", "since", "until", "q", "cursor", "limit", "",
+const PARAMETERS: [&str; 12] = [
+    "source", "action", "actor", "ip", "tenant", "outcome", "since", "until", "q", "cursor", "limit", "",
 ];
+
+/// The outcomes a record can have.
+pub const OUTCOMES: [&str; 3] = ["success", "failure", "unknown"];
 
 /// The longest value of one parameter.
 const MAX_VALUE_BYTES: usize = 1024;
@@ -35,7 +38,7 @@ pub fn parse_query(raw: Option<&str>) -> Result<Query, AppError> {
     for (name, value) in pairs {
         if !PARAMETERS.contains(&name.as_str()) || name.is_empty() {
             return Err(AppError::BadRequest(format!(
-                "unknown parameter `{name}`; known: source, action, actor, ip, tenant, since, until, q, cursor, limit"
+                "unknown parameter `{name}`; known: source, action, actor, ip, tenant, outcome, since, until, q, cursor, limit"
             )));
         }
         if seen.contains(&name) {
@@ -64,6 +67,12 @@ pub fn parse_query(raw: Option<&str>) -> Result<Query, AppError> {
             "actor" => query.actor = Some(value),
             "ip" => query.ip = Some(value),
             "tenant" => query.tenant = Some(value),
+            "outcome" if OUTCOMES.contains(&value.as_str()) => query.outcome = Some(value),
+            "outcome" => {
+                return Err(AppError::BadRequest(
+                    "parameter `outcome` must be success, failure or unknown".into(),
+                ));
+            }
             "since" => query.since = Some(time(&name, &value)?),
             "until" => query.until = Some(time(&name, &value)?),
             "q" => query.text = Some(value),
@@ -139,6 +148,20 @@ pub fn record_json(record: &Record, with_metadata: bool) -> Value {
     out
 }
 
+/// One record with its original exactly as stored: the metadata text is
+/// spliced in as it is, so integers of any size, key order and number
+/// spelling come back byte for byte (a parse and print would sort keys and
+/// round integers beyond 64 bits).
+fn with_original(record: &Record) -> Response {
+    let mut text = record_json(record, false).to_string();
+    // `record_json` prints an object: replace its closing brace.
+    text.pop();
+    text.push_str(",\"metadata\":");
+    text.push_str(record.record.metadata.get());
+    text.push('}');
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
 /// A short mark of a read scope, carried in cursors: empty for all tenants.
 fn scope_mark(scope: &TenantScope) -> String {
     use sha2::Digest as _;
@@ -204,7 +227,7 @@ pub async fn list(
 pub async fn one(State(state): State<AppState>, authed: Authed, Path(id): Path<String>) -> Result<Response, AppError> {
     let scope = authed.read_scope(&state, Act::RecordRead).await?;
     let response = match state.pipeline.store().get(&id, &scope).await {
-        Ok(Some(record)) => Json(record_json(&record, true)).into_response(),
+        Ok(Some(record)) => with_original(&record).into_response(),
         Ok(None) => AppError::NotFound(format!("no audit record with id `{id}`")).into_response(),
         Err(e) => AppError::from(e).into_response(),
     };

@@ -543,10 +543,12 @@ impl Config {
         let mut paths = std::collections::HashSet::new();
         for w in &self.webhooks {
             let route = w.route();
-            if crate::api::OWN_ROUTES
-                .iter()
-                .any(|own| route == *own || route.starts_with("/audit/") || route.starts_with("/admin/"))
-            {
+            if crate::api::OWN_ROUTES.iter().any(|own| {
+                route == *own
+                    || route.starts_with("/audit/")
+                    || route.starts_with("/admin/")
+                    || route.starts_with("/ui/")
+            }) {
                 return Err(ConfigError::new(
                     format!("webhooks[{}].path", w.source),
                     format!("{route} is one of the service's own routes; choose another path"),

@@ -22,6 +22,7 @@ pub struct Pipeline {
     runtime: Runtime,
     tenants: Tenants,
     telemetry: Telemetry,
+    commits: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// One delivery, mapped and normalised.
@@ -79,7 +80,14 @@ impl Pipeline {
             runtime,
             tenants,
             telemetry,
+            commits: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
         }
+    }
+
+    /// Changes each time a write of this pipeline committed new records
+    /// (the live stream wakes on it; the value is a count of such writes).
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.subscribe()
     }
 
     /// The store records go to.
@@ -182,6 +190,9 @@ impl Pipeline {
         self.telemetry.store_write(started.elapsed());
         let summary = written?;
         self.telemetry.source(source).wrote(count, &summary);
+        if summary.inserted > 0 {
+            self.commits.send_modify(|n| *n = n.wrapping_add(1));
+        }
         Ok(summary)
     }
 

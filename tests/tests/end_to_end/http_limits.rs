@@ -39,6 +39,7 @@ async fn start(limits: ConnectionLimits, intake: Intake) -> Server {
         webhooks: Arc::new(vec![stalwart_endpoint()]),
         ingest_slots: api::ingest_slots(api::DEFAULT_INGEST_SLOTS),
         intake,
+        live: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -304,6 +304,7 @@ async fn with_every_ingest_slot_busy_senders_get_429_with_retry_after() {
         webhooks: std::sync::Arc::new(vec![audit_ingest_tests::stalwart_endpoint()]),
         ingest_slots: slots.clone(),
         intake: audit_ingest::api::Intake::default(),
+        live: Default::default(),
     });
     let held = slots.clone().acquire_many_owned(2).await.unwrap();
     let response = tower::ServiceExt::oneshot(router.clone(), signed(&batch()))
