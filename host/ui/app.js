@@ -180,6 +180,68 @@ function copyButton(text, label = "copy") {
 
 // ---------------------------------------------------------------- session
 let me = null;
+const PKCE_KEY = "audit-ingest.sign-in";
+
+const base64url = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const randomText = () => base64url(crypto.getRandomValues(new Uint8Array(32)));
+const redirectUri = () => `${location.origin}/ui/`;
+
+/** Offers sign-in with the identity provider when the service has a client for the page. */
+async function offerIdentityProvider() {
+  let config;
+  try { config = await (await fetch("/ui/config.json")).json(); } catch (_) { return; }
+  const box = $("#oidc-sign-in");
+  if (!config.oidc) {
+    box.hidden = !config.oidcError;
+    if (config.oidcError) { $("#oidc-button").disabled = true; $("#oidc-note").textContent = config.oidcError; }
+    return;
+  }
+  box.hidden = false;
+  if (!window.isSecureContext) {
+    $("#oidc-button").disabled = true;
+    $("#oidc-note").textContent = "Signing in with the identity provider needs this page over HTTPS (or on localhost).";
+    return;
+  }
+  $("#oidc-button").onclick = async () => {
+    const verifier = randomText();
+    const state = randomText();
+    const challenge = base64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+    // Where to return to after sign-in: the view the reader asked for.
+    sessionStorage.setItem(PKCE_KEY, JSON.stringify({ verifier, state, back: location.pathname + location.search, config: config.oidc }));
+    const q = new URLSearchParams({
+      response_type: "code", client_id: config.oidc.clientId, redirect_uri: redirectUri(),
+      scope: config.oidc.scope, state, code_challenge: challenge, code_challenge_method: "S256",
+    });
+    location.assign(`${config.oidc.authorizationEndpoint}?${q}`);
+  };
+}
+
+/** Completes a sign-in the identity provider sent back here (`?code=&state=`). */
+async function finishIdentityProvider() {
+  const params = new URLSearchParams(location.search);
+  if (!params.has("state") || !(params.has("code") || params.has("error"))) return null;
+  const pending = JSON.parse(sessionStorage.getItem(PKCE_KEY) || "null");
+  sessionStorage.removeItem(PKCE_KEY);
+  history.replaceState(null, "", pending ? pending.back : "/ui/");
+  if (!pending || pending.state !== params.get("state")) return "The sign-in answer did not match a sign-in started here; try again.";
+  if (params.has("error")) return `The identity provider refused: ${params.get("error_description") || params.get("error")}`;
+  let answer;
+  try {
+    const response = await fetch(pending.config.tokenEndpoint, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({
+        grant_type: "authorization_code", code: params.get("code"), redirect_uri: redirectUri(),
+        client_id: pending.config.clientId, code_verifier: pending.verifier,
+      }),
+    });
+    answer = await response.json();
+    if (!response.ok || !answer.access_token) return `The identity provider gave no token: ${answer.error_description || answer.error || response.status}`;
+  } catch (e) {
+    return `Could not reach the identity provider's token endpoint: ${e.message}`;
+  }
+  return signIn(answer.access_token);
+}
 
 function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
@@ -190,15 +252,17 @@ function signOut(message) {
 }
 
 async function signIn(candidate) {
-  sessionStorage.setItem(TOKEN_KEY, candidate);
+  // Asked directly (not through `api`): a refusal here is an answer, not a sign-out.
   try {
-    me = await apiJson("/audit/me");
-    return null;
+    const response = await fetch("/audit/me", { headers: { Authorization: `Bearer ${candidate}` } });
+    if (response.status === 401) return "That token was refused.";
+    if (!response.ok) return `Could not sign in: ${response.status} ${response.statusText}`;
+    me = await response.json();
   } catch (e) {
-    sessionStorage.removeItem(TOKEN_KEY);
-    me = null;
-    return e.status === 401 ? "That token was refused." : `Could not sign in: ${e.message}`;
+    return `Could not sign in: ${e.message}`;
   }
+  sessionStorage.setItem(TOKEN_KEY, candidate);
+  return null;
 }
 
 function showSession() {
@@ -228,6 +292,10 @@ function go(url) {
 }
 
 async function route(message) {
+  if (!token() && !message) {
+    const problem = await finishIdentityProvider();
+    if (problem) return route(problem);
+  }
   if (!token()) {
     show("sign-in");
     $("#nav").hidden = true;
@@ -241,7 +309,10 @@ async function route(message) {
   }
   if (!me) {
     const problem = await signIn(token());
-    if (problem) return route(problem);
+    if (problem) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      return route(problem);
+    }
   }
   showSession();
   const path = location.pathname.replace(/^\/ui\/?/, "");
@@ -597,8 +668,9 @@ async function loadOverview() {
   for (const s of stats.sources) {
     const timeline = `/ui/?source=${encodeURIComponent(s.source)}&range=${range}`;
     const lag = s.lag ? (s.lag.tailBehindBytes !== undefined ? `${s.lag.tailBehindBytes} bytes behind`
-      : s.lag.pollLagSecs !== undefined ? `${s.lag.pollLagSecs} s` : "") : "";
-    const health = s.health ? (s.health.wedged ? el("span", { class: "wedged", text: s.health.stopped || `no success for ${s.health.secondsWithoutSuccess} s` }) : "ok") : "";
+      : s.lag.pollLagSecs !== undefined ? `${s.lag.pollLagSecs} s behind` : "—") : "—";
+    // Only polled and tailed sources report progress; a webhook source has none to report.
+    const health = s.health ? (s.health.wedged ? el("span", { class: "wedged", text: s.health.stopped || `no success for ${s.health.secondsWithoutSuccess} s` }) : "ok") : "—";
     body.append(el("tr", { "data-source": s.source },
       el("td", {}, el("a", { href: timeline, text: s.source })),
       el("td", { "data-count": s.count, text: s.count }),
@@ -778,5 +850,6 @@ document.addEventListener("DOMContentLoaded", () => {
     if (window.scrollY === 0 && walk) { walk.fresh = 0; $("#new-events").hidden = true; }
   }, { passive: true });
   document.addEventListener("keydown", onKey);
+  offerIdentityProvider();
   route();
 });

@@ -213,6 +213,17 @@ try {
   const shownOthers = seen.filter((r) => r.source !== "audit-ingest").map((r) => r.id);
   check(shownOthers.length === acme.size && shownOthers.every((id) => acme.has(id)), `the tenant reader sees all ${acme.size} acme records of the sources`);
   check(!(await tenant.isVisible("#nav-dead-letters")), "a tenant reader has no dead-letter view");
+
+  // Sign-in with the identity provider: code flow with PKCE, back to the page.
+  const idpContext = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const idp = await idpContext.newPage();
+  await idp.goto(BASE + "/ui/overview");
+  await idp.waitForSelector("#oidc-sign-in:not([hidden]) #oidc-button:not([disabled])");
+  await idp.click("#oidc-button");
+  await idp.waitForSelector("#overview:not([hidden]) #chart svg");
+  check(new URL(idp.url()).pathname === "/ui/overview" && !idp.url().includes("code="), "the identity provider sends the reader back to the view it asked for, without the code in the URL");
+  check((await idp.textContent("#who-name")).startsWith("carol"), "signed in as the provider's user");
+  check((await idp.textContent("#scope-note")).includes("tenant acme only"), "the provider's groups decide the tenant");
   log("all checks passed");
 } finally {
   await browser.close();

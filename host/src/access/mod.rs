@@ -165,6 +165,11 @@ impl Access {
         }
     }
 
+    /// The OpenID Connect verifier, when `[api.oidc]` is configured.
+    pub fn oidc(&self) -> Option<&oidc::Verifier> {
+        self.oidc.as_ref()
+    }
+
     /// Only the service token (tests, and a service without `[api]` extras).
     pub fn service_token(token: Option<Secret>) -> Access {
         Access::new(token, tokens::MachineTokens::default(), None, false)

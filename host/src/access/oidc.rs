@@ -69,6 +69,14 @@ pub struct Config {
     /// The discovery document, when not at the issuer's
     /// `.well-known/openid-configuration`.
     pub discovery_url: Option<String>,
+    /// The OAuth2 client the web page signs in with (authorization code
+    /// with PKCE, a public client whose redirect URI is the service's
+    /// `/ui/`); none: the page offers token sign-in only. Its access tokens
+    /// must carry `audience` (authentik: the same provider, so the same
+    /// client id).
+    pub web_client_id: Option<String>,
+    /// The scopes the web page asks for.
+    pub web_scopes: String,
 }
 
 impl Default for Config {
@@ -85,6 +93,8 @@ impl Default for Config {
             jwks_refresh_secs: 600,
             jwks_min_refetch_secs: 10,
             discovery_url: None,
+            web_client_id: None,
+            web_scopes: "openid profile email".into(),
         }
     }
 }
@@ -135,6 +145,12 @@ impl Config {
         if !(10..=86_400).contains(&self.jwks_refresh_secs) {
             return Err(ConfigError::new("api.oidc.jwks_refresh_secs", "use 10 to 86400"));
         }
+        if self.web_client_id.as_deref().is_some_and(|c| c.trim().is_empty()) {
+            return Err(ConfigError::new(
+                "api.oidc.web_client_id",
+                "name the page's client id, or leave the key out",
+            ));
+        }
         if self.jwks_min_refetch_secs > 3600 {
             return Err(ConfigError::new("api.oidc.jwks_min_refetch_secs", "use 0 to 3600"));
         }
@@ -177,9 +193,35 @@ pub struct Verifier {
     keys: RwLock<KeySet>,
     /// Held while fetching (one fetch at a time); the last attempt's time.
     fetching: Mutex<Option<Instant>>,
-    jwks_uri: RwLock<Option<String>>,
+    /// What the discovery document said, once it was read.
+    discovered: RwLock<Option<Discovered>>,
+    /// The last discovery attempt for the web page, so an anonymous
+    /// `/ui/config.json` cannot make the service hammer the issuer.
+    web_attempt: Mutex<Option<Instant>>,
     /// Tokens that passed, so a repeated token skips its signature check.
     verified: VerifiedTokens,
+}
+
+/// The parts of the discovery document the service uses.
+#[derive(Debug, Clone)]
+struct Discovered {
+    jwks_uri: String,
+    authorization_endpoint: Option<String>,
+    token_endpoint: Option<String>,
+}
+
+/// What the web page needs to sign in with the issuer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebSignIn {
+    /// Where the browser is sent to sign in.
+    pub authorization_endpoint: String,
+    /// Where the page exchanges the code (with its PKCE verifier).
+    pub token_endpoint: String,
+    /// The page's client id.
+    pub client_id: String,
+    /// The scopes it asks for.
+    pub scope: String,
 }
 
 #[derive(Deserialize)]
@@ -209,7 +251,8 @@ impl Verifier {
             http,
             keys: RwLock::new(KeySet::default()),
             fetching: Mutex::new(None),
-            jwks_uri: RwLock::new(None),
+            discovered: RwLock::new(None),
+            web_attempt: Mutex::new(None),
             verified: VerifiedTokens::default(),
         })
     }
@@ -360,29 +403,76 @@ impl Verifier {
         }
     }
 
-    async fn fetch_keys(&self) -> Result<HashMap<String, Arc<Key>>, String> {
+    /// The discovery document's endpoints, read once.
+    async fn discover(&self) -> Result<Discovered, String> {
         // Bound first: a guard in the `match` would live through the write below.
-        let known = self.jwks_uri.read().await.clone();
-        let jwks_uri = match known {
-            Some(uri) => uri,
+        let known = self.discovered.read().await.clone();
+        if let Some(d) = known {
+            return Ok(d);
+        }
+        let doc = self.fetch_json(&self.config.discovery()).await?;
+        let issuer = doc.get("issuer").and_then(Value::as_str).unwrap_or_default();
+        if issuer != self.config.issuer {
+            return Err(format!(
+                "the discovery document names issuer `{issuer}`, not the configured `{}`",
+                self.config.issuer
+            ));
+        }
+        let text = |key: &str| doc.get(key).and_then(Value::as_str).map(str::to_string);
+        let found = Discovered {
+            jwks_uri: text("jwks_uri").ok_or("the discovery document has no jwks_uri")?,
+            authorization_endpoint: text("authorization_endpoint"),
+            token_endpoint: text("token_endpoint"),
+        };
+        *self.discovered.write().await = Some(found.clone());
+        Ok(found)
+    }
+
+    /// How the web page signs in with the issuer: `None` without a
+    /// `web_client_id`; an error when the issuer's endpoints are not known
+    /// (discovery failed; tried again at most every `jwks_min_refetch_secs`,
+    /// and not more than once a second).
+    pub async fn web_sign_in(&self) -> Option<Result<WebSignIn, String>> {
+        let client_id = self.config.web_client_id.clone()?;
+        let known = self.discovered.read().await.clone();
+        let discovered = match known {
+            Some(d) => Ok(d),
             None => {
-                let doc = self.fetch_json(&self.config.discovery()).await?;
-                let issuer = doc.get("issuer").and_then(Value::as_str).unwrap_or_default();
-                if issuer != self.config.issuer {
-                    return Err(format!(
-                        "the discovery document names issuer `{issuer}`, not the configured `{}`",
-                        self.config.issuer
-                    ));
+                let mut last = self.web_attempt.lock().await;
+                let gap = Duration::from_secs(self.config.jwks_min_refetch_secs.max(1));
+                if last.is_some_and(|t| t.elapsed() < gap) {
+                    Err("the identity provider's discovery document could not be read; try again shortly".to_string())
+                } else {
+                    *last = Some(Instant::now());
+                    self.discover().await
                 }
-                let uri = doc
-                    .get("jwks_uri")
-                    .and_then(Value::as_str)
-                    .ok_or("the discovery document has no jwks_uri")?
-                    .to_string();
-                *self.jwks_uri.write().await = Some(uri.clone());
-                uri
             }
         };
+        Some(discovered.and_then(|d| {
+            let (Some(authorization_endpoint), Some(token_endpoint)) = (d.authorization_endpoint, d.token_endpoint)
+            else {
+                return Err("the discovery document names no authorization or token endpoint".into());
+            };
+            Ok(WebSignIn {
+                authorization_endpoint,
+                token_endpoint,
+                client_id,
+                scope: self.config.web_scopes.clone(),
+            })
+        }))
+    }
+
+    /// The token endpoint's origin once discovery has run (the page's
+    /// policy lets it post the code there); never fetches.
+    pub fn token_origin_now(&self) -> Option<String> {
+        self.config.web_client_id.as_ref()?;
+        let discovered = self.discovered.try_read().ok()?.clone()?;
+        let url = reqwest::Url::parse(discovered.token_endpoint.as_deref()?).ok()?;
+        Some(url.origin().ascii_serialization())
+    }
+
+    async fn fetch_keys(&self) -> Result<HashMap<String, Arc<Key>>, String> {
+        let jwks_uri = self.discover().await?.jwks_uri;
         let set = self.fetch_json(&jwks_uri).await?;
         let listed = set
             .get("keys")

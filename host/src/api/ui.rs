@@ -1,6 +1,13 @@
 //! The web page: `/ui/` and its assets, embedded in the binary (no Node.js
-//! to build or run it; plain HTML, CSS and JavaScript with no library), and
-//! `GET /audit/me`, which tells the page who its credential is.
+//! to build or run it; plain HTML, CSS and JavaScript with no library),
+//! `GET /ui/config.json` (how the page may sign in), and `GET /audit/me`,
+//! which tells the page who its credential is.
+//!
+//! Sign-in is a pasted token or, with `[api.oidc] web_client_id`, the
+//! platform's identity provider: authorization code with PKCE (S256), the
+//! page a public client whose redirect URI is `<this service>/ui/`. The
+//! page's policy lets it reach only this service and, for the code
+//! exchange, the issuer's token endpoint.
 //!
 //! Every path under `/ui/` that is not an asset answers the page itself, so
 //! a view's address (`/ui/event/42`, `/ui/overview?range=7d`) can be shared
@@ -23,9 +30,15 @@ const SCRIPT: &str = include_str!("../../ui/app.js");
 const STYLE: &str = include_str!("../../ui/app.css");
 const ICON: &str = include_str!("../../ui/icon.svg");
 
-/// What the page may load and talk to: only this service.
-const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-     connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'";
+/// What the page may load and talk to: only this service, and the issuer's
+/// token endpoint (`extra`) for the sign-in code exchange.
+fn policy(extra: Option<&str>) -> String {
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'{}; form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
+        extra.map(|o| format!(" {o}")).unwrap_or_default()
+    )
+}
 
 /// The page's routes.
 pub fn routes() -> axum::Router<AppState> {
@@ -33,6 +46,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/", get(|| async { Redirect::to("/ui/") }))
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(page))
+        .route("/ui/config.json", get(config))
         .route("/ui/{*path}", get(asset))
         .route("/audit/me", get(me))
 }
@@ -47,18 +61,40 @@ fn file(path: &str) -> (&'static str, &'static str) {
     }
 }
 
-async fn page(headers: HeaderMap) -> Response {
-    serve(INDEX, "text/html; charset=utf-8", &headers)
+async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    serve(&state, INDEX, "text/html; charset=utf-8", &headers)
 }
 
-async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+async fn asset(State(state): State<AppState>, Path(path): Path<String>, headers: HeaderMap) -> Response {
     let (body, kind) = file(&path);
-    serve(body, kind, &headers)
+    serve(&state, body, kind, &headers)
+}
+
+/// `GET /ui/config.json`: whether and where the page signs in with the
+/// identity provider. Public, like the page: it names endpoints the
+/// issuer publishes anyway.
+async fn config(State(state): State<AppState>) -> Response {
+    let answer = match state.access.oidc() {
+        None => json!({ "oidc": null }),
+        Some(verifier) => match verifier.web_sign_in().await {
+            None => json!({ "oidc": null }),
+            Some(Ok(sign_in)) => json!({ "oidc": sign_in }),
+            Some(Err(why)) => {
+                tracing::warn!(error = %why, "the web page cannot offer sign-in with the identity provider");
+                json!({ "oidc": null, "oidcError": "the identity provider cannot be reached; sign in with a token" })
+            }
+        },
+    };
+    let mut response = Json(answer).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// One embedded file, revalidated by its hash (`ETag`), so a new build's
 /// page is never mixed with an old build's script.
-fn serve(body: &'static str, kind: &'static str, headers: &HeaderMap) -> Response {
+fn serve(state: &AppState, body: &'static str, kind: &'static str, headers: &HeaderMap) -> Response {
     let tag = format!("\"{}\"", hex(&sha2::Sha256::digest(body.as_bytes())[..12]));
     let mut response = if headers
         .get(header::IF_NONE_MATCH)
@@ -73,7 +109,10 @@ fn serve(body: &'static str, kind: &'static str, headers: &HeaderMap) -> Respons
         h.insert(header::ETAG, tag);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY));
+    let token_origin = state.access.oidc().and_then(|v| v.token_origin_now());
+    let strict = HeaderValue::from_str(&policy(None)).unwrap_or(HeaderValue::from_static("default-src 'none'"));
+    let policy = HeaderValue::from_str(&policy(token_origin.as_deref())).unwrap_or(strict);
+    h.insert(header::CONTENT_SECURITY_POLICY, policy);
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     response

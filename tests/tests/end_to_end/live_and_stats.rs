@@ -392,6 +392,10 @@ async fn the_page_is_served_with_a_strict_policy_and_tells_the_caller_who_it_is(
             .starts_with("text/javascript")
     );
 
+    // Without an identity provider for the page, it offers token sign-in only.
+    let (status, config) = call(&s.router, Request::get("/ui/config.json").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, config), (StatusCode::OK, json!({ "oidc": null })));
+
     let (status, me) = call(&s.router, request("/audit/me", &s.acme_token)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(

@@ -6,7 +6,8 @@
 //! walks the timeline to its end, filters, opens an event and checks its
 //! original's 64-bit numbers, pivots, sees a live event after a webhook,
 //! reads as a tenant reader, checks the chart's totals and the dead
-//! letters, and saves screenshots in `target/ui-screenshots/`.
+//! letters, signs in through a local identity provider (authorization code
+//! with PKCE), and saves screenshots in `target/ui-screenshots/`.
 //!
 //! `.ci/run` installs the browser and the driver and sets
 //! `AUDIT_TEST_REQUIRE_BROWSER`. Elsewhere, without them, the test says
@@ -193,7 +194,14 @@ async fn the_page_works_in_a_real_browser() {
     );
     let acme = tokens::create("acme-reader", &["read:tenant=acme".into()]).unwrap();
     let machine = tokens::MachineTokens::resolve(std::slice::from_ref(&acme.entry)).unwrap();
-    let access = Access::new(Some(Secret::new(TOKEN.to_string())), machine, None, false);
+    // The platform's identity provider, with a client for the page.
+    let issuer =
+        audit_ingest_tests::oidc::Issuer::start(vec![audit_ingest_tests::oidc::SigningKey::ed25519("k1")]).await;
+    issuer.sign_in_as("carol", &["acme", "staff"]);
+    let mut oidc = issuer.config();
+    oidc.web_client_id = Some(audit_ingest_tests::oidc::AUDIENCE.into());
+    let verifier = audit_ingest::access::oidc::Verifier::new(oidc).unwrap();
+    let access = Access::new(Some(Secret::new(TOKEN.to_string())), machine, Some(verifier), false);
     let state = AppState {
         pipeline: pipeline.clone(),
         health: Health::new(),
@@ -239,6 +247,11 @@ async fn the_page_works_in_a_real_browser() {
     println!("{log}");
     eprintln!("{}", String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "the browser run failed:\n{log}");
+    assert_eq!(
+        issuer.issued(),
+        1,
+        "the page signed in once through the identity provider"
+    );
     // The live event the script posted is stored once.
     assert_eq!(
         audit_ingest_tests::all_records(&store, "stalwart").await.len() as u64,
