@@ -374,7 +374,8 @@ async function loadTimeline() {
   timelineKey = key;
   const form = $("#filters");
   fillFilters(form, params, range);
-  await fillSources(form.elements.source, params.get("source"));
+  // Not awaited: the rows do not wait for the source list.
+  fillSources(form.elements.source, params.get("source"));
   stopLive();
   $("#events tbody").replaceChildren();
   selected = -1;
@@ -442,11 +443,13 @@ function openFromTimeline(id) {
   go(`/ui/event/${encodeURIComponent(id)}${location.search}`);
 }
 
-async function fillSources(select, current) {
+/** Fills a source list from the sources the store knows (`latest`), once. */
+async function fillSources(select, current, stats) {
   if (select.options.length <= 1) {
     try {
-      const stats = await apiJson("/audit/stats");
-      for (const s of stats.sources) select.append(el("option", { text: s.source }));
+      // A one-minute range: the source list comes with it at no counting cost.
+      const known = stats || (await apiJson(`/audit/stats?since=${new Date(Date.now() - 60e3).toISOString()}`));
+      for (const s of known.sources) if (![...select.options].some((o) => o.value === s.source)) select.append(el("option", { text: s.source }));
     } catch (_) { /* the list stays "any" */ }
   }
   if (current && ![...select.options].some((o) => o.value === current)) select.append(el("option", { text: current }));
@@ -648,7 +651,6 @@ async function loadOverview() {
   const range = RANGES[params.get("range")] && params.get("range") !== "15m" ? params.get("range") : "24h";
   const form = $("#overview-filters");
   form.elements.range.value = range;
-  await fillSources(form.elements.source, params.get("source"));
   const until = new Date();
   const since = new Date(until.getTime() - RANGES[range]);
   const q = new URLSearchParams({ since: since.toISOString(), until: until.toISOString() });
@@ -660,6 +662,8 @@ async function loadOverview() {
     $("#chart").replaceChildren(el("p", { class: "error", text: `Could not load the counts: ${e.message}` }));
     return;
   }
+  // The answer lists every source unless it was asked about one.
+  fillSources(form.elements.source, params.get("source"), params.get("source") ? undefined : stats);
   $("#overview-total").textContent = `${stats.total} events`;
   $("#overview-total").dataset.total = stats.total;
   drawChart(stats, since, until);

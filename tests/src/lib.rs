@@ -4,6 +4,7 @@
 
 pub mod authentik;
 pub mod bench;
+pub mod browser;
 pub mod ceilings;
 pub mod faulty;
 pub mod fuzz;

@@ -14,7 +14,6 @@
 //! SKIPPED (with what is missing) and passes; with that variable or `CI` set
 //! it fails instead, so CI cannot skip it silently.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
@@ -23,11 +22,11 @@ use audit_ingest::api::{self, AppState};
 use audit_ingest::config::Secret;
 use audit_ingest::event::Transport;
 use audit_ingest::health::Health;
-use audit_ingest::http_server::{ConnectionCounts, ConnectionLimits};
 use audit_ingest::ingest::{Received, Tenants};
 use audit_ingest::runtime::{InstanceMode, Limits};
 use audit_ingest::sources::webhook::signature::stalwart_signature;
 use audit_ingest::store::Store;
+use audit_ingest_tests::browser::{Served, find_tools, workspace};
 use audit_ingest_tests::{STALWART_SECRET, TOKEN, embedded_store, pipeline, runtime, stalwart_endpoint};
 use chrono::{Duration, SecondsFormat, Utc};
 use serde_json::{Value, json};
@@ -38,41 +37,6 @@ const PER_BATCH: u64 = 10;
 /// authentik events and oCIS lines mapped.
 const AUTHENTIK_EVENTS: usize = 120;
 const OCIS_LINES: u64 = 80;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// What the browser run needs, or why it cannot run here.
-struct Tools {
-    node: PathBuf,
-    chromium: PathBuf,
-    script: PathBuf,
-}
-
-fn find_tools() -> Result<Tools, String> {
-    let on_path = |name: &str| {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join(name))
-                .find(|p| p.is_file())
-        })
-    };
-    let node = on_path("node").ok_or("no `node` on PATH")?;
-    let chromium = std::env::var_os("AUDIT_TEST_CHROMIUM")
-        .map(PathBuf::from)
-        .or_else(|| on_path("chromium"))
-        .ok_or("no `chromium` on PATH (Debian: apt-get install chromium; or set AUDIT_TEST_CHROMIUM)")?;
-    let ui = workspace().join("tests/ui");
-    if !ui.join("node_modules/playwright-core").is_dir() {
-        return Err("playwright-core is not installed (run `npm ci --prefix tests/ui`)".into());
-    }
-    Ok(Tools {
-        node,
-        chromium,
-        script: ui.join("browser.mjs"),
-    })
-}
 
 /// The `k`-th Stalwart event of a batch: logins and failed logins of users
 /// in tenants acme and beta, with Stalwart's 64-bit span ids.
@@ -211,18 +175,8 @@ async fn the_page_works_in_a_real_browser() {
         intake: audit_ingest::api::Intake::default(),
         live: Default::default(),
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(audit_ingest::http_server::serve(
-        listener,
-        api::router(state.clone()),
-        ConnectionLimits::default(),
-        Arc::new(ConnectionCounts::default()),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let served = Served::start(state.clone()).await;
+    let base = served.base.clone();
     let stalwart = seed(&store, &base, &pipeline).await;
     assert_eq!(stalwart, BATCHES * PER_BATCH);
 
@@ -230,7 +184,7 @@ async fn the_page_works_in_a_real_browser() {
     std::fs::create_dir_all(&shots).unwrap();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(&tools.node)
-            .arg(&tools.script)
+            .arg(tools.dir.join("browser.mjs"))
             .env("BASE_URL", &base)
             .env("TOKEN", TOKEN)
             .env("TENANT_TOKEN", &acme.token)
@@ -258,9 +212,7 @@ async fn the_page_works_in_a_real_browser() {
         stalwart + 1
     );
     state.live.close_all();
-    let _ = stop.send(());
-    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+    tokio::time::timeout(std::time::Duration::from_secs(10), served.stop())
         .await
-        .expect("the server drains with a live stream open")
-        .unwrap();
+        .expect("the server drains once live streams are closed");
 }

@@ -46,15 +46,36 @@ pub(super) fn path_for(events: &Path) -> PathBuf {
 pub(super) fn create(path: &Path, newest_event: i64) -> rusqlite::Result<()> {
     let conn = Connection::open(path)?;
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
+    let had_counts: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE name = 'audit_counts'",
+        [],
+        |r| r.get(0),
+    )?;
     conn.execute_batch(LOOKUP_SCHEMA)?;
-    if watermark_of(&conn)? > newest_event {
-        tracing::warn!(file = %path.display(), "the actor/IP lookup is ahead of the events; rebuilding it");
+    let watermark = watermark_of(&conn)?;
+    let ahead = watermark > newest_event;
+    // A lookup made before the hourly counts holds keys but no counts.
+    let without_counts = !had_counts && watermark > 0;
+    if ahead || without_counts {
+        if ahead {
+            tracing::warn!(file = %path.display(), "the actor/IP lookup is ahead of the events; rebuilding it");
+        } else {
+            tracing::info!(file = %path.display(), "rebuilding the lookup in the background to add hourly counts (once)");
+        }
         conn.execute_batch(
             "DELETE FROM audit_lookup; INSERT INTO audit_text (audit_text) VALUES ('delete-all'); \
-             UPDATE lookup_meta SET value = 0 WHERE name = 'watermark';",
+             DELETE FROM audit_counts; UPDATE lookup_meta SET value = 0 WHERE name IN ('watermark', 'removed_seen');",
         )?;
     }
     Ok(())
+}
+
+/// Microseconds in an hour.
+pub(super) const HOUR: i64 = 3_600_000_000;
+
+/// The start of the hour `at` (microseconds) falls in.
+pub(super) fn hour_of(at: i64) -> i64 {
+    at - at.rem_euclid(HOUR)
 }
 
 /// The lookup key of an actor value (id, name or e-mail).
@@ -193,13 +214,54 @@ fn watermark_of(write: &Connection) -> rusqlite::Result<i64> {
 /// moves the watermark, in one transaction. Returns how many events it read.
 fn pass(read: &Connection, write: &mut Connection) -> rusqlite::Result<i64> {
     let from = watermark_of(write)?;
+    // The events and the removals are read in one snapshot: a record removed
+    // after it is either in this pass's events (counted now, taken out by a
+    // later pass) or in neither.
+    read.execute_batch("BEGIN")?;
+    let result = read_pass(read, write, from);
+    read.execute_batch("COMMIT")?;
+    let (keys, texts, counts, removed, last, count) = result?;
+    if count == 0 && removed.is_empty() {
+        return Ok(0);
+    }
+    write_pass(write, keys, texts, counts, removed, last)?;
+    Ok(count)
+}
+
+/// Hourly count keys: (hour, source, outcome, tenant) → (records, catch-all records).
+type Counts = std::collections::HashMap<(i64, String, String, String), (i64, i64)>;
+
+/// Removals not taken into account yet: (seq, id, key of its count, catch-all).
+type Removals = Vec<(i64, i64, (i64, String, String, String), i64)>;
+
+type PassRead = (Vec<(String, i64, i64)>, Vec<(i64, String)>, Counts, Removals, i64, i64);
+
+fn read_pass(read: &Connection, write: &Connection, from: i64) -> rusqlite::Result<PassRead> {
+    let seen: i64 = write
+        .prepare_cached("SELECT value FROM lookup_meta WHERE name = 'removed_seen'")?
+        .query_row([], |r| r.get(0))?;
+    let removed: Removals = read
+        .prepare_cached(
+            "SELECT seq, id, at, source, outcome, tenant, unrecognised FROM removed_events WHERE seq > ?1 ORDER BY seq",
+        )?
+        .query_map([seen], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                (hour_of(r.get(2)?), r.get(3)?, r.get(4)?, r.get(5)?),
+                r.get(6)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
     let mut keys: Vec<(String, i64, i64)> = Vec::new();
     let mut texts: Vec<(i64, String)> = Vec::new();
+    let mut counts = Counts::default();
     let mut last = from;
     let mut count = 0;
     {
         let mut rows = read.prepare_cached(
-            "SELECT id, at, actor_id, actor_name, actor_email, ip, target_id, target_name \
+            "SELECT id, at, actor_id, actor_name, actor_email, ip, target_id, target_name, \
+             source, outcome, coalesce(tenant_slug, ''), unrecognised \
              FROM audit_events WHERE id > ?1 ORDER BY id LIMIT ?2",
         )?;
         let mut it = rows.query(params![from, PASS])?;
@@ -227,13 +289,28 @@ fn pass(read: &Connection, write: &mut Connection) -> rusqlite::Result<i64> {
             if !text.is_empty() {
                 texts.push((id, text));
             }
+            let slot = counts
+                .entry((hour_of(at), row.get(8)?, row.get(9)?, row.get(10)?))
+                .or_insert((0, 0));
+            slot.0 += 1;
+            slot.1 += row.get::<_, i64>(11)?;
             last = id;
             count += 1;
         }
     }
-    if count == 0 {
-        return Ok(0);
-    }
+    Ok((keys, texts, counts, removed, last, count))
+}
+
+/// Adds what one pass read and moves the watermark, in one transaction.
+fn write_pass(
+    write: &mut Connection,
+    mut keys: Vec<(String, i64, i64)>,
+    texts: Vec<(i64, String)>,
+    counts: Counts,
+    removed: Removals,
+    last: i64,
+) -> rusqlite::Result<()> {
+    let from = watermark_of(write)?;
     keys.sort_unstable();
     let tx = write.transaction()?;
     {
@@ -245,9 +322,28 @@ fn pass(read: &Connection, write: &mut Connection) -> rusqlite::Result<i64> {
         for (id, body) in &texts {
             text.execute(params![id, body])?;
         }
+        let mut add_count = tx.prepare_cached(
+            "INSERT INTO audit_counts (hour, source, outcome, tenant, n, unrecognised) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO UPDATE \
+             SET n = n + excluded.n, unrecognised = unrecognised + excluded.unrecognised",
+        )?;
+        for ((hour, source, outcome, tenant), (n, unrecognised)) in &counts {
+            add_count.execute(params![hour, source, outcome, tenant, n, unrecognised])?;
+        }
+        // A removed record was counted when an earlier pass covered its id.
+        let mut take = tx.prepare_cached(
+            "UPDATE audit_counts SET n = n - 1, unrecognised = unrecognised - ?6 \
+             WHERE hour = ?1 AND source = ?2 AND outcome = ?3 AND tenant = ?4 AND ?5 <= ?7",
+        )?;
+        for (_, id, (hour, source, outcome, tenant), unrecognised) in &removed {
+            take.execute(params![hour, source, outcome, tenant, id, unrecognised, from])?;
+        }
+        if let Some((seq, ..)) = removed.last() {
+            tx.prepare_cached("UPDATE lookup_meta SET value = ?1 WHERE name = 'removed_seen'")?
+                .execute([seq])?;
+        }
         tx.prepare_cached("UPDATE lookup_meta SET value = ?1 WHERE name = 'watermark'")?
             .execute([last])?;
     }
-    tx.commit()?;
-    Ok(count)
+    tx.commit()
 }

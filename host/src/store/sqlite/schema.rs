@@ -58,6 +58,18 @@ CREATE TABLE IF NOT EXISTS source_actions (
     action TEXT NOT NULL,
     PRIMARY KEY (source, action)
 ) WITHOUT ROWID;
+-- Records removed after they were written (a catch-all record replaced by
+-- its re-mapping), in the order removed, so the lookup builder can take
+-- them out of the hourly counts it already made.
+CREATE TABLE IF NOT EXISTS removed_events (
+    seq INTEGER PRIMARY KEY,
+    id INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    unrecognised INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ingest_cursors (
     source TEXT PRIMARY KEY,
     cursor TEXT NOT NULL,
@@ -69,8 +81,8 @@ CREATE TABLE IF NOT EXISTS ingest_cursors (
 /// (see `lookup.rs`), attached to read connections as `lk`.
 ///
 /// `a:<actor id, name or e-mail>` and `i:<ip>` keys of each event, newest
-/// first per key; the actor and target text for `q`; and the watermark: the
-/// last event id whose keys are in.
+/// first per key; the actor and target text for `q`; hourly counts for the
+/// overview; and the watermark: the last event id whose keys are in.
 pub(super) const LOOKUP_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit_lookup (
     key TEXT NOT NULL,
@@ -83,11 +95,24 @@ CREATE TABLE IF NOT EXISTS audit_lookup (
 CREATE VIRTUAL TABLE IF NOT EXISTS audit_text USING fts5(
     body, tokenize = 'trigram', content = ''
 );
+-- Records per hour, source, outcome and tenant ('' for none), of the
+-- events up to the watermark: the overview's counts for whole hours.
+CREATE TABLE IF NOT EXISTS audit_counts (
+    hour INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    unrecognised INTEGER NOT NULL,
+    PRIMARY KEY (hour, source, outcome, tenant)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS lookup_meta (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO lookup_meta (name, value) VALUES ('watermark', 0);
+-- The last removed_events row taken into account.
+INSERT OR IGNORE INTO lookup_meta (name, value) VALUES ('removed_seen', 0);
 ";
 
 /// The time index (created by `migrate`, after the columns it covers

@@ -194,6 +194,12 @@ fn write_group(
         }
         drop(insert);
         if let Also::ReplaceRecord(id) = also {
+            // Noted first: hourly counts may already hold it (see `lookup`).
+            tx.prepare_cached(
+                "INSERT INTO removed_events (id, at, source, outcome, tenant, unrecognised) \
+                 SELECT id, at, source, outcome, coalesce(tenant_slug, ''), unrecognised FROM audit_events WHERE id = ?1",
+            )?
+            .execute([id])?;
             tx.prepare_cached("DELETE FROM audit_events WHERE id = ?1")?
                 .execute([id])?;
         }
