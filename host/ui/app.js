@@ -589,7 +589,7 @@ function onKey(e) {
 
 // ---------------------------------------------------------------- detail
 function closeDetail() {
-  if (timelineShown && history.length > 1 && history.state !== "direct") history.back();
+  if (timelineShown && history.length > 1) history.back();
   else go(`/ui/${location.search}`);
 }
 

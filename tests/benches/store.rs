@@ -89,28 +89,8 @@ fn main() {
             SqliteStore::open(&dir.path().join("a.sqlite3"), Durability::Normal).unwrap(),
         );
         let store: Store = sqlite.clone();
-        let mut handles = Vec::new();
-        for b in 0..1000u64 {
-            let batch: Vec<NewRecord> = (b * 1000..(b + 1) * 1000).map(record).collect();
-            let s = store.clone();
-            handles.push(tokio::spawn(async move { s.insert(batch, None).await.unwrap() }));
-            if handles.len() >= 8 {
-                for h in handles.drain(..) {
-                    h.await.unwrap();
-                }
-            }
-        }
-        for h in handles {
-            h.await.unwrap();
-        }
-        // What the maintenance thread does every five minutes, done now; and
-        // the background lookup is given the moments it needs to catch up.
-        sqlite.analyze().unwrap();
-        let waited = Instant::now();
-        while sqlite.lookup_lag().unwrap() > 0 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        println!("(the background lookup caught up {:.1} s after the load)", waited.elapsed().as_secs_f64());
+        let waited = audit_ingest_tests::bench::load_store(&sqlite, 1_000_000, record).await;
+        println!("(the background lookup caught up {:.1} s after the load)", waited.as_secs_f64());
         let router = app(store.clone(), runtime(None, InstanceMode::Fresh, Limits::default()));
         println!("\n/audit over 1,000,000 events, 50 records a page (median / p99):");
         let all_tenants = [

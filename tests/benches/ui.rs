@@ -7,7 +7,7 @@
 
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use audit_ingest::access::Access;
 use audit_ingest::config::Secret;
@@ -76,24 +76,7 @@ fn main() {
         let store: Store = sqlite.clone();
         let now = Utc::now();
         let loading = Instant::now();
-        let mut handles = Vec::new();
-        for b in 0..RECORDS / 1000 {
-            let batch: Vec<NewRecord> = (b * 1000..(b + 1) * 1000).map(|i| record(i, now)).collect();
-            let s = store.clone();
-            handles.push(tokio::spawn(async move { s.insert(batch, None).await.unwrap() }));
-            if handles.len() >= 8 {
-                for h in handles.drain(..) {
-                    h.await.unwrap();
-                }
-            }
-        }
-        for h in handles {
-            h.await.unwrap();
-        }
-        sqlite.analyze().unwrap();
-        while sqlite.lookup_lag().unwrap() > 0 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        audit_ingest_tests::bench::load_store(&sqlite, RECORDS, |i| record(i, now)).await;
         println!("{RECORDS} records loaded in {:.1} s", loading.elapsed().as_secs_f64());
 
         // The store's counts alone, as /audit/stats asks for them.

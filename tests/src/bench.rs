@@ -98,3 +98,39 @@ pub fn tagged(component: &[u8], tag: u32) -> Vec<u8> {
     out.extend_from_slice(&payload);
     out
 }
+
+/// Writes `total` records made by `record(i)` in batches of 1,000, eight
+/// batches at a time (so the store's group commits fill), then refreshes
+/// the planner's statistics and waits until the background lookup has
+/// caught up, as a service that has been running would have. Returns how
+/// long the lookup took to catch up after the last write.
+pub async fn load_store(
+    sqlite: &std::sync::Arc<audit_ingest::store::sqlite::SqliteStore>,
+    total: u64,
+    record: impl Fn(u64) -> audit_ingest::store::NewRecord,
+) -> Duration {
+    let store: audit_ingest::store::Store = sqlite.clone();
+    let mut handles = Vec::new();
+    for b in 0..total.div_ceil(1000) {
+        let batch: Vec<_> = (b * 1000..((b + 1) * 1000).min(total)).map(&record).collect();
+        let s = store.clone();
+        handles.push(tokio::spawn(async move {
+            s.insert(batch, None).await.expect("load the store")
+        }));
+        if handles.len() >= 8 {
+            for h in handles.drain(..) {
+                h.await.expect("a load task");
+            }
+        }
+    }
+    for h in handles {
+        h.await.expect("a load task");
+    }
+    // What the maintenance thread does every five minutes, done now.
+    sqlite.analyze().expect("analyze");
+    let waited = Instant::now();
+    while sqlite.lookup_lag().expect("the lookup's lag") > 0 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    waited.elapsed()
+}

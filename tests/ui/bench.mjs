@@ -1,15 +1,9 @@
 // The page's speed on a large store, in Debian's chromium (playwright-core).
 // Started by `cargo bench -p audit-ingest-tests --bench ui` with the service
 // running and seeded; prints one line per figure.
-import { chromium } from "playwright-core";
-import { createHmac } from "node:crypto";
+import { env, launch, postStalwart } from "./common.mjs";
 import { gzipSync } from "node:zlib";
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const BASE = env("BASE_URL");
 const TOKEN = env("TOKEN");
 const SECRET = env("STALWART_SECRET");
@@ -30,11 +24,7 @@ for (const path of ["/ui/", "/ui/app.js", "/ui/app.css", "/ui/icon.svg"]) {
 }
 console.log(`assets in all: ${(total / 1024).toFixed(1)} KiB gzipped`);
 
-const browser = await chromium.launch({
-  executablePath: env("CHROMIUM"),
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-});
+const browser = await launch();
 try {
   const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
   await context.addInitScript((token) => sessionStorage.setItem("audit-ingest.token", token), TOKEN);
@@ -100,9 +90,7 @@ try {
   const live = [];
   for (let i = 0; i < RUNS * 2; i++) {
     const name = `live-${i}-${Date.now()}@acme`;
-    const body = JSON.stringify({ events: [{ id: `b${i}`, createdAt: new Date().toISOString(), type: "auth.failed", data: { accountName: name, remoteIp: "192.0.2.7" } }] });
-    const answer = await fetch(BASE + "/ingest/stalwart/webhook", { method: "POST", body,
-      headers: { "content-type": "application/json", "x-signature": createHmac("sha256", SECRET).update(body).digest("base64") } });
+    const answer = await postStalwart(BASE, SECRET, [{ id: `b${i}`, createdAt: new Date().toISOString(), type: "auth.failed", data: { accountName: name, remoteIp: "192.0.2.7" } }]);
     if (!answer.ok) throw new Error(`webhook answered ${answer.status}`);
     const answered = Date.now();
     await page.waitForFunction((n) => [...document.querySelectorAll("#events tbody tr td:nth-child(5)")].slice(0, 5).some((c) => c.textContent === n), name, { polling: "raf" });

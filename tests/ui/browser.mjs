@@ -2,15 +2,9 @@
 // tests/tests/end_to_end/ui_browser.rs with the service already running and
 // seeded; the API (same service, read with the token) is the oracle for
 // what the page must show. Exits non-zero on the first failed check.
-import { chromium } from "playwright-core";
-import { createHmac } from "node:crypto";
+import { env, launch, postStalwart } from "./common.mjs";
 import { join } from "node:path";
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const BASE = env("BASE_URL");
 const TOKEN = env("TOKEN");
 const TENANT_TOKEN = env("TENANT_TOKEN");
@@ -64,11 +58,7 @@ async function signIn(page, token) {
   await page.click("#token-form button[type=submit]");
 }
 
-const browser = await chromium.launch({
-  executablePath: env("CHROMIUM"),
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-});
+const browser = await launch();
 try {
   const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
   const page = await context.newPage();
@@ -155,11 +145,9 @@ try {
   await page.waitForFunction(() => document.querySelector("#live-status").textContent.startsWith("Live: new"));
   const before = (await rowIds(page)).length;
   const liveName = `live-${Date.now()}@acme`;
-  const body = JSON.stringify({ events: [{ id: "live-1", createdAt: new Date().toISOString(), type: "auth.failed",
-    data: { accountName: liveName, spanId: 9007199254740993, remoteIp: "192.0.2.99" } }] });
   const sent = Date.now();
-  const answer = await fetch(BASE + "/ingest/stalwart/webhook", { method: "POST", body,
-    headers: { "content-type": "application/json", "x-signature": createHmac("sha256", SECRET).update(body).digest("base64") } });
+  const answer = await postStalwart(BASE, SECRET, [{ id: "live-1", createdAt: new Date().toISOString(), type: "auth.failed",
+    data: { accountName: liveName, remoteIp: "192.0.2.99" } }]);
   check(answer.ok, "the live webhook is accepted");
   const answered = Date.now();
   await page.waitForFunction((name) => document.querySelector("#events tbody tr td:nth-child(5)")?.textContent === name, liveName, { timeout: 5000 });

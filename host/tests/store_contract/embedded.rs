@@ -260,38 +260,16 @@ async fn hourly_counts_agree_with_the_records_before_and_after_the_lookup_and_a_
         ..q()
     };
     let hour = 3_600_000_000;
-    let counts = |o: &audit_ingest::store::Overview| {
-        o.buckets
-            .iter()
-            .map(|b| {
-                (
-                    (b.start, b.source.clone(), b.outcome.clone()),
-                    (b.count, b.unrecognised),
-                )
-            })
-            .collect::<std::collections::BTreeMap<_, _>>()
-    };
-    let expect = |records: &[NewRecord]| {
-        let mut out = std::collections::BTreeMap::<(i64, String, String), (u64, u64)>::new();
-        for r in records
-            .iter()
-            .filter(|r| r.at >= query.since.unwrap() && r.at < query.until.unwrap())
-        {
-            let us = audit_ingest::store::micros(&r.at);
-            let e = out
-                .entry((us - us.rem_euclid(hour), r.source.clone(), r.outcome.clone()))
-                .or_default();
-            e.0 += 1;
-            e.1 += u64::from(r.unrecognised);
-        }
-        out
-    };
+    let since = query.since.unwrap();
+    let until = query.until.unwrap();
+    let expect =
+        |records: &[NewRecord]| expected_counts(records.iter().filter(|r| r.at >= since && r.at < until), hour);
     store.insert(batch.clone(), None).await.unwrap();
     let before = store.overview(&query, hour).await.unwrap();
-    assert_eq!(counts(&before), expect(&batch), "before the lookup ran");
+    assert_eq!(counted(&before), expect(&batch), "before the lookup ran");
     lookup_caught_up(&sqlite).await;
     let after = store.overview(&query, hour).await.unwrap();
-    assert_eq!(counts(&after), expect(&batch), "from the hourly counts");
+    assert_eq!(counted(&after), expect(&batch), "from the hourly counts");
     // Record 50 (in the second hour, a catch-all) is replaced by a recognised failure.
     let old = store.unrecognised_records(None, 10).await.unwrap();
     assert_eq!(old.len(), 1);
@@ -307,13 +285,13 @@ async fn hourly_counts_agree_with_the_records_before_and_after_the_lookup_and_a_
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let now = store.overview(&query, hour).await.unwrap();
-        if counts(&now) == expect(&batch) {
+        if counted(&now) == expect(&batch) {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
             "{:?} != {:?}",
-            counts(&now),
+            counted(&now),
             expect(&batch)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
