@@ -174,8 +174,8 @@ impl Telemetry {
 
     /// Renders everything in the Prometheus text format, with the mapper
     /// runtime's own figures.
-    pub fn render(&self, mappers: MapperFigures) -> String {
-        render(&self.0, mappers)
+    pub fn render(&self, mappers: MapperFigures, store: StoreFigures) -> String {
+        render(&self.0, mappers, store)
     }
 }
 
@@ -191,6 +191,13 @@ pub struct SourceLag {
     pub tail_behind_bytes: Option<u64>,
     /// Deliveries dead-lettered since the service started.
     pub dead_lettered_since_start: u64,
+}
+
+/// What the store reports for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreFigures {
+    /// Documents that are not this service's records, passed over by reads since start.
+    pub foreign_skipped: u64,
 }
 
 /// What the mapper runtime reports for `/metrics`.
@@ -211,7 +218,7 @@ pub fn now_unix() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn render(metrics: &Metrics, mappers: MapperFigures) -> String {
+fn render(metrics: &Metrics, mappers: MapperFigures, store: StoreFigures) -> String {
     let reloads = mappers.reloads;
     let mut out = String::new();
     let sources = metrics.sources.read().unwrap_or_else(|e| e.into_inner()).clone();
@@ -320,6 +327,12 @@ fn render(metrics: &Metrics, mappers: MapperFigures) -> String {
     }
     let _ = writeln!(
         out,
+        "# HELP audit_ingest_store_foreign_documents_skipped_total Documents in the events collection that are not this service's records, passed over by reads.\n# TYPE audit_ingest_store_foreign_documents_skipped_total counter\n\
+         audit_ingest_store_foreign_documents_skipped_total {}",
+        store.foreign_skipped
+    );
+    let _ = writeln!(
+        out,
         "# HELP audit_ingest_store_write_duration_seconds Time for one batch to become durable.\n# TYPE audit_ingest_store_write_duration_seconds histogram"
     );
     metrics
@@ -343,10 +356,13 @@ mod tests {
             },
         );
         assert!(
-            a.render(MapperFigures::default())
+            a.render(MapperFigures::default(), StoreFigures::default())
                 .contains("audit_ingest_events_inserted_total{source=\"s\"} 2\n")
         );
-        assert!(!b.render(MapperFigures::default()).contains("source=\"s\""));
+        assert!(
+            !b.render(MapperFigures::default(), StoreFigures::default())
+                .contains("source=\"s\"")
+        );
     }
 
     #[test]

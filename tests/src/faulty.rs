@@ -100,6 +100,9 @@ impl AuditStore for FaultyStore {
         self.switch.check()?;
         self.inner.overview(query, bucket_micros).await
     }
+    fn foreign_skipped(&self) -> u64 {
+        self.inner.foreign_skipped()
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.switch.check()?;
         self.inner.ping().await

@@ -29,7 +29,12 @@ pub async fn metrics(State(state): State<AppState>, MaybeAuthed(authed): MaybeAu
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.pipeline.telemetry().render(state.pipeline.runtime().figures()),
+        state.pipeline.telemetry().render(
+            state.pipeline.runtime().figures(),
+            crate::telemetry::StoreFigures {
+                foreign_skipped: state.pipeline.store().foreign_skipped(),
+            },
+        ),
     )
         .into_response())
 }

@@ -442,6 +442,13 @@ pub trait AuditStore: Send + Sync {
     /// other filters are ignored), computed in the store.
     async fn overview(&self, query: &Query, bucket_micros: i64) -> Result<Overview, StoreError>;
 
+    /// Documents in the store that are not this service's records and
+    /// that reads passed over since start (MongoDB's shared collection);
+    /// the embedded store holds none.
+    fn foreign_skipped(&self) -> u64 {
+        0
+    }
+
     /// Whether the store answers and can write.
     async fn ping(&self) -> Result<(), StoreError>;
 }

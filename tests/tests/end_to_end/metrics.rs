@@ -111,6 +111,8 @@ async fn metrics_count_what_happened_by_source() {
     );
     assert!(value(&text, r#"audit_ingest_store_write_duration_seconds_count"#) >= 2.0);
     assert!(text.contains(r#"audit_ingest_mapper_reloads_total{outcome="rejected"} 0"#));
+    // The embedded store holds nothing but its own records.
+    assert!(text.contains("\naudit_ingest_store_foreign_documents_skipped_total 0\n"));
     // Every sample line is `name{labels} number` or `name number`.
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let (_, number) = line.rsplit_once(' ').unwrap();

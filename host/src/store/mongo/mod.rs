@@ -153,12 +153,6 @@ impl MongoStore {
         Ok(store)
     }
 
-    /// Documents in the events collection that reads skipped since start,
-    /// as not written by this service.
-    pub fn foreign_skipped(&self) -> u64 {
-        self.foreign.skipped()
-    }
-
     async fn create_indexes(&self) -> Result<(), StoreError> {
         let unique = IndexModel::builder()
             .keys(doc! { "source": 1, "externalId": 1 })
@@ -542,6 +536,10 @@ impl AuditStore for MongoStore {
 
     async fn overview(&self, q: &Query, bucket_micros: i64) -> Result<Overview, StoreError> {
         overview::run(self, q, bucket_micros).await
+    }
+
+    fn foreign_skipped(&self) -> u64 {
+        self.foreign.skipped()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
