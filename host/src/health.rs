@@ -121,17 +121,13 @@ impl Health {
     /// Background sources with no success for longer than their bound, or
     /// stopped for good.
     pub fn wedged(&self) -> Vec<Unhealthy> {
-        let now = now_unix();
-        let all = self.0.read().unwrap_or_else(|e| e.into_inner());
-        all.iter()
-            .filter_map(|(source, p)| {
-                let since = p.last_success_unix.unwrap_or(p.started_unix).max(p.started_unix);
-                let quiet = now.saturating_sub(since);
-                (quiet > p.stale_after_secs || p.stopped.is_some()).then(|| Unhealthy {
-                    source: source.clone(),
-                    seconds_without_success: quiet,
-                    stopped: p.stopped.clone(),
-                })
+        self.report()
+            .into_iter()
+            .filter(|h| h.wedged)
+            .map(|h| Unhealthy {
+                source: h.source,
+                seconds_without_success: h.seconds_without_success,
+                stopped: h.stopped,
             })
             .collect()
     }
