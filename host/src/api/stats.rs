@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
@@ -94,7 +95,7 @@ pub async fn stats(
     State(state): State<AppState>,
     authed: Authed,
     RawQuery(raw): RawQuery,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Response, AppError> {
     let scope = authed.read_scope(&state, Act::StatsRead).await?;
     let operator = authed.may(Need::Admin) || authed.may(Need::Metrics);
     let result = async {
@@ -104,15 +105,15 @@ pub async fn stats(
         Ok::<_, AppError>(answer(&state, &query, bucket, overview, operator))
     }
     .await;
-    let status = match &result {
-        Ok(_) => 200,
-        Err(e) => match e {
-            AppError::BadRequest(_) => 400,
-            _ => 503,
-        },
+    // The answer's own status goes into the trail, as on `/audit`.
+    let response = match result {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => e.into_response(),
     };
-    authed.record(&state, Act::StatsRead, None, status, Value::Null).await?;
-    result.map(Json)
+    authed
+        .record(&state, Act::StatsRead, None, response.status().as_u16(), Value::Null)
+        .await?;
+    Ok(response)
 }
 
 /// Per-source figures, built from the counts and (for operators) health.

@@ -124,7 +124,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// `GET /audit/me`: the caller's name and scopes, so the page can say
 /// whose records it shows. Reveals nothing of the timeline.
-pub async fn me(State(_state): State<AppState>, authed: Authed) -> Json<Value> {
+pub async fn me(authed: Authed) -> Json<Value> {
     let c = &authed.caller;
     Json(json!({
         "id": c.id,
