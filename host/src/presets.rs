@@ -9,7 +9,11 @@
 //!   unless a `[[webhooks]]` entry has `source = "stalwart"`.
 //! - authentik: `AUTHENTIK_URL` adds the poller of `/api/v3/events/events/`
 //!   (token from `AUTHENTIK_TOKEN`, tenants from the acting user's groups),
-//!   `AUTHENTIK_POLL_INTERVAL_SECS` sets its interval.
+//!   `AUTHENTIK_POLL_INTERVAL_SECS` sets its interval; `POST
+//!   /ingest/authentik/webhook` takes its notification pushes (the shipped
+//!   body mapping's one event, `Authorization: Bearer` from the transport's
+//!   header mapping, token from `AUTHENTIK_WEBHOOK_TOKEN`), added unless a
+//!   `[[webhooks]]` entry has `source = "authentik"`.
 //! - oCIS: `OCIS_AUDIT_FILE` adds the tail of that file.
 
 use std::path::{Path, PathBuf};
@@ -40,6 +44,23 @@ pub fn stalwart_webhook() -> webhook::Config {
     )
 }
 
+/// authentik's notification pushes: one event per request (the body mapping
+/// in `docs/authentik.md`), bearer token from `AUTHENTIK_WEBHOOK_TOKEN`.
+/// authentik's webhook transport cannot sign a body; it can send headers
+/// (a header mapping, in every version the docs cover), so a shared secret
+/// in `Authorization` over TLS is the strongest check it allows.
+pub fn authentik_webhook() -> webhook::Config {
+    webhook::Config::new(
+        "authentik",
+        webhook::AuthConfig::Bearer {
+            token: SecretSource {
+                env: Some("AUTHENTIK_WEBHOOK_TOKEN".into()),
+                file: None,
+            },
+        },
+    )
+}
+
 /// authentik's events list at `base_url`, token from `AUTHENTIK_TOKEN`,
 /// tenants from the acting user's groups.
 pub fn authentik_poller(base_url: &str) -> poll::Config {
@@ -63,6 +84,9 @@ pub fn ocis_tail(path: &Path) -> tail::Config {
 pub fn apply(config: &mut Config) -> Result<(), ConfigError> {
     if !config.webhooks.iter().any(|w| w.source == "stalwart") {
         config.webhooks.push(stalwart_webhook());
+    }
+    if !config.webhooks.iter().any(|w| w.source == "authentik") {
+        config.webhooks.push(authentik_webhook());
     }
     if let Some(url) = env("AUTHENTIK_URL") {
         match config.pollers.iter_mut().find(|p| p.source == "authentik") {

@@ -103,7 +103,7 @@ pub async fn replay(
                         }
                     }
                     let written = pipeline
-                        .write(&letter.source, records, Commit::ResolveDeadLetter(id))
+                        .write(&letter.source, None, records, Commit::ResolveDeadLetter(id))
                         .await?;
                     report.resolved += 1;
                     report.inserted += written.inserted;
@@ -191,7 +191,7 @@ async fn remap_catch_all(
                 }
             }
             let written = pipeline
-                .write(&r.source, records, Commit::ReplaceRecord(old.id.clone()))
+                .write(&r.source, None, records, Commit::ReplaceRecord(old.id.clone()))
                 .await?;
             report.remapped += 1;
             report.inserted += written.inserted;

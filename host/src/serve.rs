@@ -125,8 +125,18 @@ pub async fn pipeline_for(settings: &Settings, telemetry: Telemetry, wait: Store
     let store = open_store(config, settings.mongodb_uri.as_ref(), wait).await?;
     let runtime = runtime_for(config).await?;
     let tenants = Tenants::new(config.tenant_slugs.clone());
-    Ok(Pipeline::new(store, runtime, tenants, telemetry))
+    let mut pipeline = Pipeline::new(store, runtime, tenants, telemetry);
+    for poller in &settings.pollers {
+        if let Some(lookup) = poller.tenant_lookup() {
+            pipeline = pipeline.with_actor_tenants(&poller.source, lookup);
+        }
+    }
+    Ok(pipeline)
 }
+
+/// How long pushes of a pushed and polled source may be silent while its
+/// poller finds newer events before `/readyz` warns that they stopped.
+pub const PUSH_SILENCE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Builds the service from its settings.
 pub async fn build(settings: Settings) -> anyhow::Result<App> {
@@ -150,6 +160,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         );
     }
     for w in &webhooks {
+        if pollers.iter().any(|p| p.source == w.source) {
+            // Pushed and polled (authentik's notifications beside its event
+            // list): the poller is the safety net, and says when pushes stop.
+            pipeline.telemetry().expect_pushes(&w.source, PUSH_SILENCE);
+        }
         match &w.verifier {
             Verifier::Unsigned => tracing::warn!(
                 source = %w.source, path = %w.path,

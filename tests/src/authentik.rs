@@ -8,6 +8,14 @@
 //!
 //! Hooks let a test change the list while a walk is in progress (new events,
 //! deletions) and make the server fail (5xx, 429).
+//!
+//! Notification pushes: [`StandIn::notifications`] hands out the bodies a
+//! "Webhook (generic)" transport with the shipped body mapping
+//! (`mappers/authentik/notification-body-mapping.py`) POSTs for the events
+//! added since the last call, once per recipient (a rule's destination
+//! users, when the transport does not "send once"), serialised as
+//! authentik's `requests` call does (Python's `json.dumps`). A test pins
+//! these bytes to what the mapping itself produces under Python.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -45,6 +53,8 @@ pub struct Authentik {
     /// Every query string seen, in order.
     pub queries: Vec<HashMap<String, String>>,
     next_id: u64,
+    /// Events before this index have had their notifications handed out (or lost).
+    notified: usize,
 }
 
 /// A shared handle to a running stand-in.
@@ -80,6 +90,45 @@ impl StandIn {
         add(&mut s, n);
     }
 
+    /// Appends `n` events created a second apart, the newest now (for
+    /// tests of what happens live; the list must hold nothing newer).
+    pub fn add_events_ending_now(&self, n: usize) {
+        let mut s = self.state.lock().expect("state");
+        let start = Utc::now() - Duration::seconds(n as i64);
+        append_from(&mut s, start, n);
+    }
+
+    /// Appends one event created now and returns it (a live source, one
+    /// event at a time; the list must hold nothing newer).
+    pub fn add_event_now(&self) -> Value {
+        let mut s = self.state.lock().expect("state");
+        s.next_id += 1;
+        let e = event(s.next_id, Utc::now());
+        s.events.push(e.clone());
+        e
+    }
+
+    /// The bodies authentik POSTs for the events added since the last call
+    /// (or since [`StandIn::lose_notifications`]), oldest first, each
+    /// `recipients` times in a row (one per destination user).
+    pub fn notifications(&self, recipients: usize) -> Vec<Vec<u8>> {
+        let mut s = self.state.lock().expect("state");
+        let fresh = &s.events[s.notified.min(s.events.len())..];
+        let bodies: Vec<Vec<u8>> = fresh
+            .iter()
+            .flat_map(|e| std::iter::repeat_n(notification_body(e), recipients))
+            .collect();
+        s.notified = s.events.len();
+        bodies
+    }
+
+    /// The notifications of the events added since the last call are never
+    /// delivered (a broken rule, a receiver down past authentik's retries).
+    pub fn lose_notifications(&self) {
+        let mut s = self.state.lock().expect("state");
+        s.notified = s.events.len();
+    }
+
     /// The pks of every event the stand-in holds.
     pub fn pks(&self) -> Vec<String> {
         let s = self.state.lock().expect("state");
@@ -100,6 +149,10 @@ pub fn add(state: &mut Authentik, n: usize) {
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or_else(|| Utc::now() - Duration::days(7));
+    append_from(state, start, n);
+}
+
+fn append_from(state: &mut Authentik, start: DateTime<Utc>, n: usize) {
     for i in 0..n {
         state.next_id += 1;
         let id = state.next_id;
@@ -144,6 +197,90 @@ fn event(id: u64, created: DateTime<Utc>) -> Value {
                         "http_request": {"args": {}, "path": "/api/v3/core/groups/", "method": "PATCH"}},
             "client_ip": "203.0.113.9", "created": created_text, "expires": expires, "brand": brand
         }),
+    }
+}
+
+/// The fields the shipped body mapping returns, in its order: those of the
+/// events list.
+pub const MAPPED_FIELDS: [&str; 9] = [
+    "pk",
+    "user",
+    "action",
+    "app",
+    "context",
+    "client_ip",
+    "created",
+    "expires",
+    "brand",
+];
+
+/// What authentik POSTs for `event` with the shipped body mapping.
+pub fn notification_body(event: &Value) -> Vec<u8> {
+    let mut out = String::from("{");
+    for (i, name) in MAPPED_FIELDS.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        python_json(&Value::String((*name).to_string()), &mut out);
+        out.push_str(": ");
+        python_json(event.get(*name).unwrap_or(&Value::Null), &mut out);
+    }
+    out.push('}');
+    out.into_bytes()
+}
+
+/// `value` as Python's `json.dumps` writes it with its defaults (what
+/// `requests.post(json=...)` sends): `", "` and `": "` separators, every
+/// non-ASCII character as a `\u` escape.
+pub fn python_json(value: &Value, out: &mut String) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(text) => {
+            out.push('"');
+            for c in text.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    '\u{8}' => out.push_str("\\b"),
+                    '\u{c}' => out.push_str("\\f"),
+                    c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
+                    c => {
+                        let mut units = [0u16; 2];
+                        for unit in c.encode_utf16(&mut units) {
+                            out.push_str(&format!("\\u{unit:04x}"));
+                        }
+                    }
+                }
+            }
+            out.push('"');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                python_json(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                python_json(&Value::String(k.clone()), out);
+                out.push_str(": ");
+                python_json(v, out);
+            }
+            out.push('}');
+        }
     }
 }
 

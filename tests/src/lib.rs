@@ -131,6 +131,29 @@ pub fn stalwart_endpoint() -> Endpoint {
     config.resolve().expect("a valid endpoint")
 }
 
+/// The token authentik's webhook transport sends (its header mapping) in the test apps.
+pub const AK_WEBHOOK_TOKEN: &str = "authentik-webhook-token-for-tests";
+
+/// authentik's push endpoint as shipped (`Authorization: Bearer`), with [`AK_WEBHOOK_TOKEN`].
+pub fn authentik_endpoint() -> Endpoint {
+    let mut config = audit_ingest::presets::authentik_webhook();
+    config.auth = webhook::AuthConfig::Bearer {
+        token: secret_file(AK_WEBHOOK_TOKEN),
+    };
+    config.resolve().expect("a valid endpoint")
+}
+
+/// `POST /ingest/authentik/webhook` with `body` and `token`, as authentik's
+/// webhook transport sends it (`requests.post(json=...)`).
+pub fn pushed_authentik(body: Vec<u8>, token: &str) -> Request<Body> {
+    Request::post("/ingest/authentik/webhook")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
+        .header("user-agent", "authentik@2026.8.5")
+        .body(Body::from(body))
+        .expect("a request")
+}
+
 /// A secret source backed by a temporary file holding `value` (kept for the
 /// life of the process).
 pub fn secret_file(value: &str) -> SecretSource {

@@ -132,6 +132,7 @@ async fn write(state: &AppState, access: &trail::Access<'_>) -> Result<(), crate
         .pipeline
         .write(
             trail::SOURCE,
+            None,
             vec![trail::record(access)],
             crate::store::Commit::Records,
         )

@@ -1,6 +1,7 @@
 //! `GET /healthz` (the process answers), `GET /readyz` (the store answers,
 //! mappers are loaded, no poller or tail is wedged), with a JSON body saying
-//! which part is unhealthy, and `GET /metrics`.
+//! which part is unhealthy and warning of pushes that stopped while the
+//! poller of the same source still finds events, and `GET /metrics`.
 
 use axum::Json;
 use axum::extract::State;
@@ -79,13 +80,16 @@ pub async fn ready(State(state): State<AppState>, MaybeAuthed(authed): MaybeAuth
     if state.access.protect_metrics && !details {
         return (status, Json(json!({ "status": verdict })));
     }
-    (
-        status,
-        Json(json!({
-            "status": verdict,
-            "store": store,
-            "mappers": mappers,
-            "wedgedSources": wedged,
-        })),
-    )
+    // Warnings leave the service ready: it still ingests everything, later.
+    let silent = state.pipeline.telemetry().push_silences();
+    let mut body = json!({
+        "status": verdict,
+        "store": store,
+        "mappers": mappers,
+        "wedgedSources": wedged,
+    });
+    if !silent.is_empty() {
+        body["pushesStopped"] = json!(silent);
+    }
+    (status, Json(body))
 }

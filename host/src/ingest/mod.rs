@@ -18,7 +18,7 @@ mod tenants;
 pub use normalise::Received;
 pub use pipeline::{Delivered, Mapped, Pipeline, ResumeError};
 pub use shutdown::{Shutdown, ShutdownSignal};
-pub use tenants::Tenants;
+pub use tenants::{ActorTenants, Tenants};
 
 use crate::health::Health;
 

@@ -3,12 +3,15 @@
 //! mapped as a dead letter. Every source and replay goes through here; a
 //! source only turns the outside world into deliveries and checkpoints.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::event::{Delivery, FileLines, PollPage};
+use crate::event::{Delivery, FileLines, PollPage, Transport};
 
 use super::Tenants;
 use super::normalise::{self, Received};
+use super::tenants::ActorTenants;
 use crate::runtime::{MapError, MapOutput, MapperId, Runtime};
 use crate::store::{
     Checkpoint, CheckpointError, CheckpointState, Commit, DeadLetter, NewRecord, Store, StoreError, WriteSummary,
@@ -22,7 +25,9 @@ pub struct Pipeline {
     runtime: Runtime,
     tenants: Tenants,
     telemetry: Telemetry,
-    commits: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    commits: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Per source, where an actor's tenant is looked up for records no hint placed.
+    actor_tenants: Arc<BTreeMap<String, Arc<dyn ActorTenants>>>,
 }
 
 /// One delivery, mapped and normalised.
@@ -80,8 +85,17 @@ impl Pipeline {
             runtime,
             tenants,
             telemetry,
-            commits: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
+            commits: Arc::new(tokio::sync::watch::channel(0).0),
+            actor_tenants: Arc::default(),
         }
+    }
+
+    /// Records of `source` that no tenant hint placed get the tenant of
+    /// their actor from `lookup` before they are written, whichever way
+    /// they arrived (pushed, polled or re-mapped): one lookup, one cache.
+    pub fn with_actor_tenants(mut self, source: &str, lookup: Arc<dyn ActorTenants>) -> Pipeline {
+        Arc::make_mut(&mut self.actor_tenants).insert(source.to_string(), lookup);
+        self
     }
 
     /// Changes each time a write of this pipeline committed new records
@@ -176,30 +190,60 @@ impl Pipeline {
         }
     }
 
-    /// Writes `records` of `source` and what `commit` names; once durable,
-    /// counts them. The only way records reach the store.
+    /// Writes `records` of `source` and what `commit` names, after giving
+    /// records no hint placed their actor's tenant; once durable, counts
+    /// them, as arrivals `via` a transport when they arrived (not when
+    /// they were re-mapped or are the service's own). The only way records
+    /// reach the store.
     pub async fn write(
         &self,
         source: &str,
-        records: Vec<NewRecord>,
+        via: Option<Transport>,
+        mut records: Vec<NewRecord>,
         commit: Commit,
     ) -> Result<WriteSummary, StoreError> {
+        self.infer_tenants(source, &mut records).await;
         let count = records.len();
+        // The host puts the arrival time where an event had none of its own.
+        let event_times: Vec<_> = match via {
+            Some(_) => records
+                .iter()
+                .map(|r| (r.at != r.received_at).then_some(r.at))
+                .collect(),
+            None => Vec::new(),
+        };
         let started = Instant::now();
         let written = self.store.write(records, commit).await;
         self.telemetry.store_write(started.elapsed());
         let summary = written?;
         self.telemetry.source(source).wrote(count, &summary);
+        if let Some(via) = via {
+            self.telemetry.arrived(source, via, &event_times, &summary);
+        }
         if summary.inserted > 0 {
             self.commits.send_modify(|n| *n = n.wrapping_add(1));
         }
         Ok(summary)
     }
 
+    async fn infer_tenants(&self, source: &str, records: &mut [NewRecord]) {
+        let Some(lookup) = self.actor_tenants.get(source) else {
+            return;
+        };
+        if self.tenants.is_empty() {
+            return;
+        }
+        for record in records.iter_mut().filter(|r| r.tenant_slug.is_none()) {
+            if let Some(id) = record.actor_id.as_deref() {
+                record.tenant_slug = lookup.tenant_of(id, &self.tenants).await;
+            }
+        }
+    }
+
     /// Saves a source's checkpoint on its own (nothing new to write with it).
     pub async fn save_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StoreError> {
         let source = checkpoint.source.clone();
-        self.write(&source, Vec::new(), Commit::Checkpoint(checkpoint))
+        self.write(&source, None, Vec::new(), Commit::Checkpoint(checkpoint))
             .await
             .map(|_| ())
     }
@@ -232,9 +276,12 @@ impl Pipeline {
     /// back untouched.
     pub async fn deliver(&self, mapper: &str, received: Received, delivery: Delivery) -> Result<Delivered, StoreError> {
         match self.map(mapper, &received, delivery).await {
-            (_, Ok(mapped)) => {
+            (delivery, Ok(mapped)) => {
                 let received_count = mapped.records.len();
-                let summary = self.write(&received.source, mapped.records, Commit::Records).await?;
+                let via = Some(delivery.transport);
+                let summary = self
+                    .write(&received.source, via, mapped.records, Commit::Records)
+                    .await?;
                 Ok(Delivered::Written {
                     received: received_count,
                     summary,

@@ -1,9 +1,22 @@
 //! Tenant slugs an event may be attributed to.
 
 use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
 use crate::store::Store;
+
+/// Where the tenant of an event's actor is looked up, for records no
+/// tenant hint placed (authentik: the user's groups, through its API).
+pub trait ActorTenants: Send + Sync {
+    /// The tenant of actor `id`: the known slug one of its groups names, if any.
+    fn tenant_of<'a>(
+        &'a self,
+        id: &'a str,
+        tenants: &'a Tenants,
+    ) -> Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>>;
+}
 
 /// Tenant slugs an event may be attributed to: the configured ones plus,
 /// with MongoDB, the platform's `tenants` collection (refreshed while running).

@@ -80,12 +80,33 @@ pub struct Record {
 }
 
 /// What a write did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct WriteSummary {
     /// New records.
     pub inserted: u64,
     /// Records whose `(source, externalId)` was already stored.
     pub duplicates: u64,
+    /// Where the duplicates were in the batch (positions, ascending): which
+    /// records arrived for the first time and which again.
+    #[serde(skip)]
+    pub repeated: Vec<u32>,
+}
+
+impl WriteSummary {
+    /// A write of `total` records, of which those at `repeated` (ascending)
+    /// were already stored.
+    pub fn of(total: usize, repeated: Vec<u32>) -> WriteSummary {
+        WriteSummary {
+            inserted: (total - repeated.len()) as u64,
+            duplicates: repeated.len() as u64,
+            repeated,
+        }
+    }
+
+    /// Whether the record at `position` of the batch was new.
+    pub fn is_new(&self, position: usize) -> bool {
+        u32::try_from(position).is_ok_and(|p| self.repeated.binary_search(&p).is_err())
+    }
 }
 
 /// A delivery that could not be mapped, kept raw for re-mapping.

@@ -6,6 +6,7 @@
 mod access;
 mod api_timeline;
 mod authentik_poll;
+mod authentik_push;
 mod deploy_files;
 mod http_limits;
 mod live_and_stats;

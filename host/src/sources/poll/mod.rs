@@ -20,6 +20,7 @@ pub mod fetch;
 pub mod tenants;
 pub mod walk;
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -213,6 +214,10 @@ impl Config {
         }
         let client = fetch::client(Duration::from_secs(self.request_timeout_secs))
             .map_err(|e| ConfigError::new(key.clone(), format!("cannot build an HTTP client: {e}")))?;
+        let lookup = self
+            .tenant_lookup
+            .clone()
+            .map(|c| Arc::new(TenantLookup::new(c, base, client.clone(), token.clone())));
         Ok(Poller {
             source: self.source.clone(),
             mapper: self.mapper.clone().unwrap_or_else(|| self.source.clone()),
@@ -228,7 +233,7 @@ impl Config {
             max_pages: self.max_pages_per_tick,
             first_run: self.first_run,
             overlap: chrono::Duration::seconds(self.overlap_secs as i64),
-            lookup: self.tenant_lookup.clone().map(|c| TenantLookup::new(c, base)),
+            lookup,
             refused_token_help: self.refused_token_help.clone(),
             client,
             max_response_bytes: self.max_response_bytes,
@@ -252,7 +257,7 @@ pub struct Poller {
     max_pages: u32,
     first_run: FirstRun,
     overlap: chrono::Duration,
-    lookup: Option<TenantLookup>,
+    lookup: Option<Arc<TenantLookup>>,
     refused_token_help: Option<String>,
     client: reqwest::Client,
     max_response_bytes: usize,
@@ -404,16 +409,17 @@ impl Poller {
             let (keep, ended) = walk::select(&mut walk, &keys, info.last);
             walk.advance(page, info.total, served_size);
             page = walk.next_page(served_size);
-            let mut records: Vec<_> = mapped
+            let records: Vec<_> = mapped
                 .records
                 .into_iter()
                 .zip(keep)
                 .filter_map(|(r, keep)| keep.then_some(r))
                 .collect();
-            self.infer_tenants(pipeline, &mut records).await;
             cursor = cursor.after_page(&walk, ended);
             let checkpoint = Commit::Checkpoint(Checkpoint::new(&self.source, &cursor));
-            let written = pipeline.write(&self.source, records, checkpoint).await?;
+            let written = pipeline
+                .write(&self.source, Some(Transport::Poll), records, checkpoint)
+                .await?;
             summary.inserted += written.inserted;
             summary.duplicates += written.duplicates;
             if ended && resumed {
@@ -461,21 +467,6 @@ impl Poller {
         Ok(pipeline.save_checkpoint(Checkpoint::new(&self.source, cursor)).await?)
     }
 
-    /// Sets the tenant of records the mapper's hint did not place, from the
-    /// acting user's groups (cached).
-    async fn infer_tenants(&mut self, pipeline: &Pipeline, records: &mut [crate::store::NewRecord]) {
-        let Some(lookup) = self.lookup.as_mut() else { return };
-        let tenants = pipeline.tenants();
-        if tenants.is_empty() {
-            return;
-        }
-        for record in records.iter_mut().filter(|r| r.tenant_slug.is_none()) {
-            if let Some(id) = record.actor_id.clone() {
-                record.tenant_slug = lookup.tenant_of(&self.client, self.token.as_ref(), &id, tenants).await;
-            }
-        }
-    }
-
     /// Whether a token is configured.
     pub fn has_token(&self) -> bool {
         self.token.is_some()
@@ -486,10 +477,11 @@ impl Poller {
         &self.token_hint
     }
 
-    /// User lookups that went to the API since start (the cache absorbs the rest).
-    #[cfg(any(test, feature = "test-support"))]
-    pub fn tenant_lookups(&self) -> u64 {
-        self.lookup.as_ref().map_or(0, |l| l.lookups)
+    /// Where the tenants of this source's actors are looked up, if it
+    /// infers them: the pipeline uses it for every record of the source,
+    /// however it arrived (see [`crate::ingest::Pipeline::with_actor_tenants`]).
+    pub fn tenant_lookup(&self) -> Option<Arc<TenantLookup>> {
+        self.lookup.clone()
     }
 }
 

@@ -39,6 +39,7 @@ use notify::{RecursiveMode, Watcher};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
+use crate::event::Transport;
 use crate::ingest::{Pipeline, ResumeError, Shutdown, SourceContext};
 use crate::store::{Checkpoint, Commit, DeadLetter, NewRecord, StoreError, WriteSummary};
 pub use file::{FileKey, Position};
@@ -525,7 +526,7 @@ impl Tail {
                         .map(&lines, &position.file.identity(), &origin)
                         .records;
                     let commit = Commit::Checkpoint(checkpoint.clone());
-                    async move { pipeline.write(&source, records, commit).await }
+                    async move { pipeline.write(&source, Some(Transport::File), records, commit).await }
                 })?
             }
         };
@@ -620,5 +621,7 @@ async fn write_batch(
         }
     }
     let source = checkpoint.source.clone();
-    Ok(pipeline.write(&source, records, Commit::Checkpoint(checkpoint)).await)
+    Ok(pipeline
+        .write(&source, Some(Transport::File), records, Commit::Checkpoint(checkpoint))
+        .await)
 }

@@ -204,10 +204,10 @@ impl MongoStore {
     async fn insert(&self, batch: Vec<NewRecord>, checkpoint: Option<Checkpoint>) -> Result<WriteSummary, StoreError> {
         let mut summary = WriteSummary::default();
         if !batch.is_empty() {
-            let total = batch.len() as u64;
+            let total = batch.len();
             let docs: Vec<Document> = batch.iter().map(record_to_doc).collect();
             match self.events.insert_many(docs).ordered(false).await {
-                Ok(_) => summary.inserted = total,
+                Ok(_) => summary = WriteSummary::of(total, Vec::new()),
                 Err(e) => match *e.kind {
                     ErrorKind::InsertMany(ref failure) => {
                         let errors = failure.write_errors.as_deref().unwrap_or_default();
@@ -225,8 +225,9 @@ impl MongoStore {
                         if let Some(wc) = &failure.write_concern_error {
                             return Err(unavailable(format!("write concern: {}", wc.message)));
                         }
-                        summary.duplicates = errors.len() as u64;
-                        summary.inserted = total - summary.duplicates;
+                        let mut repeated: Vec<u32> = errors.iter().map(|w| w.index as u32).collect();
+                        repeated.sort_unstable();
+                        summary = WriteSummary::of(total, repeated);
                     }
                     _ => return Err(unavailable(e)),
                 },
@@ -258,10 +259,12 @@ impl MongoStore {
             .await
             .map_err(unavailable)?;
         let rest = self.insert(batch.collect(), None).await?;
-        Ok(WriteSummary {
-            inserted: rest.inserted + 1,
-            duplicates: rest.duplicates,
-        })
+        // The replaced record is new; the others' positions follow it.
+        let repeated = rest.repeated.iter().map(|p| p + 1).collect();
+        Ok(WriteSummary::of(
+            rest.repeated.len() + rest.inserted as usize + 1,
+            repeated,
+        ))
     }
 
     async fn resolve_dead_letter(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {

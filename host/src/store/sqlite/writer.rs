@@ -111,10 +111,14 @@ pub(super) fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, activ
         }
         let outcome = write_group(&mut conn, &writes, &mut known);
         activity.wrote();
-        for (i, (batch, _, reply)) in writes.into_iter().enumerate() {
-            let answer = match &outcome {
-                Ok(summaries) => Ok(summaries[i]),
-                Err(e) => Err(unavailable(e.to_string())),
+        let mut summaries = match outcome {
+            Ok(summaries) => Ok(summaries.into_iter()),
+            Err(e) => Err(e.to_string()),
+        };
+        for (batch, _, reply) in writes {
+            let answer = match &mut summaries {
+                Ok(each) => Ok(each.next().unwrap_or_default()),
+                Err(e) => Err(unavailable(e.clone())),
             };
             let _ = reply.send(answer);
             let _ = done.send(batch);
@@ -185,9 +189,11 @@ fn write_group(
                 .execute([id])?;
         }
         let mut insert = tx.prepare_cached(INSERT)?;
-        let mut inserted = 0;
-        for r in batch {
-            inserted += usize::from(insert_row(&mut insert, r)?);
+        let mut repeated = Vec::new();
+        for (position, r) in batch.iter().enumerate() {
+            if !insert_row(&mut insert, r)? {
+                repeated.push(position as u32);
+            }
             if !known.contains(&r.source, &r.action) && !new_pairs.contains(&(&r.source, &r.action)) {
                 new_pairs.push((&r.source, &r.action));
             }
@@ -214,10 +220,7 @@ fn write_group(
             tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?
                 .execute([id])?;
         }
-        summaries.push(WriteSummary {
-            inserted: inserted as u64,
-            duplicates: (batch.len() - inserted) as u64,
-        });
+        summaries.push(WriteSummary::of(batch.len(), repeated));
     }
     for (source, action) in &new_pairs {
         tx.prepare_cached("INSERT OR IGNORE INTO source_actions (source, action) VALUES (?1, ?2)")?

@@ -4,6 +4,8 @@
 //! come only from bounded sets: configured source names and fixed outcomes,
 //! never from payloads or error text.
 
+pub mod arrivals;
+
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -16,28 +18,46 @@ const BUCKETS: [f64; 13] = [
 ];
 
 /// A duration histogram.
-#[derive(Default)]
 pub struct Histogram {
-    counts: [AtomicU64; BUCKETS.len()],
+    bounds: &'static [f64],
+    counts: Box<[AtomicU64]>,
     total: AtomicU64,
     sum_nanos: AtomicU64,
 }
 
+impl Default for Histogram {
+    /// Buckets from 100 µs to 1 s, for calls and writes.
+    fn default() -> Self {
+        Histogram::with_bounds(&BUCKETS)
+    }
+}
+
 impl Histogram {
+    /// A histogram with these upper bounds, seconds (ascending).
+    pub fn with_bounds(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            total: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
     /// Records one observation.
     pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+        if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
             self.counts[i].fetch_add(1, Ordering::Relaxed);
         }
         self.total.fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        self.sum_nanos
+            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
         let sep = if labels.is_empty() { "" } else { "," };
-        for (i, bound) in BUCKETS.iter().enumerate() {
+        for (i, bound) in self.bounds.iter().enumerate() {
             cumulative += self.counts[i].load(Ordering::Relaxed);
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
         }
@@ -83,6 +103,8 @@ pub struct SourceMetrics {
     pub tail_behind_bytes: AtomicU64,
     /// Set for tail sources (their lag is in bytes).
     pub is_tail: AtomicBool,
+    /// First and repeated arrivals by transport, and how late they were.
+    pub arrivals: arrivals::Arrivals,
 }
 
 impl SourceMetrics {
@@ -122,10 +144,20 @@ impl SourceMetrics {
 #[derive(Clone, Default)]
 pub struct Telemetry(Arc<Metrics>);
 
-#[derive(Default)]
 struct Metrics {
     sources: RwLock<BTreeMap<String, Arc<SourceMetrics>>>,
     store_write_seconds: Histogram,
+    started_unix: i64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            sources: RwLock::default(),
+            store_write_seconds: Histogram::default(),
+            started_unix: now_unix(),
+        }
+    }
 }
 
 impl Telemetry {
@@ -144,6 +176,34 @@ impl Telemetry {
         all.entry(name.to_string())
             .or_insert_with(|| Arc::new(SourceMetrics::new()))
             .clone()
+    }
+
+    /// Counts a committed write of `source`'s records that arrived `via`
+    /// (see [`arrivals::Arrivals::record`]) and logs pushes that stopped.
+    pub fn arrived(
+        &self,
+        source: &str,
+        via: crate::event::Transport,
+        event_times: &[Option<chrono::DateTime<chrono::Utc>>],
+        summary: &crate::store::WriteSummary,
+    ) {
+        let arrivals = &self.source(source).arrivals;
+        arrivals.record(via, event_times, summary);
+        arrivals.log_changes(source, self.0.started_unix);
+    }
+
+    /// `source` is pushed as well as polled: pushes silent for longer than
+    /// `bound` while the poller finds newer events count as stopped.
+    pub fn expect_pushes(&self, source: &str, bound: Duration) {
+        self.source(source).arrivals.expect_pushes(bound);
+    }
+
+    /// The pushed and polled sources whose pushes stopped, for `/readyz`.
+    pub fn push_silences(&self) -> Vec<arrivals::PushSilence> {
+        let all = self.0.sources.read().unwrap_or_else(|e| e.into_inner());
+        all.iter()
+            .filter_map(|(name, m)| m.arrivals.silence(name, self.0.started_unix))
+            .collect()
     }
 
     /// Records how long one store write took to become durable.
@@ -266,6 +326,34 @@ fn render(metrics: &Metrics, mappers: MapperFigures, store: StoreFigures) -> Str
     );
     let _ = writeln!(
         out,
+        "# HELP audit_ingest_arrivals_total Records committed per transport, the first arrival of each event apart from repeats (a pushed event the poller reads again is one of each).\n# TYPE audit_ingest_arrivals_total counter"
+    );
+    for (source, m) in &sources {
+        m.arrivals.render_counts(&mut out, source);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP audit_ingest_arrival_lag_seconds From an event's own time to the commit that made it queryable, per transport, first arrivals apart from repeats.\n# TYPE audit_ingest_arrival_lag_seconds histogram"
+    );
+    for (source, m) in &sources {
+        m.arrivals.render_lags(&mut out, source);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP audit_ingest_push_silent 1 while a pushed and polled source's pushes have stopped (the poller finds events no push brought).\n# TYPE audit_ingest_push_silent gauge"
+    );
+    for (source, m) in &sources {
+        if m.arrivals.expects_pushes() {
+            let silent = m.arrivals.silence(source, metrics.started_unix).is_some();
+            let _ = writeln!(
+                out,
+                "audit_ingest_push_silent{{source=\"{source}\"}} {}",
+                u8::from(silent)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
         "# HELP audit_ingest_mapper_call_duration_seconds Mapper call durations.\n# TYPE audit_ingest_mapper_call_duration_seconds histogram"
     );
     for (source, m) in &sources {
@@ -348,13 +436,7 @@ mod tests {
     #[test]
     fn two_services_count_apart() {
         let (a, b) = (Telemetry::new(), Telemetry::new());
-        a.source("s").wrote(
-            2,
-            &crate::store::WriteSummary {
-                inserted: 2,
-                duplicates: 0,
-            },
-        );
+        a.source("s").wrote(2, &crate::store::WriteSummary::of(2, Vec::new()));
         assert!(
             a.render(MapperFigures::default(), StoreFigures::default())
                 .contains("audit_ingest_events_inserted_total{source=\"s\"} 2\n")
