@@ -76,6 +76,7 @@ async fn dedup(store: Store) {
         .await
         .unwrap();
     assert_eq!((s.inserted, s.duplicates), (1, 1), "a duplicate inside one batch");
+    assert_eq!(s.repeated, vec![1], "the second of the pair was the repeat");
     let s = store
         .insert(vec![record("s", "s.a", 1, Some("x"))], None)
         .await
@@ -86,6 +87,16 @@ async fn dedup(store: Store) {
         .await
         .unwrap();
     assert_eq!(s.inserted, 1, "the same externalId in another source is distinct");
+    // Which records of a mixed batch were new, by position.
+    let mixed = vec![
+        record("s", "s.a", 3, Some("fresh-1")),
+        record("s", "s.a", 1, Some("x")),
+        record("s", "s.a", 4, Some("fresh-2")),
+        record("other", "o.a", 1, Some("x")),
+    ];
+    let s = store.insert(mixed, None).await.unwrap();
+    assert_eq!((s.inserted, s.duplicates, s.repeated.clone()), (2, 2, vec![1, 3]));
+    assert!(s.is_new(0) && !s.is_new(1) && s.is_new(2) && !s.is_new(3));
     let nulls: Vec<_> = (0..3).map(|_| record("s", "s.a", 2, None)).collect();
     let s = store.insert(nulls, None).await.unwrap();
     assert_eq!(
@@ -93,7 +104,7 @@ async fn dedup(store: Store) {
         (3, 0),
         "records without externalId never collide"
     );
-    assert_eq!(all_pages(&store, q()).await.len(), 5);
+    assert_eq!(all_pages(&store, q()).await.len(), 7);
 }
 
 /// The original comes back byte for byte (key order, integers past 2^64,
