@@ -27,6 +27,10 @@
 //!    and write every read and refusal back into the store as a record of
 //!    the service's own source (`access::trail`).
 //!
+//! The embedded store's writer chains every record it commits
+//! (`store::sqlite::chain`); `evidence` signs digests of that chain and
+//! verifies a store file against them (`audit-ingest verify`).
+//!
 //! Around them: `config` (the one place settings are parsed and checked),
 //! `presets` (what the service knows of Stalwart, authentik and oCIS), `serve`
 //! (assembling and stopping the service), `replay` (re-mapping dead
@@ -38,6 +42,7 @@ pub mod api;
 pub mod builtin;
 pub mod config;
 pub mod event;
+pub mod evidence;
 #[cfg(feature = "test-support")]
 pub mod fuzzing;
 pub mod health;

@@ -66,6 +66,40 @@ enum Command {
         #[arg(long)]
         catch_all: bool,
     },
+    /// Make an Ed25519 key pair to sign digests of the store's hash chain:
+    /// the private key at PATH (mode 0600, never overwritten), the public
+    /// key at PATH.pub. Point AUDIT_SIGNING_KEY_FILE (or [evidence]
+    /// signing_key) at PATH; give PATH.pub to whoever verifies.
+    Keygen {
+        /// Where the private key goes.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Check the embedded store for records altered, deleted or inserted
+    /// outside the service: re-computes the hash chain from the store file
+    /// and checks each signed digest (in the store and in the digest
+    /// directory) against the expected key. Exit code 0 when everything
+    /// holds, 1 when anything does not, 2 when it cannot check.
+    Verify {
+        /// The service's configuration file (for the data and digest directories).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// A public key digests may be signed with (default: the public
+        /// half of the configured signing key); repeat it after a key
+        /// rotation, for the old key and the new.
+        #[arg(long = "public-key")]
+        public_keys: Vec<PathBuf>,
+        /// Only digests made at or after this time (RFC 3339) are checked.
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Digest files to check besides the store's own copies (default:
+        /// the configured digest directory).
+        #[arg(long)]
+        digests: Option<PathBuf>,
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -200,6 +234,57 @@ fn main() -> ExitCode {
             Ok(settings) => mapper_check(&wasm, &fixtures, &settings.config.runtime_config()),
             Err(code) => code,
         },
+        Command::Keygen { out } => match audit_ingest::evidence::SigningKey::generate(&out) {
+            Ok(key) => {
+                println!("{}", key.to_base64());
+                eprintln!(
+                    "private key: {} (keep it readable by the service only)\npublic key: {} (id {}; give it to whoever verifies)",
+                    out.display(),
+                    audit_ingest::evidence::keys::public_path(&out).display(),
+                    key.id()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("keygen failed: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Verify {
+            config,
+            public_keys,
+            since,
+            digests,
+            json,
+        } => {
+            let settings = match load_or_exit(config.as_deref()) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let request = audit_ingest::evidence::verify::Request {
+                public_keys,
+                since,
+                digests,
+            };
+            match audit_ingest::evidence::verify::for_settings(&settings, request) {
+                Ok(verdict) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&verdict).unwrap_or_default());
+                    } else {
+                        print!("{}", audit_ingest::evidence::verify::render(&verdict));
+                    }
+                    if verdict.clean() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("verify could not check the store: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Replay {
             config,
             source,

@@ -27,6 +27,8 @@ pub struct App {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Helpers with nothing to commit (tenant list refresh), aborted on stop.
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// Signs digests of the hash chain (one more at stop), if a key is configured.
+    digests: Option<Arc<crate::evidence::Digests>>,
 }
 
 impl App {
@@ -41,6 +43,12 @@ impl App {
                 bound_secs = bound.as_secs(),
                 "sources did not stop in time; their cursors cover what was committed"
             );
+        }
+        // The last commits are signed before the process ends.
+        if let Some(digests) = &self.digests
+            && let Err(e) = digests.make().await
+        {
+            tracing::warn!(error = %e, "could not sign the last digest of the hash chain");
         }
     }
 }
@@ -147,6 +155,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         webhooks,
         pollers,
         tails,
+        signing_key,
         ..
     } = settings;
     let runtime = pipeline.runtime().clone();
@@ -198,13 +207,51 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
             .follow(store, std::time::Duration::from_secs(300));
         background.push(tokio::spawn(follow));
     }
+    let digests = start_digests(&config, signing_key, &state, &mut background);
     Ok(App {
         state,
         watch,
         shutdown,
         tasks,
         background,
+        digests,
     })
+}
+
+/// Signs a digest of the hash chain every interval, when the store keeps a
+/// chain and a key is configured; says at start what is and is not covered.
+fn start_digests(
+    config: &Config,
+    key: Option<crate::evidence::SigningKey>,
+    state: &AppState,
+    background: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Option<Arc<crate::evidence::Digests>> {
+    let store = state.pipeline.store().clone();
+    match (store.keeps_chain(), key) {
+        (false, _) => {
+            tracing::warn!(
+                store = store.kind(),
+                "tamper evidence: this store keeps no hash chain (the embedded store does)"
+            );
+            None
+        }
+        (true, None) => {
+            tracing::warn!(
+                "tamper evidence: the store chains every record, but no signing key is configured, so no digest \
+                 is signed and a rewritten chain cannot be told from the original; make one with `audit-ingest keygen` \
+                 and set AUDIT_SIGNING_KEY_FILE (docs/evidence.md)"
+            );
+            None
+        }
+        (true, Some(key)) => {
+            let dir = config.evidence.digest_dir(&config.data_dir);
+            tracing::info!(key = %key.public().id(), dir = %dir.display(), every_secs = config.evidence.digest_interval_secs, "tamper evidence: signing digests of the hash chain");
+            let digests = Arc::new(crate::evidence::Digests::new(store, key, dir));
+            let every = std::time::Duration::from_secs(config.evidence.digest_interval_secs);
+            background.push(tokio::spawn(digests.clone().run(every)));
+            Some(digests)
+        }
+    }
 }
 
 /// Starts the pollers and file tails, unless ingest is switched off.

@@ -308,6 +308,16 @@ fn the_configuration_snippets_in_the_guides_are_valid() {
                 std::fs::write(&path, value).unwrap();
                 block.replace_range(start..=end, &format!("{:?}", path.display().to_string()));
             }
+            // Signing keys the snippet names exist, made as keygen makes them.
+            while let Some(start) = block.find("\"/etc/audit-ingest/") {
+                let end = start + 1 + block[start + 1..].find('"').unwrap();
+                let name = block[start + "\"/etc/audit-ingest/".len()..end].to_string();
+                let path = secrets.join(&name);
+                if !path.exists() {
+                    audit_ingest::evidence::SigningKey::generate(&path).unwrap();
+                }
+                block.replace_range(start..=end, &format!("{:?}", path.display().to_string()));
+            }
             let snippet = dir.path().join("snippet.toml");
             std::fs::write(&snippet, &block).unwrap();
             let out = audit_ingest()
@@ -378,4 +388,117 @@ fn serve_waits_for_an_unreachable_mongodb_and_stops_on_sigterm() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "replay fails at once without MongoDB");
+}
+
+#[test]
+fn keygen_makes_a_private_key_for_the_service_only_and_never_overwrites_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signing.key");
+    let out = audit_ingest().args(["keygen", "--out"]).arg(&key).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let public = std::fs::read_to_string(dir.path().join("signing.key.pub")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), public, "prints the public key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    let again = audit_ingest().args(["keygen", "--out"]).arg(&key).output().unwrap();
+    assert_eq!(again.status.code(), Some(2), "an existing key is kept");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("signing.key.pub")).unwrap(),
+        public
+    );
+}
+
+#[test]
+fn verify_exits_0_on_an_untouched_store_and_1_on_an_edited_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = dir.path().join("signing.key");
+    assert!(
+        audit_ingest()
+            .args(["keygen", "--out"])
+            .arg(&key)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    // What a service leaves: records, and a digest signed with the key.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store: audit_ingest::store::Store = std::sync::Arc::new(
+            audit_ingest::store::sqlite::SqliteStore::open(
+                &data.join("audit.sqlite3"),
+                audit_ingest::store::sqlite::Durability::Normal,
+            )
+            .unwrap(),
+        );
+        let record = |n: i64| audit_ingest::store::NewRecord {
+            source: "ocis".into(),
+            action: "ocis.file_read".into(),
+            at: chrono::DateTime::from_timestamp(1_750_000_000 + n, 0).unwrap(),
+            received_at: chrono::DateTime::from_timestamp(1_750_000_001 + n, 0).unwrap(),
+            actor_id: Some("u1".into()),
+            actor_name: None,
+            actor_email: None,
+            ip: None,
+            target_type: Some("file".into()),
+            target_id: None,
+            target_name: Some(format!("/docs/{n}.txt")),
+            tenant_slug: None,
+            outcome: "success".into(),
+            external_id: None,
+            metadata: audit_ingest::event::RawJson::from_value(&serde_json::json!({"original": {"n": n}})),
+            mapper: None,
+            unrecognised: false,
+        };
+        store.insert((0..20).map(record).collect(), None).await.unwrap();
+        let key = audit_ingest::evidence::SigningKey::read(&key).unwrap();
+        let digests = audit_ingest::evidence::Digests::new(store.clone(), key, data.join("digests"));
+        digests.make().await.unwrap().unwrap();
+    });
+    let verify = |args: &[&str]| {
+        audit_ingest()
+            .arg("verify")
+            .args(args)
+            .env("AUDIT_DATA_DIR", &data)
+            .env("AUDIT_SIGNING_KEY_FILE", &key)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("verified: nothing was altered"), "{text}");
+
+    let conn = rusqlite::Connection::open(data.join("audit.sqlite3")).unwrap();
+    conn.execute(
+        "UPDATE audit_events SET target_name = '/docs/harmless.txt' WHERE id = 4",
+        [],
+    )
+    .unwrap();
+    let public = format!("{}.pub", key.display());
+    let out = verify(&["--public-key", &public, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["chain"]["findings"],
+        serde_json::json!([{"problem": "altered", "id": 4}]),
+        "{report:#}"
+    );
+    let missing = audit_ingest()
+        .arg("verify")
+        .env("AUDIT_DATA_DIR", dir.path().join("nowhere"))
+        .env("AUDIT_SIGNING_KEY_FILE", &key)
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2), "no store: cannot check");
 }

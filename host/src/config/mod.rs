@@ -170,6 +170,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// How long a shutdown waits for sources to commit and save their cursors.
     pub shutdown_timeout_secs: u64,
+    /// Signed digests of the store's hash chain (`[evidence]`).
+    pub evidence: crate::evidence::Config,
 }
 
 /// `[api]`: who may read the timeline, replay and read metrics (see
@@ -446,6 +448,7 @@ impl Default for Config {
             shutdown_timeout_secs: 20,
             max_in_flight_requests: crate::api::DEFAULT_INGEST_SLOTS,
             http: HttpConfig::default(),
+            evidence: crate::evidence::Config::default(),
         }
     }
 }
@@ -513,6 +516,9 @@ impl Config {
                 }
             };
         }
+        if let Some(v) = env("AUDIT_SIGNING_KEY_FILE") {
+            self.evidence.signing_key = Some(PathBuf::from(v));
+        }
         if let Some(v) = env("AUDIT_TENANT_SLUGS") {
             self.tenant_slugs = v
                 .split(',')
@@ -561,6 +567,7 @@ impl Config {
                 ));
             }
         }
+        self.evidence.validate()?;
         self.api.failed_auth.validate()?;
         if let Some(oidc) = &self.api.oidc {
             oidc.validate()?;

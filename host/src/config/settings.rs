@@ -24,6 +24,8 @@ pub struct Settings {
     pub pollers: Vec<Poller>,
     /// The enabled file tails.
     pub tails: Vec<Tailer>,
+    /// The key digests of the hash chain are signed with, if configured.
+    pub signing_key: Option<crate::evidence::SigningKey>,
 }
 
 impl Settings {
@@ -58,6 +60,7 @@ impl Settings {
                 tails.push(tailer);
             }
         }
+        let signing_key = config.evidence.key()?;
         Ok(Settings {
             config,
             access,
@@ -65,6 +68,7 @@ impl Settings {
             webhooks,
             pollers,
             tails,
+            signing_key,
         })
     }
 }

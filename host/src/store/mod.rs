@@ -472,6 +472,40 @@ pub trait AuditStore: Send + Sync {
 
     /// Whether the store answers and can write.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Whether the store chains what it commits (tamper evidence).
+    fn keeps_chain(&self) -> bool {
+        false
+    }
+
+    /// The end of the store's hash chain (tamper evidence), if it keeps
+    /// one: the last entry's number and value.
+    async fn chain_head(&self) -> Result<Option<ChainHead>, StoreError> {
+        Ok(None)
+    }
+
+    /// The newest signed digest kept beside the records: its entry and document.
+    async fn last_digest(&self) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(None)
+    }
+
+    /// Keeps a signed digest of the chain up to entry `last_seq` beside the records.
+    async fn save_digest(&self, last_seq: i64, document: String) -> Result<(), StoreError> {
+        let _ = (last_seq, document);
+        Err(StoreError::InvalidInput(format!(
+            "the {} store keeps no hash chain to digest",
+            self.kind()
+        )))
+    }
+}
+
+/// Where a store's hash chain ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainHead {
+    /// The last entry's number (entries count from 1).
+    pub seq: i64,
+    /// The chain value after it.
+    pub chain: [u8; 32],
 }
 
 /// The configured store, shared.

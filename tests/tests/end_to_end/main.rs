@@ -8,6 +8,7 @@ mod api_timeline;
 mod authentik_poll;
 mod authentik_push;
 mod deploy_files;
+mod evidence;
 mod http_limits;
 mod live_and_stats;
 mod mapper_fixtures;

@@ -12,6 +12,7 @@
 //! holds the tables, indexes and migrations, `lookup` the actor/IP/text index
 //! built in the background.
 
+pub mod chain;
 mod lookup;
 mod overview;
 mod query;
@@ -25,7 +26,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -132,6 +133,7 @@ impl SqliteStore {
             );
         }
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        conn.execute_batch(chain::CHAIN_SCHEMA).map_err(unavailable)?;
         migrate(&conn).map_err(unavailable)?;
         let maintenance = Connection::open(path).map_err(unavailable)?;
         maintenance.busy_timeout(Duration::from_secs(10)).map_err(unavailable)?;
@@ -405,6 +407,44 @@ impl AuditStore for SqliteStore {
         let query = query.clone();
         self.read(move |conn| overview::overview(conn, &query, bucket_micros))
             .await
+    }
+
+    fn keeps_chain(&self) -> bool {
+        true
+    }
+
+    async fn chain_head(&self) -> Result<Option<crate::store::ChainHead>, StoreError> {
+        let last = self.read(|conn| chain::last(conn).map_err(unavailable)).await?;
+        Ok(last.map(|(seq, chain)| crate::store::ChainHead { seq, chain }))
+    }
+
+    async fn last_digest(&self) -> Result<Option<(i64, String)>, StoreError> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT last_seq, body FROM chain_digests ORDER BY last_seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn save_digest(&self, last_seq: i64, document: String) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = Connection::open(&path)?;
+            conn.busy_timeout(Duration::from_secs(10))?;
+            conn.execute(
+                "INSERT OR REPLACE INTO chain_digests (last_seq, body) VALUES (?1, ?2)",
+                params![last_seq, document],
+            )
+            .map(|_| ())
+        })
+        .await
+        .map_err(unavailable)?
+        .map_err(unavailable)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

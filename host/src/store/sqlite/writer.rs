@@ -8,6 +8,7 @@ use chrono::Utc;
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
+use super::chain::Head;
 use super::schema::INSERT;
 use super::unavailable;
 use crate::store::{Checkpoint, DeadLetter, NewRecord, StoreError, WriteSummary, micros};
@@ -87,6 +88,15 @@ pub(super) fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, activ
         tracing::warn!(error = %e, "store: could not read source_actions; relisting pairs as they are written");
         KnownActions::default()
     });
+    // Where the hash chain ends; without it no write may commit (an entry
+    // would be missing from the chain), so every write fails until a restart.
+    let mut head = match Head::load(&conn) {
+        Ok(head) => Some(head),
+        Err(e) => {
+            tracing::error!(error = %e, "store: cannot read the hash chain; writes are refused");
+            None
+        }
+    };
     while let Ok(first) = jobs.recv() {
         let mut writes = Vec::new();
         let mut next = Some(first);
@@ -109,7 +119,18 @@ pub(super) fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, activ
         if writes.is_empty() {
             continue;
         }
-        let outcome = write_group(&mut conn, &writes, &mut known);
+        let outcome = match head.as_mut() {
+            Some(chain) => {
+                let before = *chain;
+                let outcome = write_group(&mut conn, &writes, &mut known, chain);
+                if outcome.is_err() {
+                    // Rolled back: so is the chain.
+                    *chain = before;
+                }
+                outcome
+            }
+            None => Err(rusqlite::Error::InvalidQuery),
+        };
         activity.wrote();
         let mut summaries = match outcome {
             Ok(summaries) => Ok(summaries.into_iter()),
@@ -175,6 +196,7 @@ fn write_group(
     conn: &mut Connection,
     group: &[GroupedWrite],
     known: &mut KnownActions,
+    chain: &mut Head,
 ) -> rusqlite::Result<Vec<WriteSummary>> {
     let tx = conn.transaction()?;
     let mut summaries = Vec::with_capacity(group.len());
@@ -191,7 +213,9 @@ fn write_group(
         let mut insert = tx.prepare_cached(INSERT)?;
         let mut repeated = Vec::new();
         for (position, r) in batch.iter().enumerate() {
-            if !insert_row(&mut insert, r)? {
+            if insert_row(&mut insert, r)? {
+                chain.written(&tx, tx.last_insert_rowid(), r)?;
+            } else {
                 repeated.push(position as u32);
             }
             if !known.contains(&r.source, &r.action) && !new_pairs.contains(&(&r.source, &r.action)) {
@@ -206,6 +230,7 @@ fn write_group(
                  SELECT id, at, source, outcome, coalesce(tenant_slug, ''), unrecognised FROM audit_events WHERE id = ?1",
             )?
             .execute([id])?;
+            chain.removed(&tx, *id)?;
             tx.prepare_cached("DELETE FROM audit_events WHERE id = ?1")?
                 .execute([id])?;
         }
