@@ -120,16 +120,7 @@ async fn run(rate: u64, secs: u64, interval: u64, push: bool) -> Run {
     let app = audit_ingest::serve::build(settings).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let limits = audit_ingest::config::HttpConfig::default().connection_limits();
-    let counts = Arc::new(audit_ingest::http_server::ConnectionCounts::default());
-    let router = audit_ingest::api::router(app.state.clone());
-    tokio::spawn(audit_ingest::http_server::serve(
-        listener,
-        router,
-        limits,
-        counts,
-        std::future::pending(),
-    ));
+    audit_ingest_tests::bench::serve_like_the_service(listener, audit_ingest::api::router(app.state.clone()));
 
     let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();

@@ -10,46 +10,9 @@
 
 use std::time::Instant;
 
-use audit_ingest::event::RawJson;
 use audit_ingest::evidence::verify::{Options, verify};
 use audit_ingest::evidence::{Digests, SigningKey};
-use audit_ingest::store::NewRecord;
 use audit_ingest::store::sqlite::{Durability, SqliteStore};
-use chrono::{TimeZone, Utc};
-use serde_json::json;
-
-fn record(i: u64) -> NewRecord {
-    let failed = i.is_multiple_of(3);
-    NewRecord {
-        source: "stalwart".into(),
-        action: if failed {
-            "stalwart.auth_failed"
-        } else {
-            "stalwart.auth_success"
-        }
-        .into(),
-        at: Utc.timestamp_opt(1_750_000_000 + (i / 10) as i64, 0).unwrap(),
-        received_at: Utc.timestamp_opt(1_750_000_000 + (i / 10) as i64, 5).unwrap(),
-        actor_id: Some(format!("{}", i % 5000)),
-        actor_name: Some(format!("user{}@example.org", i % 5000)),
-        actor_email: Some(format!("user{}@example.org", i % 5000)),
-        ip: Some(format!("10.{}.{}.{}", i % 7, i % 251, i % 13)),
-        target_type: Some("account".into()),
-        target_id: Some(format!("{}", i % 5000)),
-        target_name: Some(format!("user{}@example.org", i % 5000)),
-        tenant_slug: Some(["acme", "globex", "initech"][(i % 3) as usize].into()),
-        outcome: if failed { "failure" } else { "success" }.into(),
-        external_id: Some(format!("{i:016x}:0")),
-        metadata: RawJson::from_value(
-            &json!({"original": {"id": format!("1750000000{i}"), "createdAt": "2025-06-15T15:06:40Z",
-            "type": "auth.failed", "data": {"accountName": format!("user{}", i % 5000), "accountId": i % 5000,
-            "spanId": 1432795268419584001u64 + i, "reason": "Authentication failed", "remoteIp": "198.51.100.7",
-            "listenerId": "imaps", "localPort": 993, "remotePort": 40022}}}),
-        ),
-        mapper: Some("stalwart@0.3.0".into()),
-        unrecognised: false,
-    }
-}
 
 fn main() {
     if !audit_ingest_tests::bench::started_by_cargo_bench() {
@@ -64,7 +27,7 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("audit.sqlite3");
         let sqlite = std::sync::Arc::new(SqliteStore::open(&file, Durability::Normal).unwrap());
-        audit_ingest_tests::bench::load_store(&sqlite, total, record).await;
+        audit_ingest_tests::bench::load_store(&sqlite, total, audit_ingest_tests::bench::stored_record).await;
         let key = dir.path().join("signing.key");
         SigningKey::generate(&key).unwrap();
         let store: audit_ingest::store::Store = sqlite.clone();

@@ -9,53 +9,13 @@
 use std::time::{Duration, Instant};
 
 use audit_ingest::access::{Access, tokens};
-use audit_ingest::event::RawJson;
 use audit_ingest::runtime::{InstanceMode, Limits};
 use audit_ingest::store::sqlite::{Durability, SqliteStore};
 use audit_ingest::store::{NewRecord, Store};
-use audit_ingest_tests::bench::percentile;
+use audit_ingest_tests::bench::{percentile, stored_record as record};
 use audit_ingest_tests::{TOKEN, app, app_with_access, call, runtime};
 use axum::body::Body;
 use axum::http::Request;
-use chrono::{TimeZone, Utc};
-use serde_json::json;
-
-const ACTIONS: [&str; 6] = [
-    "stalwart.auth_success",
-    "stalwart.auth_failed",
-    "stalwart.mail_received",
-    "authentik.login",
-    "authentik.login_failed",
-    "ocis.file_read",
-];
-
-fn record(i: u64) -> NewRecord {
-    let action = ACTIONS[(i % 6) as usize];
-    NewRecord {
-        source: action.split('.').next().unwrap().into(),
-        action: action.into(),
-        at: Utc.timestamp_opt(1_750_000_000 + (i / 10) as i64, 0).unwrap(),
-        received_at: Utc.timestamp_opt(1_750_000_000 + (i / 10) as i64, 5).unwrap(),
-        actor_id: Some(format!("{}", i % 5000)),
-        actor_name: Some(format!("user{}@example.org", i % 5000)),
-        actor_email: Some(format!("user{}@example.org", i % 5000)),
-        ip: Some(format!("10.{}.{}.{}", i % 7, i % 251, i % 13)),
-        target_type: Some("account".into()),
-        target_id: Some(format!("{}", i % 5000)),
-        target_name: Some(format!("user{}@example.org", i % 5000)),
-        tenant_slug: Some(["acme", "globex", "initech"][(i % 3) as usize].into()),
-        outcome: if i.is_multiple_of(2) { "success" } else { "failure" }.into(),
-        external_id: Some(format!("{i:016x}:0")),
-        metadata: RawJson::from_value(
-            &json!({"original": {"id": format!("1750000000{i}"), "createdAt": "2025-06-15T15:06:40Z",
-            "type": "auth.failed", "data": {"accountName": format!("user{}", i % 5000), "accountId": i % 5000,
-            "spanId": 1432795268419584001u64 + i, "reason": "Authentication failed", "remoteIp": "198.51.100.7",
-            "listenerId": "imaps", "localPort": 993, "remotePort": 40022}}}),
-        ),
-        mapper: Some("stalwart@0.1.0".into()),
-        unrecognised: false,
-    }
-}
 
 fn main() {
     if !audit_ingest_tests::bench::started_by_cargo_bench() {

@@ -196,15 +196,7 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
             .unwrap()
         })
     } else {
-        let limits = audit_ingest::config::HttpConfig::default().connection_limits();
-        let counts = Arc::new(audit_ingest::http_server::ConnectionCounts::default());
-        tokio::spawn(audit_ingest::http_server::serve(
-            listener,
-            router,
-            limits,
-            counts,
-            std::future::pending(),
-        ))
+        audit_ingest_tests::bench::serve_like_the_service(listener, router)
     };
     // LOAD_TARGET=host:port: load a service running in its own process instead
     // (started with STALWART_WEBHOOK_SECRET=stalwart-test-secret), so its

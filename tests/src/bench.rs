@@ -3,6 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use audit_ingest::event::RawJson;
+use chrono::{TimeZone, Utc};
+use serde_json::json;
+
 /// Whether `cargo bench` started this benchmark. `cargo test --all-targets`
 /// builds and starts every bench binary too, without `--bench`: a benchmark
 /// then says so and does nothing (its figures belong in BENCHMARKS.md, not
@@ -133,4 +137,58 @@ pub async fn load_store(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     waited.elapsed()
+}
+
+/// The actions [`stored_record`] cycles through.
+pub const ACTIONS: [&str; 6] = [
+    "stalwart.auth_success",
+    "stalwart.auth_failed",
+    "stalwart.mail_received",
+    "authentik.login",
+    "authentik.login_failed",
+    "ocis.file_read",
+];
+
+/// Record `i` of the store benchmarks: a realistic Stalwart-shaped record
+/// (actions, actors, IPs and tenants cycling), ten a second from 2025-06-15.
+pub fn stored_record(i: u64) -> audit_ingest::store::NewRecord {
+    let action = ACTIONS[(i % 6) as usize];
+    audit_ingest::store::NewRecord {
+        source: action.split('.').next().unwrap().into(),
+        action: action.into(),
+        at: Utc.timestamp_opt(1_750_000_000 + (i / 10) as i64, 0).unwrap(),
+        received_at: Utc.timestamp_opt(1_750_000_000 + (i / 10) as i64, 5).unwrap(),
+        actor_id: Some(format!("{}", i % 5000)),
+        actor_name: Some(format!("user{}@example.org", i % 5000)),
+        actor_email: Some(format!("user{}@example.org", i % 5000)),
+        ip: Some(format!("10.{}.{}.{}", i % 7, i % 251, i % 13)),
+        target_type: Some("account".into()),
+        target_id: Some(format!("{}", i % 5000)),
+        target_name: Some(format!("user{}@example.org", i % 5000)),
+        tenant_slug: Some(["acme", "globex", "initech"][(i % 3) as usize].into()),
+        outcome: if i.is_multiple_of(2) { "success" } else { "failure" }.into(),
+        external_id: Some(format!("{i:016x}:0")),
+        metadata: RawJson::from_value(
+            &json!({"original": {"id": format!("1750000000{i}"), "createdAt": "2025-06-15T15:06:40Z",
+            "type": "auth.failed", "data": {"accountName": format!("user{}", i % 5000), "accountId": i % 5000,
+            "spanId": 1432795268419584001u64 + i, "reason": "Authentication failed", "remoteIp": "198.51.100.7",
+            "listenerId": "imaps", "localPort": 993, "remotePort": 40022}}}),
+        ),
+        mapper: Some("stalwart@0.1.0".into()),
+        unrecognised: false,
+    }
+}
+
+/// Serves `router` on `listener` as the service does (its own listener and
+/// connection limits) until the process ends.
+pub fn serve_like_the_service(listener: tokio::net::TcpListener, router: axum::Router) -> tokio::task::JoinHandle<()> {
+    let limits = audit_ingest::config::HttpConfig::default().connection_limits();
+    let counts = std::sync::Arc::new(audit_ingest::http_server::ConnectionCounts::default());
+    tokio::spawn(audit_ingest::http_server::serve(
+        listener,
+        router,
+        limits,
+        counts,
+        std::future::pending(),
+    ))
 }

@@ -248,8 +248,8 @@ pub fn render(verdict: &Verdict) -> String {
     let chain = &verdict.chain;
     let _ = writeln!(
         out,
-        "{} chain entries, {} records compared, {} signed digests checked",
-        chain.entries, chain.records, verdict.digests_checked
+        "records compared: {}, chain entries: {}, signed digests checked: {}",
+        chain.records, chain.entries, verdict.digests_checked
     );
     for finding in &chain.findings {
         let line = match finding {

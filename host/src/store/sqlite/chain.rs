@@ -1,11 +1,14 @@
 //! Tamper evidence for the embedded store: one hash chain over everything
-//! the writer commits. Each record written is an entry (kind 1) holding the
-//! SHA-256 of the record's canonical form; each record removed (a catch-all
-//! record replaced by its re-mapping) is an entry too (kind 2). An entry's
-//! chain value is the SHA-256 of the previous one and the entry, so changing,
-//! removing or adding any entry changes every chain value after it. The
-//! writer appends entries in the transaction that writes the records, so no
-//! source, and no path around the pipeline, writes a record outside it.
+//! the writer commits. Each run of records one write stored (consecutive
+//! ids) is an entry (kind 1) holding the SHA-256 of each record's canonical
+//! form, in id order; each record removed (a catch-all record replaced by
+//! its re-mapping) is an entry too (kind 2). An entry's chain value is the
+//! SHA-256 of the previous one and the entry, so changing, removing or
+//! adding any entry changes every chain value after it. The writer appends
+//! entries in the transaction that writes the records, so no source, and no
+//! path around the pipeline, writes a record outside it. One entry per run,
+//! not per record: a batch costs the chain one row, and every record still
+//! has its own hash.
 //!
 //! A chain is evidence only with a signed digest of its head kept where a
 //! writer to this file cannot reach (see `crate::evidence`). [`verify`]
@@ -38,7 +41,7 @@ CREATE TABLE IF NOT EXISTS chain_digests (
 );
 ";
 
-/// An entry: a record written.
+/// An entry: records written, consecutive ids from `event_id`.
 const WRITTEN: i64 = 1;
 /// An entry: a record removed (replaced by its re-mapping).
 const REMOVED: i64 = 2;
@@ -132,15 +135,16 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// The chain value after `previous` and one entry.
-pub fn link(previous: &[u8; 32], seq: i64, kind: i64, event_id: i64, content: &[u8; 32]) -> [u8; 32] {
+/// The chain value after `previous` and one entry (`content`: the records'
+/// hashes, 32 bytes each).
+pub fn link(previous: &[u8; 32], seq: i64, kind: i64, event_id: i64, content: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"audit-ingest chain v1\0");
     h.update(previous);
     h.update(seq.to_be_bytes());
     h.update(kind.to_be_bytes());
     h.update(event_id.to_be_bytes());
-    h.update(content);
+    h.update(Sha256::digest(content));
     h.finalize().into()
 }
 
@@ -181,24 +185,51 @@ impl Head {
         Ok(Head { seq: 0, chain: GENESIS })
     }
 
-    fn append(&mut self, tx: &Transaction<'_>, kind: i64, event_id: i64, content: [u8; 32]) -> rusqlite::Result<()> {
+    fn append(&mut self, tx: &Transaction<'_>, kind: i64, event_id: i64, content: &[u8]) -> rusqlite::Result<()> {
         let seq = self.seq + 1;
-        let chain = link(&self.chain, seq, kind, event_id, &content);
+        let chain = link(&self.chain, seq, kind, event_id, content);
         tx.prepare_cached("INSERT INTO audit_chain (seq, kind, event_id, content, chain) VALUES (?1, ?2, ?3, ?4, ?5)")?
-            .execute(params![seq, kind, event_id, &content[..], &chain[..]])?;
+            .execute(params![seq, kind, event_id, content, &chain[..]])?;
         *self = Head { seq, chain };
         Ok(())
-    }
-
-    /// Chains the record just written under `id`.
-    pub fn written(&mut self, tx: &Transaction<'_>, id: i64, r: &NewRecord) -> rusqlite::Result<()> {
-        self.append(tx, WRITTEN, id, Fields::of(id, r).content_hash())
     }
 
     /// Chains the removal of the record with `id` (before it is deleted).
     pub fn removed(&mut self, tx: &Transaction<'_>, id: i64) -> rusqlite::Result<()> {
         let content = record_hash(tx, id)?.unwrap_or(GENESIS);
-        self.append(tx, REMOVED, id, content)
+        self.append(tx, REMOVED, id, &content)
+    }
+}
+
+/// Records one write stored, gathered into one entry per run of
+/// consecutive ids; [`Run::close`] appends what is left.
+#[derive(Default)]
+pub(super) struct Run {
+    first: i64,
+    hashes: Vec<u8>,
+}
+
+impl Run {
+    /// The record just written under `id`.
+    pub fn written(&mut self, tx: &Transaction<'_>, head: &mut Head, id: i64, r: &NewRecord) -> rusqlite::Result<()> {
+        let next = self.first + (self.hashes.len() / 32) as i64;
+        if !self.hashes.is_empty() && id != next {
+            self.close(tx, head)?;
+        }
+        if self.hashes.is_empty() {
+            self.first = id;
+        }
+        self.hashes.extend_from_slice(&Fields::of(id, r).content_hash());
+        Ok(())
+    }
+
+    /// Appends the run as one entry (nothing when empty).
+    pub fn close(&mut self, tx: &Transaction<'_>, head: &mut Head) -> rusqlite::Result<()> {
+        if !self.hashes.is_empty() {
+            head.append(tx, WRITTEN, self.first, &self.hashes)?;
+            self.hashes.clear();
+        }
+        Ok(())
     }
 }
 
@@ -286,7 +317,8 @@ pub enum Finding {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainReport {
-    /// Chain entries read.
+    /// Chain entries read (one per run of records a write stored, one
+    /// per removal).
     pub entries: u64,
     /// Records compared with their entries.
     pub records: u64,
@@ -347,7 +379,7 @@ pub fn verify(path: &Path, checkpoints: &[i64]) -> rusqlite::Result<ChainReport>
     let (mut chain, mut expected_seq) = (GENESIS, 1i64);
     while let Some(row) = entries.next()? {
         let (seq, kind, event_id): (i64, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
-        let content = hash32(row.get(3)?);
+        let content: Vec<u8> = row.get(3)?;
         let stored = hash32(row.get(4)?);
         report.entries += 1;
         if seq != expected_seq {
@@ -372,24 +404,27 @@ pub fn verify(path: &Path, checkpoints: &[i64]) -> rusqlite::Result<ChainReport>
         if kind != WRITTEN {
             continue;
         }
-        // Records the chain never wrote, before this one.
-        while let Some((id, _)) = next_record.filter(|(id, _)| *id < event_id) {
-            report.found(Finding::Inserted { id });
-            next_record = records.next()?.map(hash_row).transpose()?;
-        }
-        match next_record {
-            Some((id, hash)) if id == event_id => {
-                report.records += 1;
-                if removed.contains(&id) {
-                    // Removed by a re-map, yet here again.
-                    report.found(Finding::Inserted { id });
-                } else if hash != content {
-                    report.found(Finding::Altered { id });
-                }
+        for (n, written) in content.chunks(32).enumerate() {
+            let event_id = event_id + n as i64;
+            // Records the chain never wrote, before this one.
+            while let Some((id, _)) = next_record.filter(|(id, _)| *id < event_id) {
+                report.found(Finding::Inserted { id });
                 next_record = records.next()?.map(hash_row).transpose()?;
             }
-            _ if removed.contains(&event_id) => {}
-            _ => report.found(Finding::Deleted { id: event_id }),
+            match next_record {
+                Some((id, hash)) if id == event_id => {
+                    report.records += 1;
+                    if removed.contains(&id) {
+                        // Removed by a re-map, yet here again.
+                        report.found(Finding::Inserted { id });
+                    } else if hash[..] != *written {
+                        report.found(Finding::Altered { id });
+                    }
+                    next_record = records.next()?.map(hash_row).transpose()?;
+                }
+                _ if removed.contains(&event_id) => {}
+                _ => report.found(Finding::Deleted { id: event_id }),
+            }
         }
     }
     while let Some((id, _)) = next_record {

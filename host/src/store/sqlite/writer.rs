@@ -8,7 +8,7 @@ use chrono::Utc;
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
-use super::chain::Head;
+use super::chain::{Head, Run};
 use super::schema::INSERT;
 use super::unavailable;
 use crate::store::{Checkpoint, DeadLetter, NewRecord, StoreError, WriteSummary, micros};
@@ -212,9 +212,10 @@ fn write_group(
         }
         let mut insert = tx.prepare_cached(INSERT)?;
         let mut repeated = Vec::new();
+        let mut run = Run::default();
         for (position, r) in batch.iter().enumerate() {
             if insert_row(&mut insert, r)? {
-                chain.written(&tx, tx.last_insert_rowid(), r)?;
+                run.written(&tx, chain, tx.last_insert_rowid(), r)?;
             } else {
                 repeated.push(position as u32);
             }
@@ -223,6 +224,7 @@ fn write_group(
             }
         }
         drop(insert);
+        run.close(&tx, chain)?;
         if let Also::ReplaceRecord(id) = also {
             // Noted first: hourly counts may already hold it (see `lookup`).
             tx.prepare_cached(
