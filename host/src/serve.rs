@@ -169,9 +169,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         );
     }
     for w in &webhooks {
-        if pollers.iter().any(|p| p.source == w.source) {
+        let accepts = !matches!(w.verifier, Verifier::MissingSecret(_));
+        if accepts && pollers.iter().any(|p| p.source == w.source) {
             // Pushed and polled (authentik's notifications beside its event
             // list): the poller is the safety net, and says when pushes stop.
+            // An endpoint without its secret takes no pushes: nothing to miss.
             pipeline.telemetry().expect_pushes(&w.source, PUSH_SILENCE);
         }
         match &w.verifier {

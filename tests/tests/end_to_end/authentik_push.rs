@@ -427,3 +427,42 @@ fn docs_show_the_shipped_mappings_exactly() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_expects_pushes_only_when_its_push_endpoint_has_a_token() {
+    let ak = StandIn::start().await;
+    for token in [None, Some(AK_WEBHOOK_TOKEN)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = audit_ingest::config::Config {
+            data_dir: dir.path().join("data"),
+            mappers_dir: dir.path().join("mappers.d"),
+            ..audit_ingest::config::Config::default()
+        };
+        config.store.mongodb_uri = Default::default();
+        let mut poller = audit_ingest::presets::authentik_poller(&ak.base_url);
+        poller.token = secret_file(AK_TOKEN);
+        config.pollers = vec![poller];
+        let mut hook = audit_ingest::presets::authentik_webhook();
+        // The preset reads AUTHENTIK_WEBHOOK_TOKEN; here: a file, or nothing.
+        hook.auth = audit_ingest::sources::webhook::AuthConfig::Bearer {
+            token: match token {
+                Some(t) => secret_file(t),
+                None => audit_ingest::config::SecretSource::default(),
+            },
+        };
+        config.webhooks = vec![hook];
+        let settings = audit_ingest::config::Settings::resolve(config).unwrap();
+        let app = audit_ingest::serve::build(settings).await.unwrap();
+        let metrics = app.state.pipeline.telemetry().render(
+            app.state.pipeline.runtime().figures(),
+            audit_ingest::telemetry::StoreFigures::default(),
+        );
+        let expects = metrics.contains("audit_ingest_push_silent{source=\"authentik\"}");
+        assert_eq!(
+            expects,
+            token.is_some(),
+            "pushes expected only with a token (token: {token:?})"
+        );
+        app.stop(Duration::from_secs(5)).await;
+    }
+}
