@@ -393,3 +393,50 @@ async fn after_a_key_rotation_both_keys_verify_their_digests() {
     .unwrap();
     assert_eq!(since.digests_checked, 1, "{since:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_older_than_the_chain_starts_it_after_its_records_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.sqlite3");
+    {
+        let store = embedded_store(dir.path());
+        store.insert((1..=10).map(record).collect(), None).await.unwrap();
+    }
+    // What a store made before the chain looks like: no chain tables.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let conn = Connection::open(&file).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    conn.execute_batch("DROP TABLE audit_chain; DROP TABLE chain_meta; DROP TABLE chain_digests;")
+        .unwrap();
+    drop(conn);
+    let key = dir.path().join("signing.key");
+    SigningKey::generate(&key).unwrap();
+    let store = embedded_store(dir.path());
+    store.insert((11..=15).map(record).collect(), None).await.unwrap();
+    Digests::new(
+        store.clone(),
+        SigningKey::read(&key).unwrap(),
+        dir.path().join("digests"),
+    )
+    .make()
+    .await
+    .unwrap()
+    .unwrap();
+    let verdict = verify(&Options {
+        store_file: file,
+        digest_dir: Some(dir.path().join("digests")),
+        keys: vec![SigningKey::read(&key).unwrap().public()],
+        since: None,
+    })
+    .unwrap();
+    assert!(verdict.clean(), "{verdict:#?}");
+    assert_eq!((verdict.chain.genesis_after, verdict.chain.records), (10, 5));
+    assert!(
+        verdict
+            .warnings
+            .iter()
+            .any(|w| w.contains("records 1 to 10 were written before the chain")),
+        "{:?}",
+        verdict.warnings
+    );
+}
