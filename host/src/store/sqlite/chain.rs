@@ -156,19 +156,11 @@ pub(super) struct Head {
 }
 
 impl Head {
-    /// Where the chain ends in this file. A file whose records predate the
-    /// chain starts it after them (`genesis_after`), and says so once.
+    /// Where the chain ends in this file (its tables exist: `open` made
+    /// them). A file whose records predate the chain starts it after them
+    /// (`genesis_after`), and says so once.
     pub fn load(conn: &Connection) -> rusqlite::Result<Head> {
-        conn.execute_batch(CHAIN_SCHEMA)?;
-        let last = conn
-            .query_row(
-                "SELECT seq, chain FROM audit_chain ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
-            )
-            .optional()?;
-        if let Some((seq, chain)) = last {
-            let chain = <[u8; 32]>::try_from(chain.as_slice()).unwrap_or(GENESIS);
+        if let Some((seq, chain)) = last(conn)? {
             return Ok(Head { seq, chain });
         }
         let newest: i64 = conn.query_row("SELECT coalesce(max(id), 0) FROM audit_events", [], |r| r.get(0))?;
@@ -374,7 +366,7 @@ pub fn verify(path: &Path, checkpoints: &[i64]) -> rusqlite::Result<ChainReport>
         "SELECT {RECORD_COLUMNS} FROM audit_events WHERE id > ?1 ORDER BY id"
     ))?;
     let mut records = records.query([report.genesis_after])?;
-    let mut next_record = records.next()?.map(hash_row).transpose()?;
+    let mut next_record = next_hashed(&mut records)?;
     let mut want = checkpoints.iter().copied().peekable();
     let (mut chain, mut expected_seq) = (GENESIS, 1i64);
     while let Some(row) = entries.next()? {
@@ -409,7 +401,7 @@ pub fn verify(path: &Path, checkpoints: &[i64]) -> rusqlite::Result<ChainReport>
             // Records the chain never wrote, before this one.
             while let Some((id, _)) = next_record.filter(|(id, _)| *id < event_id) {
                 report.found(Finding::Inserted { id });
-                next_record = records.next()?.map(hash_row).transpose()?;
+                next_record = next_hashed(&mut records)?;
             }
             match next_record {
                 Some((id, hash)) if id == event_id => {
@@ -420,7 +412,7 @@ pub fn verify(path: &Path, checkpoints: &[i64]) -> rusqlite::Result<ChainReport>
                     } else if hash[..] != *written {
                         report.found(Finding::Altered { id });
                     }
-                    next_record = records.next()?.map(hash_row).transpose()?;
+                    next_record = next_hashed(&mut records)?;
                 }
                 _ if removed.contains(&event_id) => {}
                 _ => report.found(Finding::Deleted { id: event_id }),
@@ -429,12 +421,17 @@ pub fn verify(path: &Path, checkpoints: &[i64]) -> rusqlite::Result<ChainReport>
     }
     while let Some((id, _)) = next_record {
         report.found(Finding::Inserted { id });
-        next_record = records.next()?.map(hash_row).transpose()?;
+        next_record = next_hashed(&mut records)?;
     }
     for at in want {
         report.heads.push((at, None));
     }
     Ok(report)
+}
+
+/// The next record of an ordered read, with its hash.
+fn next_hashed(records: &mut rusqlite::Rows<'_>) -> rusqlite::Result<Option<(i64, [u8; 32])>> {
+    records.next()?.map(hash_row).transpose()
 }
 
 fn hash32(bytes: Vec<u8>) -> [u8; 32] {
