@@ -43,6 +43,7 @@ pub mod builtin;
 pub mod config;
 pub mod event;
 pub mod evidence;
+pub mod export;
 #[cfg(feature = "test-support")]
 pub mod fuzzing;
 pub mod health;
@@ -50,6 +51,7 @@ pub mod http_server;
 pub mod ingest;
 pub mod presets;
 pub mod replay;
+pub mod retention;
 pub mod runtime;
 mod scheduling;
 pub mod serve;

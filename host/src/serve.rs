@@ -206,10 +206,19 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
             .pipeline
             .tenants()
             .clone()
-            .follow(store, std::time::Duration::from_secs(300));
+            .follow(store.clone(), std::time::Duration::from_secs(300));
         background.push(tokio::spawn(follow));
     }
     let digests = start_digests(&config, signing_key, &state, &mut background);
+    if config.retention.is_on() {
+        let retention = crate::retention::Retention::new(
+            config.retention.clone(),
+            store.clone(),
+            state.pipeline.telemetry().clone(),
+            digests.clone(),
+        );
+        background.push(tokio::spawn(retention.run()));
+    }
     Ok(App {
         state,
         watch,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use audit_ingest::store::{
-    AuditStore, Commit, Committed, DeadLetter, NewRecord, Overview, Page, Query, Record, Store, StoreError,
+    AuditStore, Commit, Committed, DeadLetter, Expiry, NewRecord, Overview, Page, Query, Record, Store, StoreError,
     TenantScope, WriteSummary,
 };
 use serde_json::Value;
@@ -99,6 +99,18 @@ impl AuditStore for FaultyStore {
     async fn overview(&self, query: &Query, bucket_micros: i64) -> Result<Overview, StoreError> {
         self.switch.check()?;
         self.inner.overview(query, bucket_micros).await
+    }
+    async fn expiring(&self, expiry: &Expiry, limit: usize) -> Result<Vec<Record>, StoreError> {
+        self.switch.check()?;
+        self.inner.expiring(expiry, limit).await
+    }
+    async fn expire(&self, ids: Vec<String>) -> Result<u64, StoreError> {
+        self.switch.check()?;
+        self.inner.expire(ids).await
+    }
+    async fn expire_dead_letters(&self, expiry: &Expiry, limit: usize) -> Result<u64, StoreError> {
+        self.switch.check()?;
+        self.inner.expire_dead_letters(expiry, limit).await
     }
     fn foreign_skipped(&self) -> u64 {
         self.inner.foreign_skipped()

@@ -172,6 +172,8 @@ pub struct Config {
     pub shutdown_timeout_secs: u64,
     /// Signed digests of the store's hash chain (`[evidence]`).
     pub evidence: crate::evidence::Config,
+    /// How long records are kept (`[retention]`).
+    pub retention: crate::retention::Config,
 }
 
 /// `[api]`: who may read the timeline, replay and read metrics (see
@@ -449,6 +451,7 @@ impl Default for Config {
             max_in_flight_requests: crate::api::DEFAULT_INGEST_SLOTS,
             http: HttpConfig::default(),
             evidence: crate::evidence::Config::default(),
+            retention: crate::retention::Config::default(),
         }
     }
 }
@@ -519,6 +522,11 @@ impl Config {
         if let Some(v) = env("AUDIT_SIGNING_KEY_FILE") {
             self.evidence.signing_key = Some(PathBuf::from(v));
         }
+        if let Some(v) = env("AUDIT_RETENTION_DAYS") {
+            self.retention.retention_days = Some(v.trim().parse().map_err(|_| {
+                ConfigError::new("AUDIT_RETENTION_DAYS", format!("`{v}` is not a whole number of days"))
+            })?);
+        }
         if let Some(v) = env("AUDIT_TENANT_SLUGS") {
             self.tenant_slugs = v
                 .split(',')
@@ -568,6 +576,7 @@ impl Config {
             }
         }
         self.evidence.validate()?;
+        self.retention.validate()?;
         self.api.failed_auth.validate()?;
         if let Some(oidc) = &self.api.oidc {
             oidc.validate()?;

@@ -31,6 +31,10 @@ pub struct Digest {
     pub head: String,
     /// Entries covered (from the chain's first to `last_seq`).
     pub count: i64,
+    /// Retention cut the chain: entries up to this one were dropped (their
+    /// records all deleted), and the chain in the store starts after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_starts_after: Option<i64>,
     /// When the previous digest of this service was made (or it started).
     pub period_start: DateTime<Utc>,
     /// When this one was made.
@@ -41,11 +45,10 @@ pub struct Digest {
 }
 
 impl Digest {
-    /// The digest of the head `(last_seq, chain)`.
+    /// The digest of the chain's `head`.
     pub fn new(
         store: &str,
-        last_seq: i64,
-        chain: &[u8; 32],
+        head: &crate::store::ChainHead,
         since: DateTime<Utc>,
         now: DateTime<Utc>,
         key: &PublicKey,
@@ -53,9 +56,10 @@ impl Digest {
         Digest {
             format: FORMAT.into(),
             store: store.into(),
-            last_seq,
-            head: hex(chain),
-            count: last_seq,
+            last_seq: head.seq,
+            head: hex(&head.chain),
+            count: head.seq - head.cut,
+            chain_starts_after: (head.cut > 0).then_some(head.cut),
             period_start: since,
             period_end: now,
             public_key: key.to_base64(),

@@ -121,7 +121,7 @@ impl Digests {
             return Ok(None);
         }
         let now = Utc::now();
-        let digest = Digest::new(self.store.kind(), head.seq, &head.chain, since, now, &self.key.public());
+        let digest = Digest::new(self.store.kind(), &head, since, now, &self.key.public());
         let signed = SignedDigest::sign(&digest, &self.key)?;
         self.store.save_digest(head.seq, signed.text().to_string()).await?;
         let file = self.dir.join(digest::file_name(head.seq));

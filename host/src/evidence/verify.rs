@@ -152,6 +152,8 @@ pub fn verify(options: &Options) -> anyhow::Result<Verdict> {
     }
     let seqs: Vec<i64> = found.keys().copied().collect();
     let report = chain::verify(&options.store_file, &seqs)?;
+    let cut = report.cut;
+    let mut before_cut = 0;
     for (seq, head) in &report.heads {
         let f = &found[seq];
         let signed = f.digest.digest.period_end;
@@ -162,10 +164,35 @@ pub fn verify(options: &Options) -> anyhow::Result<Verdict> {
                 hex(h),
                 f.digest.digest.head
             )),
+            // Entries retention dropped, with every record they wrote.
+            None if cut.is_some_and(|c| *seq < c.after) => before_cut += 1,
             None => problems.push(format!(
                 "the chain no longer reaches entry {seq}, which the digest signed {signed} covers: entries were deleted"
             )),
         }
+    }
+    if let Some(c) = cut {
+        if !found.contains_key(&c.after) && options.since.is_none() {
+            problems.push(format!(
+                "the chain starts after entry {} (cut by retention), but no signed digest of entry {} was found: the cut cannot be checked",
+                c.after, c.after
+            ));
+        }
+        if seqs.last().is_none_or(|last| *last < c.entry) {
+            problems.push(format!(
+                "the chain was cut (entries up to {} dropped) after the newest signed digest: no digest records the cut",
+                c.after
+            ));
+        }
+        warnings.push(format!(
+            "retention cut the chain: entries 1 to {} were dropped with every record they wrote{}",
+            c.after,
+            if before_cut > 0 {
+                format!("; {before_cut} digests cover only dropped entries")
+            } else {
+                String::new()
+            }
+        ));
     }
     let last_signed = seqs.last().copied().unwrap_or(0);
     match report.head {

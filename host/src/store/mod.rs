@@ -473,6 +473,29 @@ pub trait AuditStore: Send + Sync {
     /// Whether the store answers and can write.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Up to `limit` records due under `expiry` (retention), oldest first
+    /// within each source, read without deleting them (so that they can be
+    /// exported first).
+    async fn expiring(&self, expiry: &Expiry, limit: usize) -> Result<Vec<Record>, StoreError>;
+
+    /// Deletes the records with these ids (retention): durable on return;
+    /// in a store that keeps a hash chain the deletion is a chained entry,
+    /// so verification tells it from tampering. Returns how many were
+    /// deleted (ids already gone are passed over).
+    async fn expire(&self, ids: Vec<String>) -> Result<u64, StoreError>;
+
+    /// Deletes up to `limit` dead letters that arrived before their
+    /// source's cutoff; returns how many.
+    async fn expire_dead_letters(&self, expiry: &Expiry, limit: usize) -> Result<u64, StoreError>;
+
+    /// Drops the chain's oldest entries once every record they wrote is
+    /// gone, up to the newest signed digest before the first record still
+    /// kept (the cut is itself a chained entry, which the next digest
+    /// covers). Returns the entry the chain now starts after, if it moved.
+    async fn cut_chain(&self) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
+
     /// Whether the store chains what it commits (tamper evidence).
     fn keeps_chain(&self) -> bool {
         false
@@ -506,6 +529,31 @@ pub struct ChainHead {
     pub seq: i64,
     /// The chain value after it.
     pub chain: [u8; 32],
+    /// Entries up to this one were cut by retention (0: none): the chain in
+    /// the store starts after it.
+    pub cut: i64,
+}
+
+/// Which records retention deletes: those that happened before their
+/// source's cutoff.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expiry {
+    /// Sources with a period of their own, and their cutoff.
+    pub per_source: std::collections::BTreeMap<String, DateTime<Utc>>,
+    /// The cutoff of every other source; `None`: they are kept.
+    pub otherwise: Option<DateTime<Utc>>,
+}
+
+impl Expiry {
+    /// The cutoff of `source`'s records, if they expire at all.
+    pub fn cutoff(&self, source: &str) -> Option<DateTime<Utc>> {
+        self.per_source.get(source).copied().or(self.otherwise)
+    }
+
+    /// Whether anything expires.
+    pub fn is_empty(&self) -> bool {
+        self.per_source.is_empty() && self.otherwise.is_none()
+    }
 }
 
 /// The configured store, shared.

@@ -147,6 +147,7 @@ pub struct Telemetry(Arc<Metrics>);
 struct Metrics {
     sources: RwLock<BTreeMap<String, Arc<SourceMetrics>>>,
     store_write_seconds: Histogram,
+    retention: RetentionMetrics,
     started_unix: i64,
 }
 
@@ -155,8 +156,60 @@ impl Default for Metrics {
         Metrics {
             sources: RwLock::default(),
             store_write_seconds: Histogram::default(),
+            retention: RetentionMetrics::default(),
             started_unix: now_unix(),
         }
+    }
+}
+
+/// What retention deleted.
+#[derive(Default)]
+pub struct RetentionMetrics {
+    records: AtomicU64,
+    dead_letters: AtomicU64,
+    passes_ok: AtomicU64,
+    passes_failed: AtomicU64,
+    last_pass_unix: AtomicI64,
+}
+
+impl RetentionMetrics {
+    /// Counts records deleted.
+    pub fn records_deleted(&self, n: u64) {
+        self.records.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts dead letters deleted.
+    pub fn dead_letters_deleted(&self, n: u64) {
+        self.dead_letters.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts a finished pass (`ok`: it ran to the end).
+    pub fn passed(&self, ok: bool) {
+        let counter = if ok { &self.passes_ok } else { &self.passes_failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.last_pass_unix.store(now_unix(), Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP audit_ingest_retention_deleted_total Records and dead letters deleted by retention.\n\
+             # TYPE audit_ingest_retention_deleted_total counter\n\
+             audit_ingest_retention_deleted_total{{kind=\"records\"}} {}\n\
+             audit_ingest_retention_deleted_total{{kind=\"dead_letters\"}} {}\n\
+             # HELP audit_ingest_retention_passes_total Retention passes, by whether they ran to the end.\n\
+             # TYPE audit_ingest_retention_passes_total counter\n\
+             audit_ingest_retention_passes_total{{outcome=\"ok\"}} {}\n\
+             audit_ingest_retention_passes_total{{outcome=\"failed\"}} {}\n\
+             # HELP audit_ingest_retention_last_pass_timestamp_seconds When the last retention pass ended (0: none yet).\n\
+             # TYPE audit_ingest_retention_last_pass_timestamp_seconds gauge\n\
+             audit_ingest_retention_last_pass_timestamp_seconds {}",
+            self.records.load(Ordering::Relaxed),
+            self.dead_letters.load(Ordering::Relaxed),
+            self.passes_ok.load(Ordering::Relaxed),
+            self.passes_failed.load(Ordering::Relaxed),
+            self.last_pass_unix.load(Ordering::Relaxed),
+        );
     }
 }
 
@@ -204,6 +257,11 @@ impl Telemetry {
         all.iter()
             .filter_map(|(name, m)| m.arrivals.silence(name, self.0.started_unix))
             .collect()
+    }
+
+    /// What retention deleted.
+    pub fn retention(&self) -> &RetentionMetrics {
+        &self.0.retention
     }
 
     /// Records how long one store write took to become durable.
@@ -426,6 +484,7 @@ fn render(metrics: &Metrics, mappers: MapperFigures, store: StoreFigures) -> Str
     metrics
         .store_write_seconds
         .render(&mut out, "audit_ingest_store_write_duration_seconds", "");
+    metrics.retention.render(&mut out);
     out
 }
 

@@ -73,6 +73,12 @@ async fn a_replaced_newest_record_is_found_by_its_new_actor() {
 }
 
 #[tokio::test]
+async fn retention_deletes_what_is_due_and_nothing_else() {
+    let d = tempfile::tempdir().unwrap();
+    retention::expiry(open(d.path())).await;
+}
+
+#[tokio::test]
 async fn originals_and_times_come_back_exactly() {
     let d = tempfile::tempdir().unwrap();
     originals_exact(open(d.path())).await;
@@ -302,4 +308,79 @@ async fn hourly_counts_agree_with_the_records_before_and_after_the_lookup_and_a_
         day.buckets.iter().map(|b| b.count).sum::<u64>(),
         expect(&batch).values().map(|v| v.0).sum::<u64>()
     );
+}
+
+/// Retention deletes personal data everywhere the embedded store kept it:
+/// the record, its actor and IP keys and its text in the lookup, its count,
+/// and (once the lookup has taken it into account) the note of its removal.
+#[tokio::test]
+async fn retention_leaves_nothing_of_a_record_in_the_lookup() {
+    let d = tempfile::tempdir().unwrap();
+    let sqlite = open_embedded(d.path());
+    let store: Store = sqlite.clone();
+    let mut old = record("stalwart", "stalwart.auth_failed", 1, Some("old"));
+    old.actor_name = Some("erase-me@example.org".into());
+    old.actor_email = Some("erase-me@example.org".into());
+    old.ip = Some("203.0.113.99".into());
+    store
+        .insert(
+            vec![old, record("stalwart", "stalwart.auth_failed", 5000, Some("new"))],
+            None,
+        )
+        .await
+        .unwrap();
+    lookup_caught_up(&sqlite).await;
+    let lookup = rusqlite::Connection::open(d.path().join("a.sqlite3-lookup")).unwrap();
+    let traces = |lookup: &rusqlite::Connection| -> (i64, i64, i64) {
+        let keys = lookup
+            .query_row(
+                "SELECT count(*) FROM audit_lookup WHERE key IN ('a:erase-me@example.org', 'i:203.0.113.99')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let text = lookup
+            .query_row(
+                "SELECT count(*) FROM audit_text WHERE audit_text MATCH '\"erase-me\"'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let counted = lookup
+            .query_row("SELECT coalesce(sum(n), 0) FROM audit_counts", [], |r| r.get(0))
+            .unwrap();
+        (keys, text, counted)
+    };
+    assert_eq!(traces(&lookup), (2, 1, 2), "indexed before");
+    let expiry = audit_ingest::store::Expiry {
+        otherwise: Some(at(100)),
+        ..Default::default()
+    };
+    let due = store.expiring(&expiry, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(store.expire(vec![due[0].id.clone()]).await.unwrap(), 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while traces(&lookup) != (0, 0, 1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lookup kept {:?}",
+            traces(&lookup)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let found = store
+        .query(&Query {
+            actor: Some("erase-me@example.org".into()),
+            ..q()
+        })
+        .await
+        .unwrap();
+    assert!(found.records.is_empty());
+    // The next deletion prunes the note the lookup has taken in.
+    assert_eq!(store.expire(Vec::new()).await.unwrap(), 0);
+    let events = rusqlite::Connection::open(d.path().join("a.sqlite3")).unwrap();
+    let notes: i64 = events
+        .query_row("SELECT count(*) FROM removed_events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(notes, 0, "no e-mail address is left in the removal notes");
 }

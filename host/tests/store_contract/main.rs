@@ -733,5 +733,6 @@ async fn durable_across_reopen(make: impl Fn() -> Store) {
 mod embedded;
 mod mongodb;
 mod reads;
+mod retention;
 
 use reads::{commit_order, counted, expected_counts, overview_counts};

@@ -146,3 +146,12 @@ async fn commits_are_read_in_commit_order() {
 async fn the_overview_counts_in_the_store() {
     overview_counts(open("overview").await).await;
 }
+
+#[tokio::test]
+#[cfg_attr(
+    not(mongodb_tests),
+    ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+)]
+async fn retention_deletes_what_is_due_and_nothing_else() {
+    retention::expiry(open("retention").await).await;
+}

@@ -18,6 +18,7 @@ mod metrics;
 mod ocis_tail;
 mod openapi;
 mod replay;
+mod retention;
 mod runtime_hot_reload;
 mod runtime_limits;
 mod stalwart_webhook;

@@ -21,6 +21,7 @@
 
 mod overview;
 mod page;
+mod retention;
 
 use crate::event::RawJson;
 use chrono::{DateTime, Utc};
@@ -310,6 +311,18 @@ impl AuditStore for MongoStore {
             Bson::ObjectId(o) => o.to_hex(),
             other => other.to_string(),
         })
+    }
+
+    async fn expiring(&self, expiry: &super::Expiry, limit: usize) -> Result<Vec<Record>, StoreError> {
+        self.expiring_records(expiry, limit).await
+    }
+
+    async fn expire(&self, ids: Vec<String>) -> Result<u64, StoreError> {
+        self.delete_records(ids).await
+    }
+
+    async fn expire_dead_letters(&self, expiry: &super::Expiry, limit: usize) -> Result<u64, StoreError> {
+        self.delete_dead_letters(expiry, limit).await
     }
 
     async fn unrecognised_records(&self, after: Option<&str>, limit: usize) -> Result<Vec<Record>, StoreError> {

@@ -4,7 +4,10 @@
 //! form, in id order; each record removed (a catch-all record replaced by
 //! its re-mapping) is an entry too (kind 2). An entry's chain value is the
 //! SHA-256 of the previous one and the entry, so changing, removing or
-//! adding any entry changes every chain value after it. The writer appends
+//! adding any entry changes every chain value after it. Retention's
+//! deletions are entries too (kind 3, the ids deleted), and so is a cut of
+//! the chain's own oldest entries (kind 4, where the chain now starts and its
+//! value there). The writer appends
 //! entries in the transaction that writes the records, so no source, and no
 //! path around the pipeline, writes a record outside it. One entry per run,
 //! not per record: a batch costs the chain one row, and every record still
@@ -14,7 +17,6 @@
 //! writer to this file cannot reach (see `crate::evidence`). [`verify`]
 //! re-computes it from the file and names what differs.
 
-use std::collections::HashSet;
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
@@ -45,6 +47,11 @@ CREATE TABLE IF NOT EXISTS chain_digests (
 const WRITTEN: i64 = 1;
 /// An entry: a record removed (replaced by its re-mapping).
 const REMOVED: i64 = 2;
+/// An entry: records deleted by retention (their ids, 8 bytes each).
+const EXPIRED: i64 = 3;
+/// An entry: the entries up to one were dropped by retention (that
+/// entry's number, 8 bytes, and the chain value after it, 32 bytes).
+const CUT: i64 = 4;
 
 /// The chain value before the first entry.
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -191,6 +198,93 @@ impl Head {
         let content = record_hash(tx, id)?.unwrap_or(GENESIS);
         self.append(tx, REMOVED, id, &content)
     }
+
+    /// Chains retention's deletion of the records `ids` (ascending, not empty).
+    pub fn expired(&mut self, tx: &Transaction<'_>, ids: &[i64]) -> rusqlite::Result<()> {
+        let content: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
+        self.append(tx, EXPIRED, ids.first().copied().unwrap_or(0), &content)
+    }
+
+    /// Chains a cut: the chain now starts after entry `seq`, whose value was `chain`.
+    pub fn cut(&mut self, tx: &Transaction<'_>, seq: i64, chain: &[u8; 32]) -> rusqlite::Result<()> {
+        let mut content = seq.to_be_bytes().to_vec();
+        content.extend_from_slice(chain);
+        self.append(tx, CUT, seq, &content)
+    }
+}
+
+/// Where the chain in the file starts: after the entry the newest cut
+/// names, with that entry's value (`(0, GENESIS)` when never cut).
+pub(super) fn start(conn: &Connection) -> rusqlite::Result<(i64, [u8; 32])> {
+    Ok(newest_cut(conn)?.map_or((0, GENESIS), |c| (c.after, c.chain)))
+}
+
+/// A cut of the chain's prefix, as its entry says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    /// The entries up to this one were dropped.
+    pub after: i64,
+    /// The chain value after that entry.
+    pub chain: [u8; 32],
+    /// The cut's own entry.
+    pub entry: i64,
+}
+
+/// The newest cut, if the chain was ever cut.
+fn newest_cut(conn: &Connection) -> rusqlite::Result<Option<Cut>> {
+    let newest: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT seq, content FROM audit_chain WHERE kind = ?1 ORDER BY seq DESC LIMIT 1",
+            [CUT],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(newest.filter(|(_, c)| c.len() == 40).map(|(entry, c)| Cut {
+        after: i64::from_be_bytes(c[..8].try_into().unwrap_or_default()),
+        chain: hash32(c[8..].to_vec()),
+        entry,
+    }))
+}
+
+/// The ids an entry says are gone: a removal's one id, retention's list.
+fn gone_ids(kind: i64, event_id: i64, content: &[u8]) -> Vec<i64> {
+    match kind {
+        REMOVED => vec![event_id],
+        EXPIRED => content
+            .chunks_exact(8)
+            .map(|c| i64::from_be_bytes(c.try_into().unwrap_or_default()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Where a cut may go: entries from the chain's start up to the first
+/// that wrote a record still kept (the cut must lie before it), read in
+/// order. Returns that entry's number, or the head's plus one when every
+/// record written is gone.
+pub(super) fn first_still_needed(conn: &Connection) -> rusqlite::Result<i64> {
+    let (from, _) = start(conn)?;
+    let genesis_after: i64 = conn
+        .query_row("SELECT value FROM chain_meta WHERE name = 'genesis_after'", [], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .unwrap_or(0);
+    let oldest: Option<i64> =
+        conn.query_row("SELECT min(id) FROM audit_events WHERE id > ?1", [genesis_after], |r| {
+            r.get(0)
+        })?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, event_id + length(content) / 32 - 1 FROM audit_chain WHERE seq > ?1 AND kind = ?2 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query(params![from, WRITTEN])?;
+    while let Some(row) = rows.next()? {
+        let (seq, last_id): (i64, i64) = (row.get(0)?, row.get(1)?);
+        if oldest.is_some_and(|oldest| last_id >= oldest) {
+            return Ok(seq);
+        }
+    }
+    Ok(last(conn)?.map_or(1, |(seq, _)| seq + 1))
 }
 
 /// Records one write stored, gathered into one entry per run of
@@ -316,6 +410,9 @@ pub struct ChainReport {
     pub records: u64,
     /// Records with ids up to this predate the chain and are not covered.
     pub genesis_after: i64,
+    /// Where the chain in the file starts, if retention cut it.
+    #[serde(skip)]
+    pub cut: Option<Cut>,
     /// The re-computed chain value after each asked-for entry, in order
     /// (`None`: the chain does not reach that entry).
     pub heads: Vec<(i64, Option<[u8; 32]>)>,
@@ -356,19 +453,38 @@ pub fn verify(path: &Path, checkpoints: &[i64]) -> rusqlite::Result<ChainReport>
             .unwrap_or(0),
         ..ChainReport::default()
     };
-    let removed: HashSet<i64> = conn
-        .prepare("SELECT event_id FROM audit_chain WHERE kind = ?1")?
-        .query_map([REMOVED], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut entries = conn.prepare("SELECT seq, kind, event_id, content, chain FROM audit_chain ORDER BY seq")?;
-    let mut entries = entries.query([])?;
+    let cut = newest_cut(&conn)?;
+    let (cut_seq, cut_chain) = cut.map_or((0, GENESIS), |c| (c.after, c.chain));
+    report.cut = cut;
+    // What removals and retention took away, in the chain after the cut.
+    let mut removed: Vec<i64> = Vec::new();
+    {
+        let mut gone =
+            conn.prepare("SELECT kind, event_id, content FROM audit_chain WHERE seq > ?1 AND kind IN (?2, ?3)")?;
+        let mut rows = gone.query(params![cut_seq, REMOVED, EXPIRED])?;
+        while let Some(row) = rows.next()? {
+            let content: Vec<u8> = row.get(2)?;
+            removed.extend(gone_ids(row.get(0)?, row.get(1)?, &content));
+        }
+    }
+    removed.sort_unstable();
+    let removed = Ids(removed);
+    let mut entries =
+        conn.prepare("SELECT seq, kind, event_id, content, chain FROM audit_chain WHERE seq > ?1 ORDER BY seq")?;
+    let mut entries = entries.query([cut_seq])?;
     let mut records = conn.prepare(&format!(
         "SELECT {RECORD_COLUMNS} FROM audit_events WHERE id > ?1 ORDER BY id"
     ))?;
     let mut records = records.query([report.genesis_after])?;
     let mut next_record = next_hashed(&mut records)?;
     let mut want = checkpoints.iter().copied().peekable();
-    let (mut chain, mut expected_seq) = (GENESIS, 1i64);
+    // Digests of entries the cut dropped: only the one at the cut itself
+    // can still be compared (with the value the cut entry kept).
+    while let Some(&at) = want.peek().filter(|at| **at <= cut_seq) {
+        want.next();
+        report.heads.push((at, (at == cut_seq).then_some(cut_chain)));
+    }
+    let (mut chain, mut expected_seq) = (cut_chain, cut_seq + 1);
     while let Some(row) = entries.next()? {
         let (seq, kind, event_id): (i64, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
         let content: Vec<u8> = row.get(3)?;
@@ -427,6 +543,15 @@ pub fn verify(path: &Path, checkpoints: &[i64]) -> rusqlite::Result<ChainReport>
         report.heads.push((at, None));
     }
     Ok(report)
+}
+
+/// Sorted ids, searched.
+struct Ids(Vec<i64>);
+
+impl Ids {
+    fn contains(&self, id: &i64) -> bool {
+        self.0.binary_search(id).is_ok()
+    }
 }
 
 /// The next record of an ordered read, with its hash.

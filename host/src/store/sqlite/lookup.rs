@@ -224,15 +224,60 @@ fn pass(read: &Connection, write: &mut Connection) -> rusqlite::Result<i64> {
     if count == 0 && removed.is_empty() {
         return Ok(0);
     }
+    let work = count.max(removed.len() as i64);
     write_pass(write, keys, texts, counts, removed, last)?;
-    Ok(count)
+    Ok(work)
 }
 
 /// Hourly count keys: (hour, source, outcome, tenant) → (records, catch-all records).
 type Counts = std::collections::HashMap<(i64, String, String, String), (i64, i64)>;
 
-/// Removals not taken into account yet: (seq, id, key of its count, catch-all).
-type Removals = Vec<(i64, i64, (i64, String, String, String), i64)>;
+/// A removal not taken into account yet.
+struct Removal {
+    seq: i64,
+    id: i64,
+    /// The key of its hourly count.
+    count: (i64, String, String, String),
+    unrecognised: i64,
+    /// Its lookup keys and text, as a pass added them.
+    indexed: Indexed,
+}
+
+type Removals = Vec<Removal>;
+
+/// What the lookup holds for one event: its keys and its text.
+struct Indexed {
+    keys: Vec<(String, i64, i64)>,
+    text: Option<String>,
+}
+
+/// The lookup keys and text of the event `id` at `at`, from its actor
+/// id, name and e-mail, IP, and target id and name (at `first`.. of `row`).
+fn indexed(row: &rusqlite::Row<'_>, first: usize, id: i64, at: i64) -> rusqlite::Result<Indexed> {
+    let mut actors: Vec<String> = Vec::with_capacity(3);
+    for col in first..first + 3 {
+        if let Some(v) = row.get::<_, Option<String>>(col)?
+            && !actors.contains(&v)
+        {
+            actors.push(v);
+        }
+    }
+    let mut keys: Vec<(String, i64, i64)> = actors.iter().map(|a| (actor_key(a), at, id)).collect();
+    if let Some(ip) = row.get::<_, Option<String>>(first + 3)? {
+        keys.push((ip_key(&ip), at, id));
+    }
+    let mut text = actors.join("\n");
+    for col in first + 4..first + 6 {
+        if let Some(v) = row.get::<_, Option<String>>(col)? {
+            text.push('\n');
+            text.push_str(&v);
+        }
+    }
+    Ok(Indexed {
+        keys,
+        text: (!text.is_empty()).then_some(text),
+    })
+}
 
 type PassRead = (Vec<(String, i64, i64)>, Vec<(i64, String)>, Counts, Removals, i64, i64);
 
@@ -242,15 +287,19 @@ fn read_pass(read: &Connection, write: &Connection, from: i64) -> rusqlite::Resu
         .query_row([], |r| r.get(0))?;
     let removed: Removals = read
         .prepare_cached(
-            "SELECT seq, id, at, source, outcome, tenant, unrecognised FROM removed_events WHERE seq > ?1 ORDER BY seq",
+            "SELECT seq, id, at, source, outcome, tenant, unrecognised, \
+             actor_id, actor_name, actor_email, ip, target_id, target_name \
+             FROM removed_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?
-        .query_map([seen], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                (hour_of(r.get(2)?), r.get(3)?, r.get(4)?, r.get(5)?),
-                r.get(6)?,
-            ))
+        .query_map([seen, PASS], |r| {
+            let (id, at) = (r.get(1)?, r.get(2)?);
+            Ok(Removal {
+                seq: r.get(0)?,
+                id,
+                count: (hour_of(at), r.get(3)?, r.get(4)?, r.get(5)?),
+                unrecognised: r.get(6)?,
+                indexed: indexed(r, 7, id, at)?,
+            })
         })?
         .collect::<Result<_, _>>()?;
     let mut keys: Vec<(String, i64, i64)> = Vec::new();
@@ -258,6 +307,13 @@ fn read_pass(read: &Connection, write: &Connection, from: i64) -> rusqlite::Resu
     let mut counts = Counts::default();
     let mut last = from;
     let mut count = 0;
+    // Removals are taken in the snapshot that moves the watermark: a
+    // removal of an id at or below it was counted and indexed, one above
+    // it never will be. While more removals wait than one pass takes, the
+    // watermark stays put, so that stays true for the ones left.
+    if removed.len() as i64 >= PASS {
+        return Ok((keys, texts, counts, removed, last, count));
+    }
     {
         let mut rows = read.prepare_cached(
             "SELECT id, at, actor_id, actor_name, actor_email, ip, target_id, target_name, \
@@ -267,26 +323,9 @@ fn read_pass(read: &Connection, write: &Connection, from: i64) -> rusqlite::Resu
         let mut it = rows.query(params![from, PASS])?;
         while let Some(row) = it.next()? {
             let (id, at): (i64, i64) = (row.get(0)?, row.get(1)?);
-            let mut actors: Vec<String> = Vec::with_capacity(3);
-            for col in 2..=4 {
-                if let Some(v) = row.get::<_, Option<String>>(col)?
-                    && !actors.contains(&v)
-                {
-                    actors.push(v);
-                }
-            }
-            keys.extend(actors.iter().map(|a| (actor_key(a), at, id)));
-            if let Some(ip) = row.get::<_, Option<String>>(5)? {
-                keys.push((ip_key(&ip), at, id));
-            }
-            let mut text = actors.join("\n");
-            for col in 6..=7 {
-                if let Some(v) = row.get::<_, Option<String>>(col)? {
-                    text.push('\n');
-                    text.push_str(&v);
-                }
-            }
-            if !text.is_empty() {
+            let Indexed { keys: mine, text } = indexed(row, 2, id, at)?;
+            keys.extend(mine);
+            if let Some(text) = text {
                 texts.push((id, text));
             }
             let slot = counts
@@ -335,12 +374,26 @@ fn write_pass(
             "UPDATE audit_counts SET n = n - 1, unrecognised = unrecognised - ?6 \
              WHERE hour = ?1 AND source = ?2 AND outcome = ?3 AND tenant = ?4 AND ?5 <= ?7",
         )?;
-        for (_, id, (hour, source, outcome, tenant), unrecognised) in &removed {
-            take.execute(params![hour, source, outcome, tenant, id, unrecognised, from])?;
+        // So were its keys and text: taken out too (retention deletes
+        // personal data; the lookup keeps none of it longer than the records).
+        let mut untie = tx.prepare_cached("DELETE FROM audit_lookup WHERE key = ?1 AND at = ?2 AND id = ?3")?;
+        let mut unindex =
+            tx.prepare_cached("INSERT INTO audit_text (audit_text, rowid, body) VALUES ('delete', ?1, ?2)")?;
+        for r in removed.iter().filter(|r| r.id <= from) {
+            let (hour, source, outcome, tenant) = &r.count;
+            take.execute(params![hour, source, outcome, tenant, r.id, r.unrecognised, from])?;
+            for (key, at, id) in &r.indexed.keys {
+                untie.execute(params![key, at, id])?;
+            }
+            if let Some(text) = &r.indexed.text {
+                unindex.execute(params![r.id, text])?;
+            }
         }
-        if let Some((seq, ..)) = removed.last() {
+        if let Some(last) = removed.last() {
+            tx.prepare_cached("DELETE FROM audit_counts WHERE n <= 0")?
+                .execute([])?;
             tx.prepare_cached("UPDATE lookup_meta SET value = ?1 WHERE name = 'removed_seen'")?
-                .execute([seq])?;
+                .execute([last.seq])?;
         }
         tx.prepare_cached("UPDATE lookup_meta SET value = ?1 WHERE name = 'watermark'")?
             .execute([last])?;

@@ -16,6 +16,7 @@ pub mod chain;
 mod lookup;
 mod overview;
 mod query;
+mod retention;
 mod schema;
 mod union;
 mod writer;
@@ -32,13 +33,13 @@ use tokio::sync::oneshot;
 
 pub(super) use super::unavailable;
 use super::{
-    AuditStore, Commit, Committed, DeadLetter, NewRecord, Overview, Page, Query, Record, StoreError, TenantScope,
-    WriteSummary,
+    AuditStore, Commit, Committed, DeadLetter, Expiry, NewRecord, Overview, Page, Query, Record, StoreError,
+    TenantScope, WriteSummary,
 };
 use query::{from_micros, row_to_record, run_query};
 use schema::{
     ADD_UNRECOGNISED_COLUMN, COLUMNS, CREATE_TIME_INDEX, DEAD_LETTER_ARRIVAL_COLUMNS, DROP_OLD_TENANT_INDEX, E_COLUMNS,
-    MIGRATE_SOURCE_INDEX, SCHEMA, TIME_INDEX, writer_pragmas,
+    MIGRATE_SOURCE_INDEX, REMOVED_LOOKUP_COLUMNS, SCHEMA, TIME_INDEX, writer_pragmas,
 };
 use writer::{Also, Job, writer_loop};
 
@@ -409,13 +410,69 @@ impl AuditStore for SqliteStore {
             .await
     }
 
+    async fn expiring(&self, expiry: &Expiry, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let expiry = expiry.clone();
+        self.read(move |conn| retention::expiring(conn, &expiry, limit)).await
+    }
+
+    async fn expire(&self, ids: Vec<String>) -> Result<u64, StoreError> {
+        let records = ids
+            .iter()
+            .map(|id| parse_id(id, "record"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let prune_through = self.read(retention::removals_seen).await?;
+        self.call(|reply| Job::Expire {
+            records,
+            dead_letters: Vec::new(),
+            prune_through,
+            reply,
+        })
+        .await
+    }
+
+    async fn expire_dead_letters(&self, expiry: &Expiry, limit: usize) -> Result<u64, StoreError> {
+        let expiry = expiry.clone();
+        let (dead_letters, prune_through) = self
+            .read(move |conn| {
+                Ok((
+                    retention::dead_letters_due(conn, &expiry, limit)?,
+                    retention::removals_seen(conn)?,
+                ))
+            })
+            .await?;
+        let n = dead_letters.len() as u64;
+        if n > 0 {
+            self.call(|reply| Job::Expire {
+                records: Vec::new(),
+                dead_letters,
+                prune_through,
+                reply,
+            })
+            .await?;
+        }
+        Ok(n)
+    }
+
+    async fn cut_chain(&self) -> Result<Option<i64>, StoreError> {
+        let Some(seq) = self.read(retention::cut_candidate).await? else {
+            return Ok(None);
+        };
+        // One batch of entries per writer job, so ingest goes on between them.
+        while self.call(|reply| Job::Cut { seq, reply }).await? == retention::CUT_BATCH as u64 {}
+        Ok(Some(seq))
+    }
+
     fn keeps_chain(&self) -> bool {
         true
     }
 
     async fn chain_head(&self) -> Result<Option<crate::store::ChainHead>, StoreError> {
-        let last = self.read(|conn| chain::last(conn).map_err(unavailable)).await?;
-        Ok(last.map(|(seq, chain)| crate::store::ChainHead { seq, chain }))
+        self.read(|conn| {
+            let last = chain::last(conn).map_err(unavailable)?;
+            let (cut, _) = chain::start(conn).map_err(unavailable)?;
+            Ok(last.map(|(seq, chain)| crate::store::ChainHead { seq, chain, cut }))
+        })
+        .await
     }
 
     async fn last_digest(&self) -> Result<Option<(i64, String)>, StoreError> {
@@ -499,6 +556,16 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         }
         conn.execute_batch(CREATE_TIME_INDEX)?;
         conn.execute_batch("DROP INDEX IF EXISTS audit_events_at")?;
+    }
+    for column in REMOVED_LOOKUP_COLUMNS {
+        let present: bool = conn.query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info('removed_events') WHERE name = ?1",
+            [column],
+            |r| r.get(0),
+        )?;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE removed_events ADD COLUMN {column} TEXT"))?;
+        }
     }
     conn.execute_batch(DROP_OLD_TENANT_INDEX)
 }

@@ -59,8 +59,9 @@ CREATE TABLE IF NOT EXISTS source_actions (
     PRIMARY KEY (source, action)
 ) WITHOUT ROWID;
 -- Records removed after they were written (a catch-all record replaced by
--- its re-mapping), in the order removed, so the lookup builder can take
--- them out of the hourly counts it already made.
+-- its re-mapping, or deleted by retention), in the order removed, so the
+-- lookup builder can take them out of the hourly counts, the actor/IP keys
+-- and the text index it already made; pruned once it has.
 CREATE TABLE IF NOT EXISTS removed_events (
     seq INTEGER PRIMARY KEY,
     id INTEGER NOT NULL,
@@ -68,7 +69,13 @@ CREATE TABLE IF NOT EXISTS removed_events (
     source TEXT NOT NULL,
     outcome TEXT NOT NULL,
     tenant TEXT NOT NULL,
-    unrecognised INTEGER NOT NULL
+    unrecognised INTEGER NOT NULL,
+    actor_id TEXT,
+    actor_name TEXT,
+    actor_email TEXT,
+    ip TEXT,
+    target_id TEXT,
+    target_name TEXT
 );
 CREATE TABLE IF NOT EXISTS ingest_cursors (
     source TEXT PRIMARY KEY,
@@ -167,6 +174,23 @@ pub(super) const DEAD_LETTER_ARRIVAL_COLUMNS: [(&str, &str); 3] = [
     ),
     ("origin", "ALTER TABLE dead_letters ADD COLUMN origin TEXT"),
 ];
+
+/// Databases made before removals kept what the lookup indexed: those
+/// removals leave their keys in the lookup (pointing at no record).
+pub(super) const REMOVED_LOOKUP_COLUMNS: [&str; 6] = [
+    "actor_id",
+    "actor_name",
+    "actor_email",
+    "ip",
+    "target_id",
+    "target_name",
+];
+
+/// Notes the removal of the record with id `?1` (before it is deleted).
+pub(super) const NOTE_REMOVED: &str = "INSERT INTO removed_events \
+     (id, at, source, outcome, tenant, unrecognised, actor_id, actor_name, actor_email, ip, target_id, target_name) \
+     SELECT id, at, source, outcome, coalesce(tenant_slug, ''), unrecognised, \
+     actor_id, actor_name, actor_email, ip, target_id, target_name FROM audit_events WHERE id = ?1";
 
 /// Databases made before the tenant index led with the action too.
 pub(super) const DROP_OLD_TENANT_INDEX: &str = "DROP INDEX IF EXISTS audit_events_tenant_at;";

@@ -9,7 +9,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use super::chain::{Head, Run};
-use super::schema::INSERT;
+use super::schema::{INSERT, NOTE_REMOVED};
 use super::unavailable;
 use crate::store::{Checkpoint, DeadLetter, NewRecord, StoreError, WriteSummary, micros};
 
@@ -42,6 +42,22 @@ pub(super) enum Job {
     DeadLetter {
         letter: DeadLetter,
         reply: oneshot::Sender<Result<String, StoreError>>,
+    },
+    /// Retention: deletes these records (a chained entry) and dead letters,
+    /// and prunes the removals the lookup has taken into account; answers
+    /// with the records deleted.
+    Expire {
+        records: Vec<i64>,
+        dead_letters: Vec<i64>,
+        prune_through: i64,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    /// Retention of the chain: starts it after entry `seq` (a chained
+    /// entry, once) and drops one batch of the entries up to it; answers
+    /// with the entries dropped.
+    Cut {
+        seq: i64,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
     },
 }
 
@@ -111,6 +127,22 @@ pub(super) fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, activ
                 Job::DeadLetter { letter, reply } => {
                     let _ = reply.send(insert_dead_letter(&conn, &letter).map_err(unavailable));
                 }
+                Job::Expire {
+                    records,
+                    dead_letters,
+                    prune_through,
+                    reply,
+                } => {
+                    let answer = chained(&mut conn, &mut head, |tx, head| {
+                        super::retention::expire(tx, head, &records, &dead_letters, prune_through)
+                    });
+                    activity.wrote();
+                    let _ = reply.send(answer);
+                }
+                Job::Cut { seq, reply } => {
+                    let answer = chained(&mut conn, &mut head, |tx, head| super::retention::cut(tx, head, seq));
+                    let _ = reply.send(answer);
+                }
             }
             if writes.len() < GROUP_COMMIT_JOBS {
                 next = jobs.try_recv().ok();
@@ -145,6 +177,30 @@ pub(super) fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, activ
             let _ = done.send(batch);
         }
     }
+}
+
+/// Runs `f` in a transaction that may append to the chain: committed, or
+/// rolled back with the chain's head as it was.
+fn chained<T>(
+    conn: &mut Connection,
+    head: &mut Option<Head>,
+    f: impl FnOnce(&rusqlite::Transaction<'_>, &mut Head) -> rusqlite::Result<T>,
+) -> Result<T, StoreError> {
+    let Some(chain) = head.as_mut() else {
+        return Err(unavailable(
+            "the hash chain could not be read at start; writes are refused",
+        ));
+    };
+    let before = *chain;
+    let outcome = conn.transaction().and_then(|tx| {
+        let value = f(&tx, chain)?;
+        tx.commit()?;
+        Ok(value)
+    });
+    if outcome.is_err() {
+        *chain = before;
+    }
+    outcome.map_err(unavailable)
 }
 
 fn insert_dead_letter(conn: &Connection, letter: &DeadLetter) -> rusqlite::Result<String> {
@@ -227,11 +283,7 @@ fn write_group(
         run.close(&tx, chain)?;
         if let Also::ReplaceRecord(id) = also {
             // Noted first: hourly counts may already hold it (see `lookup`).
-            tx.prepare_cached(
-                "INSERT INTO removed_events (id, at, source, outcome, tenant, unrecognised) \
-                 SELECT id, at, source, outcome, coalesce(tenant_slug, ''), unrecognised FROM audit_events WHERE id = ?1",
-            )?
-            .execute([id])?;
+            tx.prepare_cached(NOTE_REMOVED)?.execute([id])?;
             chain.removed(&tx, *id)?;
             tx.prepare_cached("DELETE FROM audit_events WHERE id = ?1")?
                 .execute([id])?;
