@@ -66,6 +66,40 @@ enum Command {
         #[arg(long)]
         catch_all: bool,
     },
+    /// Write every record in a time range (and the other filters) to a file
+    /// or standard output, as NDJSON (each record as `GET /audit/{id}`
+    /// returns it) or as OCSF 1.1.0 events, newest first, a page at a
+    /// time. Reads the configured store directly; can run beside the service.
+    Export {
+        /// The service's configuration file (for the store).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Records at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Records before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this source.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only this action (a value ending in `*`, `.` or `_` is a prefix).
+        #[arg(long)]
+        action: Option<String>,
+        /// `ndjson` or `ocsf`.
+        #[arg(long, value_enum, default_value = "ndjson")]
+        format: audit_ingest::export::Format,
+        /// Compress with gzip.
+        #[arg(long)]
+        gzip: bool,
+        /// The file to write (made whole or not at all: written beside it,
+        /// then renamed); default: standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Make an Ed25519 key pair to sign digests of the store's hash chain:
     /// the private key at PATH (mode 0600, never overwritten), the public
     /// key at PATH.pub. Point AUDIT_SIGNING_KEY_FILE (or [evidence]
@@ -285,6 +319,50 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Export {
+            config,
+            since,
+            until,
+            source,
+            tenant,
+            action,
+            format,
+            gzip,
+            out,
+        } => {
+            let settings = match load_or_exit(config.as_deref()) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let filters: Vec<(String, String)> = [
+                ("since", since),
+                ("until", until),
+                ("source", source),
+                ("tenant", tenant),
+                ("action", action),
+            ]
+            .into_iter()
+            .filter_map(|(name, value)| value.map(|v| (name.to_string(), v)))
+            .collect();
+            let query = match audit_ingest::export::export_query(&filters) {
+                Ok(q) => q,
+                Err(e) => {
+                    eprintln!("export: {}", e.replace("parameter `", "option `--"));
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
+            match runtime.block_on(export(settings, query, format, gzip, out)) {
+                Ok(n) => {
+                    eprintln!("exported {n} records");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("export failed: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Replay {
             config,
             source,
@@ -321,6 +399,47 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `export`: the configured store, to a file (whole or not at all) or stdout.
+async fn export(
+    settings: Settings,
+    query: audit_ingest::store::Query,
+    format: audit_ingest::export::Format,
+    gzip: bool,
+    out: Option<PathBuf>,
+) -> anyhow::Result<u64> {
+    use anyhow::Context;
+    let store = audit_ingest::serve::open_store(
+        &settings.config,
+        settings.mongodb_uri.as_ref(),
+        audit_ingest::serve::StoreWait::No,
+    )
+    .await?;
+    let Some(path) = out else {
+        let mut stdout = std::io::BufWriter::new(std::io::stdout());
+        return audit_ingest::export::to_writer(&store, query, format, gzip, &mut stdout).await;
+    };
+    let mut partial = path.clone().into_os_string();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let file = std::fs::File::create(&partial).with_context(|| format!("create {}", partial.display()))?;
+    let mut writer = std::io::BufWriter::new(file);
+    let written = audit_ingest::export::to_writer(&store, query, format, gzip, &mut writer).await;
+    let n = match written {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    writer
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("write {}", partial.display()))?;
+    std::fs::rename(&partial, &path).with_context(|| format!("rename to {}", path.display()))?;
+    Ok(n)
 }
 
 /// `replay`: the store and mappers of the configuration, a progress bar, Ctrl-C to stop.

@@ -502,3 +502,84 @@ fn verify_exits_0_on_an_untouched_store_and_1_on_an_edited_one() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(2), "no store: cannot check");
 }
+
+/// `export` writes the records of a time range and source to a file, whole
+/// (a `.partial` file renamed at the end), and names a wrong option.
+#[test]
+fn export_writes_the_filtered_records_to_a_file_and_names_a_wrong_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store: audit_ingest::store::Store = std::sync::Arc::new(
+            audit_ingest::store::sqlite::SqliteStore::open(
+                &data.join("audit.sqlite3"),
+                audit_ingest::store::sqlite::Durability::Normal,
+            )
+            .unwrap(),
+        );
+        let record = |n: i64, source: &str| audit_ingest::store::NewRecord {
+            source: source.into(),
+            action: format!("{source}.file_read"),
+            at: chrono::DateTime::from_timestamp(1_750_000_000 + n * 60, 0).unwrap(),
+            received_at: chrono::DateTime::from_timestamp(1_750_000_001 + n * 60, 0).unwrap(),
+            actor_id: Some("u1".into()),
+            actor_name: None,
+            actor_email: None,
+            ip: None,
+            target_type: Some("file".into()),
+            target_id: None,
+            target_name: Some(format!("/docs/{n}.txt")),
+            tenant_slug: None,
+            outcome: "success".into(),
+            external_id: None,
+            metadata: audit_ingest::event::RawJson::from_value(&serde_json::json!({"original": {"n": n}})),
+            mapper: None,
+            unrecognised: false,
+        };
+        let mut all: Vec<_> = (0..30).map(|n| record(n, "ocis")).collect();
+        all.extend((0..30).map(|n| record(n, "stalwart")));
+        store.insert(all, None).await.unwrap();
+    });
+    let out_file = dir.path().join("out.ndjson");
+    let out = audit_ingest()
+        .args([
+            "export",
+            "--source",
+            "ocis",
+            "--since",
+            "2025-06-15T15:10:00Z",
+            "--until",
+            "2025-06-15T15:20:00Z",
+            "--out",
+        ])
+        .arg(&out_file)
+        .env("AUDIT_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    // 15:06:40 + n minutes: n = 4..=13 fall in [15:10, 15:20).
+    let ns: Vec<i64> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["metadata"]["original"]["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ns, (4..=13).rev().collect::<Vec<_>>());
+    assert!(!dir.path().join("out.ndjson.partial").exists());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exported 10 records"));
+    let bad = audit_ingest()
+        .args(["export", "--since", "yesterday"])
+        .env("AUDIT_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("option `--since` must be an RFC 3339 time"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

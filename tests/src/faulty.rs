@@ -10,11 +10,17 @@ use audit_ingest::store::{
 };
 use serde_json::Value;
 
-/// Turns the failures on and off.
+/// Turns the failures on and off, and counts the timeline pages read
+/// through it (so a test can see how far a reader ran ahead).
 #[derive(Debug, Default)]
-pub struct FaultSwitch(AtomicBool);
+pub struct FaultSwitch(AtomicBool, std::sync::atomic::AtomicU64);
 
 impl FaultSwitch {
+    /// Timeline pages (`query` calls) asked of the store so far.
+    pub fn pages_read(&self) -> u64 {
+        self.1.load(Ordering::SeqCst)
+    }
+
     /// Turns failures on or off.
     pub fn set(&self, failing: bool) {
         self.0.store(failing, Ordering::SeqCst);
@@ -69,6 +75,7 @@ impl AuditStore for FaultyStore {
         self.inner.dead_letters_after(after, limit).await
     }
     async fn query(&self, query: &Query) -> Result<Page, StoreError> {
+        self.switch.1.fetch_add(1, Ordering::SeqCst);
         self.switch.check()?;
         self.inner.query(query).await
     }

@@ -31,6 +31,8 @@ pub enum Act {
     StreamRead,
     /// `GET /audit/stats`.
     StatsRead,
+    /// `GET /audit/export`.
+    Export,
     /// `GET /admin/dead-letters`.
     DeadLettersRead,
     /// `POST /admin/replay`.
@@ -51,6 +53,7 @@ impl Act {
             Act::RecordRead => "audit-ingest.record_read",
             Act::StreamRead => "audit-ingest.stream_read",
             Act::StatsRead => "audit-ingest.stats_read",
+            Act::Export => "audit-ingest.export",
             Act::DeadLettersRead => "audit-ingest.dead_letters_read",
             Act::Replay => "audit-ingest.replay",
             Act::MetricsRead => "audit-ingest.metrics_read",

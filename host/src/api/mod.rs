@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod export;
 pub mod health;
 pub mod intake;
 pub mod replay;
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/audit", get(timeline::list))
         .route("/audit/stream", get(stream::stream))
         .route("/audit/stats", get(stats::stats))
+        .route("/audit/export", get(export::export))
         .route("/audit/{id}", get(timeline::one))
         .merge(ui::routes())
         .route("/healthz", get(health::live))

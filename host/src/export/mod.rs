@@ -7,7 +7,7 @@
 //! writes each page before it reads the next, so its memory does not grow
 //! with the number of records: the HTTP handler (`GET /audit/export`), the
 //! command (`audit-ingest export`) and retention's copy of what it deletes
-//! all go through [`Encoder`].
+//! all go through [`Pages`] and [`Encoder`].
 
 pub mod ocsf;
 
@@ -101,24 +101,76 @@ impl Encoder {
     }
 }
 
-/// Walks every record `query` selects, a page at a time, handing each page
-/// to `page` before the next is read; returns how many records there were.
-/// `query.after` and `query.limit` are the walk's own.
-pub async fn walk(
-    store: &Store,
-    mut query: Query,
-    mut page: impl AsyncFnMut(&[Record]) -> Result<(), StoreError>,
-) -> Result<u64, StoreError> {
-    query.limit = PAGE;
-    query.after = None;
-    let mut total = 0u64;
-    loop {
-        let found = store.query(&query).await?;
-        total += found.records.len() as u64;
-        page(&found.records).await?;
-        match found.next {
-            Some(next) if !found.records.is_empty() => query.after = Some(next),
-            _ => return Ok(total),
+/// Every record a query selects, a page at a time: each page is read
+/// only when the one before has been handed out.
+pub struct Pages {
+    store: Store,
+    query: Query,
+    done: bool,
+}
+
+impl Pages {
+    /// The pages of `query` (its `after` and `limit` are the walk's own).
+    pub fn new(store: Store, mut query: Query) -> Pages {
+        query.limit = PAGE;
+        query.after = None;
+        Pages {
+            store,
+            query,
+            done: false,
         }
     }
+
+    /// The next page; `None` after the last.
+    pub async fn next(&mut self) -> Result<Option<Vec<Record>>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
+        let found = self.store.query(&self.query).await?;
+        match found.next {
+            Some(next) if !found.records.is_empty() => self.query.after = Some(next),
+            _ => self.done = true,
+        }
+        Ok((!found.records.is_empty()).then_some(found.records))
+    }
+}
+
+/// Parses `--since`/`since=`-style filters the way `GET /audit` does and
+/// refuses what an export does not take (`cursor`, `limit`): an export
+/// walks every record the filters select.
+pub fn export_query(pairs: &[(String, String)]) -> Result<Query, String> {
+    if let Some((name, _)) = pairs.iter().find(|(n, _)| n == "cursor" || n == "limit") {
+        return Err(format!(
+            "parameter `{name}` is not for an export: it walks every record the filters select"
+        ));
+    }
+    let text = serde_urlencoded::to_string(pairs).map_err(|e| e.to_string())?;
+    crate::api::timeline::parse_query(Some(&text)).map_err(|e| match e {
+        crate::api::AppError::BadRequest(message) => message,
+        other => format!("{other:?}"),
+    })
+}
+
+/// Writes every record `query` selects to `out` as `format` (gzip when
+/// asked), a page at a time; returns how many records were written.
+pub async fn to_writer(
+    store: &Store,
+    query: Query,
+    format: Format,
+    gzip: bool,
+    out: &mut (impl Write + Send),
+) -> anyhow::Result<u64> {
+    let mut encoder = Encoder::new(format, gzip);
+    let mut pages = Pages::new(store.clone(), query);
+    let mut total = 0;
+    while let Some(records) = pages.next().await? {
+        total += records.len() as u64;
+        for r in &records {
+            encoder.push(r);
+        }
+        out.write_all(&encoder.take())?;
+    }
+    out.write_all(&encoder.finish())?;
+    out.flush()?;
+    Ok(total)
 }

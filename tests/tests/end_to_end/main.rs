@@ -9,6 +9,7 @@ mod authentik_poll;
 mod authentik_push;
 mod deploy_files;
 mod evidence;
+mod export;
 mod http_limits;
 mod live_and_stats;
 mod mapper_fixtures;
