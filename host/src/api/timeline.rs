@@ -152,8 +152,16 @@ pub fn record_json(record: &Record, with_metadata: bool) -> Value {
 /// spliced in as it is, so integers of any size, key order and number
 /// spelling come back byte for byte (a parse and print would sort keys and
 /// round integers beyond 64 bits).
-fn with_original(record: &Record) -> Response {
-    let mut text = record_json(record, false).to_string();
+fn with_original(record: &Record, lineage: &crate::store::Lineage) -> Response {
+    let mut shown = record_json(record, false);
+    // A correction supersedes a record without erasing it: each names the other.
+    if let Some(by) = &lineage.superseded_by {
+        shown["supersededBy"] = json!(by);
+    }
+    if !lineage.supersedes.is_empty() {
+        shown["supersedes"] = json!(lineage.supersedes);
+    }
+    let mut text = shown.to_string();
     // `record_json` prints an object: replace its closing brace.
     text.pop();
     text.push_str(",\"metadata\":");
@@ -223,11 +231,19 @@ pub async fn list(
 }
 
 /// `GET /audit/{id}`: a record outside the caller's scope is not found,
-/// exactly like one that does not exist.
+/// exactly like one that does not exist. A record a re-mapping superseded
+/// is still found (it is out of the timeline), with `supersededBy`; its
+/// correction names it in `supersedes`.
 pub async fn one(State(state): State<AppState>, authed: Authed, Path(id): Path<String>) -> Result<Response, AppError> {
     let scope = authed.read_scope(&state, Act::RecordRead).await?;
-    let response = match state.pipeline.store().get(&id, &scope).await {
-        Ok(Some(record)) => with_original(&record).into_response(),
+    let store = state.pipeline.store();
+    let found = match store.get(&id, &scope).await {
+        Ok(Some(record)) => store.lineage(&id).await.map(|l| Some((record, l))),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
+    let response = match found {
+        Ok(Some((record, lineage))) => with_original(&record, &lineage).into_response(),
         Ok(None) => AppError::NotFound(format!("no audit record with id `{id}`")).into_response(),
         Err(e) => AppError::from(e).into_response(),
     };

@@ -496,6 +496,14 @@ pub trait AuditStore: Send + Sync {
         Ok(None)
     }
 
+    /// How the record `id` relates to re-mappings: the record that
+    /// superseded it (it is then out of the timeline, still found by
+    /// [`AuditStore::get`]) and the records it superseded.
+    async fn lineage(&self, id: &str) -> Result<Lineage, StoreError> {
+        let _ = id;
+        Ok(Lineage::default())
+    }
+
     /// Whether the store chains what it commits (tamper evidence).
     fn keeps_chain(&self) -> bool {
         false
@@ -532,6 +540,15 @@ pub struct ChainHead {
     /// Entries up to this one were cut by retention (0: none): the chain in
     /// the store starts after it.
     pub cut: i64,
+}
+
+/// A record's place among corrections (see [`AuditStore::lineage`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lineage {
+    /// The first record of the re-mapping that superseded it.
+    pub superseded_by: Option<String>,
+    /// The records it superseded.
+    pub supersedes: Vec<String>,
 }
 
 /// Which records retention deletes: those that happened before their

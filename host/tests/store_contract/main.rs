@@ -714,6 +714,23 @@ async fn dead_letters_and_remapping(store: Store) {
         .unwrap();
     assert_eq!(page.records.len(), 1);
     assert_eq!(page.records[0].record.external_id.as_deref(), Some("k-2"));
+    // Superseded, not erased: the correction names the record it replaced,
+    // which is still found (out of the timeline) as it was, and names it back.
+    let correction = &page.records[0].id;
+    let lineage = store.lineage(correction).await.unwrap();
+    assert_eq!(lineage.superseded_by, None);
+    assert_eq!(lineage.supersedes.len(), 1, "{lineage:?}");
+    let kept = store
+        .get(&lineage.supersedes[0], &TenantScope::All)
+        .await
+        .unwrap()
+        .expect("the superseded record is kept");
+    assert_eq!(kept.record.action, "stalwart.quantum_event");
+    assert_eq!(kept.record.external_id.as_deref(), Some("k-2"));
+    assert_eq!(
+        store.lineage(&kept.id).await.unwrap().superseded_by.as_deref(),
+        Some(correction.as_str())
+    );
 }
 
 async fn durable_across_reopen(make: impl Fn() -> Store) {

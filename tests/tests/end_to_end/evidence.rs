@@ -142,6 +142,10 @@ async fn a_store_the_service_wrote_verifies_after_repeats_and_a_re_map() {
     // and one removal (the replaced catch-all record); 45 records compared.
     assert_eq!(verdict.chain.entries, 7);
     assert_eq!(verdict.chain.records, 45);
+    assert_eq!(
+        verdict.chain.superseded, 1,
+        "the catch-all record the re-map superseded is kept and checked"
+    );
     assert_eq!(verdict.digests_checked, 1);
     assert!(
         verdict.warnings.iter().any(|w| w.contains("after the last digest")),
@@ -181,6 +185,29 @@ async fn verify_names_each_record_altered_deleted_or_inserted_in_the_file() {
     let text = audit_ingest::evidence::verify::render(&verdict);
     assert!(text.contains(&format!("ALTERED  record {altered}")), "{text}");
     assert!(text.contains("NOT verified"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseded_record_edited_or_deleted_is_named() {
+    let e = Evidence::made().await;
+    let kept: i64 = e
+        .tamper()
+        .query_row("SELECT id FROM superseded_events", [], |r| r.get(0))
+        .unwrap();
+    e.tamper()
+        .execute(
+            "UPDATE superseded_events SET action = 'stalwart.nothing' WHERE id = ?1",
+            [kept],
+        )
+        .unwrap();
+    let verdict = e.verify();
+    assert!(!verdict.clean());
+    assert_eq!(verdict.chain.findings, vec![Finding::Altered { id: kept }]);
+    e.tamper()
+        .execute("DELETE FROM superseded_events WHERE id = ?1", [kept])
+        .unwrap();
+    assert_eq!(e.verify().chain.findings, vec![Finding::Deleted { id: kept }]);
+    drop(e.store);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

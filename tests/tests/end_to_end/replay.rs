@@ -8,12 +8,12 @@ use std::time::Duration;
 use audit_ingest::replay::{ReplayScope, replay};
 use audit_ingest::runtime::{InstanceMode, Limits, Runtime};
 use audit_ingest_tests::{
-    PROBE_AS_STALWART, TOKEN, all_records, app, call, embedded_store, install, pipeline, runtime,
+    PROBE_AS_STALWART, TOKEN, all_records, app, call, embedded_store, get, install, pipeline, runtime,
     runtime_overriding_builtins, wait_until,
 };
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn signed(body: &str) -> Request<Body> {
     audit_ingest_tests::signed_stalwart(body)
@@ -182,6 +182,19 @@ async fn catch_all_records_are_remapped_in_place_by_a_newer_mapper() {
         assert_eq!(new.record.received_at, old.record.received_at);
         assert_eq!(new.record.mapper.as_deref(), Some("stalwart@2.0.0"));
         assert_ne!(new.record.metadata.parse()["unrecognised"], true);
+        // The correction supersedes the catch-all record without erasing it:
+        // the timeline shows the correction, and each names the other.
+        let (status, shown) = call(&router, get(&format!("/audit/{}", new.id))).await;
+        assert_eq!(status, StatusCode::OK);
+        let kept = shown["supersedes"][0]
+            .as_str()
+            .expect("the correction names what it superseded");
+        let (status, earlier) = call(&router, get(&format!("/audit/{kept}"))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(earlier["supersededBy"], new.id.as_str());
+        assert_eq!(earlier["action"], old.record.action.as_str());
+        assert_eq!(earlier["externalId"], json!(old.record.external_id));
+        assert_eq!(earlier["metadata"], old.record.metadata.parse());
     }
     // Nothing left to re-map.
     let again = replay(&pipeline, &scope, |_| {}, || false).await.unwrap();

@@ -175,6 +175,21 @@ async fn retained(sign_after_cut: bool) -> Retained {
         .insert((100..120).map(|n| record("stalwart", n, Utc::now())).collect(), None)
         .await
         .unwrap();
+    // Two records re-mapped (superseded, kept out of the timeline): one
+    // past the period, which retention deletes with its correction, one within.
+    for n in [5, 110] {
+        let old = all_records(&store, "stalwart")
+            .await
+            .into_iter()
+            .find(|r| r.record.external_id.as_deref() == Some(&format!("stalwart-{n}")))
+            .unwrap();
+        let mut correction = old.record.clone();
+        correction.action = "stalwart.auth_success".into();
+        store
+            .write(vec![correction], audit_ingest::store::Commit::ReplaceRecord(old.id))
+            .await
+            .unwrap();
+    }
     digests.make().await.unwrap();
     let retention = Retention::new(
         periods(None),
@@ -183,7 +198,9 @@ async fn retained(sign_after_cut: bool) -> Retained {
         sign_after_cut.then(|| digests.clone()),
     );
     let report = retention.pass(Utc::now()).await.unwrap();
-    assert_eq!(report.records, 100);
+    // 100 past the period (the correction of record 5 among them) and the
+    // superseded record 5.
+    assert_eq!(report.records, 101);
     // The newest digest before the first write of a kept record: the fifth.
     assert_eq!(report.chain_cut, Some(5), "{report:?}");
     Retained { dir, store, key }
@@ -195,6 +212,7 @@ async fn a_store_verifies_after_retention_cut_its_chain_and_names_a_record_put_b
     let verdict = verify_store(r.dir.path(), &r.key);
     assert!(verdict.clean(), "{verdict:#?}");
     assert_eq!(verdict.chain.records, 20, "the kept records are compared");
+    assert_eq!(verdict.chain.superseded, 1, "the superseded record within the period is kept");
     assert!(
         verdict.warnings.iter().any(|w| w.contains("retention cut the chain")),
         "{:?}",

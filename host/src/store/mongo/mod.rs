@@ -47,6 +47,10 @@ pub struct MongoStore {
     events: Collection<Document>,
     cursors: Collection<Document>,
     dead_letters: Collection<Document>,
+    /// Records a re-mapping superseded, kept as they were
+    /// (`<collection>_superseded`): a new `_id`, `supersededBy` the record
+    /// that took theirs.
+    superseded: Collection<Document>,
     /// Documents in the events collection skipped as not ours.
     foreign: Foreign,
 }
@@ -146,6 +150,7 @@ impl MongoStore {
             events: db.collection(collection),
             cursors: db.collection("ingest_cursors"),
             dead_letters: db.collection("dead_letters"),
+            superseded: db.collection(&format!("{collection}_superseded")),
             db,
             foreign: Foreign::default(),
         };
@@ -253,6 +258,13 @@ impl MongoStore {
         let Some(first) = batch.next() else {
             return Ok(WriteSummary::default());
         };
+        // Kept as it was before it is replaced (a correction supersedes a
+        // record, it does not erase it).
+        if let Some(mut old) = self.events.find_one(doc! { "_id": oid }).await.map_err(unavailable)? {
+            old.insert("_id", ObjectId::new());
+            old.insert("supersededBy", oid);
+            self.superseded.insert_one(old).await.map_err(unavailable)?;
+        }
         // In place, one document at a time: never a moment without the
         // record, and the indexes follow by themselves.
         self.events
@@ -482,9 +494,41 @@ impl AuditStore for MongoStore {
         if let Some(tenants) = scope.reach(None) {
             filter.insert("tenantSlug", tenant_filter(tenants));
         }
-        let found = self.events.find_one(filter).await.map_err(unavailable)?;
+        let found = match self.events.find_one(filter.clone()).await.map_err(unavailable)? {
+            Some(d) => Some(d),
+            None => self.superseded.find_one(filter).await.map_err(unavailable)?,
+        };
         // A document this service cannot read is not one of its records.
         Ok(found.as_ref().and_then(|d| doc_to_record(d).ok()))
+    }
+
+    async fn lineage(&self, id: &str) -> Result<super::Lineage, StoreError> {
+        let Ok(oid) = ObjectId::parse_str(id) else {
+            return Ok(super::Lineage::default());
+        };
+        let kept = self
+            .superseded
+            .find_one(doc! { "_id": oid })
+            .await
+            .map_err(unavailable)?;
+        let superseded_by = kept.and_then(|d| d.get_object_id("supersededBy").ok().map(|o| o.to_hex()));
+        let supersedes: Vec<Document> = self
+            .superseded
+            .find(doc! { "supersededBy": oid })
+            .projection(doc! { "_id": 1 })
+            .limit(100)
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        Ok(super::Lineage {
+            superseded_by,
+            supersedes: supersedes
+                .iter()
+                .filter_map(|d| d.get_object_id("_id").ok().map(|o| o.to_hex()))
+                .collect(),
+        })
     }
 
     async fn load_checkpoint(&self, source: &str) -> Result<Option<Value>, StoreError> {

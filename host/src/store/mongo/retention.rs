@@ -24,8 +24,23 @@ impl MongoStore {
     }
 
     pub(super) async fn expiring_records(&self, expiry: &Expiry, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let mut due = self.due_in(&self.events, expiry, limit).await?;
+        // Superseded records expire by the same periods.
+        let room = limit.saturating_sub(due.len());
+        if room > 0 {
+            due.extend(self.due_in(&self.superseded, expiry, room).await?);
+        }
+        Ok(due)
+    }
+
+    async fn due_in(
+        &self,
+        collection: &mongodb::Collection<Document>,
+        expiry: &Expiry,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
         let mut due = Vec::new();
-        for source in Self::sources_in(&self.events).await? {
+        for source in Self::sources_in(collection).await? {
             let Some(cutoff) = expiry.cutoff(&source) else {
                 continue;
             };
@@ -40,8 +55,7 @@ impl MongoStore {
                 "at": { "$lt": bson::DateTime::from_chrono(cutoff) },
                 "_id": { "$type": "objectId" },
             };
-            let docs: Vec<Document> = self
-                .events
+            let docs: Vec<Document> = collection
                 .find(filter)
                 .sort(doc! { "at": 1, "_id": 1 })
                 .limit(room as i64)
@@ -69,12 +83,15 @@ impl MongoStore {
         if oids.is_empty() {
             return Ok(0);
         }
-        let deleted = self
-            .events
-            .delete_many(doc! { "_id": { "$in": oids } })
-            .await
-            .map_err(unavailable)?;
-        Ok(deleted.deleted_count)
+        let mut deleted = 0;
+        for collection in [&self.events, &self.superseded] {
+            deleted += collection
+                .delete_many(doc! { "_id": { "$in": oids.clone() } })
+                .await
+                .map_err(unavailable)?
+                .deleted_count;
+        }
+        Ok(deleted)
     }
 
     pub(super) async fn delete_dead_letters(&self, expiry: &Expiry, limit: usize) -> Result<u64, StoreError> {

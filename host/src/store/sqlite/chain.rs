@@ -45,7 +45,9 @@ CREATE TABLE IF NOT EXISTS chain_digests (
 
 /// An entry: records written, consecutive ids from `event_id`.
 const WRITTEN: i64 = 1;
-/// An entry: a record removed (replaced by its re-mapping).
+/// An entry: a record superseded by its re-mapping (its hash, and the
+/// first record that replaced it; older versions deleted it and kept the
+/// hash alone).
 const REMOVED: i64 = 2;
 /// An entry: records deleted by retention (their ids, 8 bytes each).
 const EXPIRED: i64 = 3;
@@ -193,9 +195,13 @@ impl Head {
         Ok(())
     }
 
-    /// Chains the removal of the record with `id` (before it is deleted).
-    pub fn removed(&mut self, tx: &Transaction<'_>, id: i64) -> rusqlite::Result<()> {
-        let content = record_hash(tx, id)?.unwrap_or(GENESIS);
+    /// Chains that the record with `id` was superseded by a re-mapping
+    /// whose first record is `by` (0: the re-mapping stored none), before
+    /// it leaves the timeline: its hash as the superseded record keeps it,
+    /// and `by`.
+    pub fn superseded(&mut self, tx: &Transaction<'_>, id: i64, by: i64) -> rusqlite::Result<()> {
+        let mut content = superseded_hash(tx, id)?.unwrap_or(GENESIS).to_vec();
+        content.extend_from_slice(&by.to_be_bytes());
         self.append(tx, REMOVED, id, &content)
     }
 
@@ -270,10 +276,13 @@ pub(super) fn first_still_needed(conn: &Connection) -> rusqlite::Result<i64> {
         })
         .optional()?
         .unwrap_or(0);
-    let oldest: Option<i64> =
-        conn.query_row("SELECT min(id) FROM audit_events WHERE id > ?1", [genesis_after], |r| {
-            r.get(0)
-        })?;
+    // Superseded records are kept too, and verified through their entries.
+    let oldest: Option<i64> = conn.query_row(
+        "SELECT min(id) FROM (SELECT min(id) AS id FROM audit_events WHERE id > ?1 \
+         UNION ALL SELECT min(id) FROM superseded_events WHERE id > ?1)",
+        [genesis_after],
+        |r| r.get(0),
+    )?;
     let mut stmt = conn.prepare_cached(
         "SELECT seq, event_id + length(content) / 32 - 1 FROM audit_chain WHERE seq > ?1 AND kind = ?2 ORDER BY seq",
     )?;
@@ -365,6 +374,16 @@ pub fn record_hash(conn: &Connection, id: i64) -> rusqlite::Result<Option<[u8; 3
     .optional()
 }
 
+/// The hash of the superseded record kept under `id`.
+fn superseded_hash(conn: &Connection, id: i64) -> rusqlite::Result<Option<[u8; 32]>> {
+    conn.query_row(
+        &format!("SELECT {RECORD_COLUMNS} FROM superseded_events WHERE id = ?1"),
+        [id],
+        |row| hash_row(row).map(|(_, h)| h),
+    )
+    .optional()
+}
+
 /// Something [`verify`] found that the writer did not write.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "problem", rename_all = "camelCase")]
@@ -408,6 +427,9 @@ pub struct ChainReport {
     pub entries: u64,
     /// Records compared with their entries.
     pub records: u64,
+    /// Superseded records (kept out of the timeline after a re-mapping)
+    /// compared with their entries.
+    pub superseded: u64,
     /// Records with ids up to this predate the chain and are not covered.
     pub genesis_after: i64,
     /// Where the chain in the file starts, if retention cut it.
@@ -456,19 +478,30 @@ pub fn verify(path: &Path, checkpoints: &[i64]) -> rusqlite::Result<ChainReport>
     let cut = newest_cut(&conn)?;
     let (cut_seq, cut_chain) = cut.map_or((0, GENESIS), |c| (c.after, c.chain));
     report.cut = cut;
-    // What removals and retention took away, in the chain after the cut.
+    // What re-mappings and retention took out of the timeline, in the
+    // chain after the cut; and the superseded records that must be kept.
     let mut removed: Vec<i64> = Vec::new();
+    let mut expired: Vec<i64> = Vec::new();
+    let mut superseded: Vec<(i64, [u8; 32])> = Vec::new();
     {
         let mut gone =
             conn.prepare("SELECT kind, event_id, content FROM audit_chain WHERE seq > ?1 AND kind IN (?2, ?3)")?;
         let mut rows = gone.query(params![cut_seq, REMOVED, EXPIRED])?;
         while let Some(row) = rows.next()? {
-            let content: Vec<u8> = row.get(2)?;
-            removed.extend(gone_ids(row.get(0)?, row.get(1)?, &content));
+            let (kind, event_id, content): (i64, i64, Vec<u8>) = (row.get(0)?, row.get(1)?, row.get(2)?);
+            let ids = gone_ids(kind, event_id, &content);
+            if kind == REMOVED && content.len() == 40 {
+                superseded.push((event_id, hash32(content[..32].to_vec())));
+            }
+            if kind == EXPIRED {
+                expired.extend(&ids);
+            }
+            removed.extend(ids);
         }
     }
     removed.sort_unstable();
-    let removed = Ids(removed);
+    expired.sort_unstable();
+    let (removed, expired) = (Ids(removed), Ids(expired));
     let mut entries =
         conn.prepare("SELECT seq, kind, event_id, content, chain FROM audit_chain WHERE seq > ?1 ORDER BY seq")?;
     let mut entries = entries.query([cut_seq])?;
@@ -539,10 +572,43 @@ pub fn verify(path: &Path, checkpoints: &[i64]) -> rusqlite::Result<ChainReport>
         report.found(Finding::Inserted { id });
         next_record = next_hashed(&mut records)?;
     }
+    check_superseded(&conn, &superseded, &expired, &mut report)?;
     for at in want {
         report.heads.push((at, None));
     }
     Ok(report)
+}
+
+/// Compares each superseded record kept with the hash its entry chained
+/// (unless retention deleted it since), and finds kept ones no entry names.
+fn check_superseded(
+    conn: &Connection,
+    chained: &[(i64, [u8; 32])],
+    expired: &Ids,
+    report: &mut ChainReport,
+) -> rusqlite::Result<()> {
+    let mut named: Vec<i64> = chained.iter().map(|(id, _)| *id).collect();
+    named.sort_unstable();
+    let named = Ids(named);
+    for (id, hash) in chained {
+        if expired.contains(id) {
+            continue;
+        }
+        match superseded_hash(conn, *id)? {
+            Some(kept) if kept == *hash => report.superseded += 1,
+            Some(_) => report.found(Finding::Altered { id: *id }),
+            None => report.found(Finding::Deleted { id: *id }),
+        }
+    }
+    let mut kept = conn.prepare("SELECT id FROM superseded_events ORDER BY id")?;
+    let mut rows = kept.query([])?;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        if !named.contains(&id) {
+            report.found(Finding::Inserted { id });
+        }
+    }
+    Ok(())
 }
 
 /// Sorted ids, searched.

@@ -335,17 +335,25 @@ impl AuditStore for SqliteStore {
         };
         let reach = scope.reach(None);
         self.read(move |conn| {
-            let mut sql = format!("SELECT {E_COLUMNS} FROM audit_events AS e WHERE e.id = ?");
-            let mut args = vec![rusqlite::types::Value::Integer(id)];
-            if let Some((clause, values)) = query::tenant_clause(reach.as_deref()) {
-                sql.push_str(" AND ");
-                sql.push_str(&clause);
-                args.extend(values);
+            // In the timeline, or kept after a re-mapping superseded it.
+            for table in ["audit_events", "superseded_events"] {
+                let mut sql = format!("SELECT {E_COLUMNS} FROM {table} AS e WHERE e.id = ?");
+                let mut args = vec![rusqlite::types::Value::Integer(id)];
+                if let Some((clause, values)) = query::tenant_clause(reach.as_deref()) {
+                    sql.push_str(" AND ");
+                    sql.push_str(&clause);
+                    args.extend(values);
+                }
+                let found = conn
+                    .query_row(&sql, rusqlite::params_from_iter(args), row_to_record)
+                    .optional()
+                    .map_err(unavailable)?
+                    .transpose()?;
+                if found.is_some() {
+                    return Ok(found);
+                }
             }
-            conn.query_row(&sql, rusqlite::params_from_iter(args), row_to_record)
-                .optional()
-                .map_err(unavailable)?
-                .transpose()
+            Ok(None)
         })
         .await
     }
@@ -460,6 +468,30 @@ impl AuditStore for SqliteStore {
         // One batch of entries per writer job, so ingest goes on between them.
         while self.call(|reply| Job::Cut { seq, reply }).await? == retention::CUT_BATCH as u64 {}
         Ok(Some(seq))
+    }
+
+    async fn lineage(&self, id: &str) -> Result<crate::store::Lineage, StoreError> {
+        let Ok(id) = id.parse::<i64>() else {
+            return Ok(Default::default());
+        };
+        self.read(move |conn| {
+            let superseded_by: Option<i64> = conn
+                .query_row("SELECT superseded_by FROM superseded_events WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(unavailable)?
+                .flatten();
+            let supersedes: Vec<i64> = conn
+                .prepare_cached("SELECT id FROM superseded_events WHERE superseded_by = ?1 ORDER BY id")
+                .and_then(|mut s| s.query_map([id], |r| r.get(0))?.collect())
+                .map_err(unavailable)?;
+            Ok(crate::store::Lineage {
+                superseded_by: superseded_by.filter(|by| *by > 0).map(|by| by.to_string()),
+                supersedes: supersedes.into_iter().map(|s| s.to_string()).collect(),
+            })
+        })
+        .await
     }
 
     fn keeps_chain(&self) -> bool {

@@ -46,6 +46,31 @@ pub(super) fn expiring(conn: &Connection, expiry: &Expiry, limit: usize) -> Resu
             due.push(row.map_err(super::unavailable)??);
         }
     }
+    // Superseded records (out of the timeline, kept after a re-mapping)
+    // expire by the same periods.
+    let sources: Vec<String> = conn
+        .prepare_cached("SELECT DISTINCT source FROM superseded_events")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(super::unavailable)?;
+    for source in sources {
+        let (Some(cutoff), room) = (expiry.cutoff(&source), limit.saturating_sub(due.len())) else {
+            continue;
+        };
+        if room == 0 {
+            break;
+        }
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM superseded_events WHERE source = ?1 AND at < ?2 ORDER BY id LIMIT ?3"
+            ))
+            .map_err(super::unavailable)?;
+        let rows = stmt
+            .query_map(params![source, micros(&cutoff), room as i64], row_to_record)
+            .map_err(super::unavailable)?;
+        for row in rows {
+            due.push(row.map_err(super::unavailable)??);
+        }
+    }
     Ok(due)
 }
 
@@ -115,16 +140,25 @@ pub(super) fn expire(
     ids.sort_unstable();
     ids.dedup();
     let mut gone = Vec::with_capacity(ids.len());
+    let mut timeline = Vec::with_capacity(ids.len());
     for id in ids {
         // Noted only if it is still there (a re-map may have replaced it).
         if tx.prepare_cached(NOTE_REMOVED)?.execute([id])? == 1 {
+            timeline.push(id);
+            gone.push(id);
+        } else if tx
+            .prepare_cached("DELETE FROM superseded_events WHERE id = ?1")?
+            .execute([id])?
+            == 1
+        {
+            // A superseded record: out of the lookup and counts already.
             gone.push(id);
         }
     }
     if !gone.is_empty() {
         head.expired(tx, &gone)?;
         let mut delete = tx.prepare_cached("DELETE FROM audit_events WHERE id = ?1")?;
-        for id in &gone {
+        for id in &timeline {
             delete.execute([id])?;
         }
     }

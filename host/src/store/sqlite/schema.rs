@@ -77,6 +77,31 @@ CREATE TABLE IF NOT EXISTS removed_events (
     target_id TEXT,
     target_name TEXT
 );
+-- Records a re-mapping superseded (a catch-all record and the records its
+-- original now maps to): kept as they were written, out of the timeline,
+-- with the first record that replaced them.
+CREATE TABLE IF NOT EXISTS superseded_events (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    action TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    actor_id TEXT,
+    actor_name TEXT,
+    actor_email TEXT,
+    ip TEXT,
+    target_type TEXT,
+    target_id TEXT,
+    target_name TEXT,
+    tenant_slug TEXT,
+    outcome TEXT NOT NULL,
+    external_id TEXT,
+    metadata TEXT NOT NULL,
+    mapper TEXT,
+    unrecognised INTEGER NOT NULL DEFAULT 0,
+    superseded_by INTEGER
+);
+CREATE INDEX IF NOT EXISTS superseded_events_by ON superseded_events (superseded_by);
 CREATE TABLE IF NOT EXISTS ingest_cursors (
     source TEXT PRIMARY KEY,
     cursor TEXT NOT NULL,
@@ -191,6 +216,13 @@ pub(super) const NOTE_REMOVED: &str = "INSERT INTO removed_events \
      (id, at, source, outcome, tenant, unrecognised, actor_id, actor_name, actor_email, ip, target_id, target_name) \
      SELECT id, at, source, outcome, coalesce(tenant_slug, ''), unrecognised, \
      actor_id, actor_name, actor_email, ip, target_id, target_name FROM audit_events WHERE id = ?1";
+
+/// Keeps the record with id `?1` as it is now among the superseded ones.
+pub(super) const KEEP_SUPERSEDED: &str = "INSERT INTO superseded_events (id, source, action, at, received_at, \
+     actor_id, actor_name, actor_email, ip, target_type, target_id, target_name, tenant_slug, outcome, \
+     external_id, metadata, mapper, unrecognised) SELECT id, source, action, at, received_at, actor_id, \
+     actor_name, actor_email, ip, target_type, target_id, target_name, tenant_slug, outcome, external_id, \
+     metadata, mapper, unrecognised FROM audit_events WHERE id = ?1";
 
 /// Databases made before the tenant index led with the action too.
 pub(super) const DROP_OLD_TENANT_INDEX: &str = "DROP INDEX IF EXISTS audit_events_tenant_at;";

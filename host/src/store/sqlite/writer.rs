@@ -9,7 +9,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use super::chain::{Head, Run};
-use super::schema::{INSERT, NOTE_REMOVED};
+use super::schema::{INSERT, KEEP_SUPERSEDED, NOTE_REMOVED};
 use super::unavailable;
 use crate::store::{Checkpoint, DeadLetter, NewRecord, StoreError, WriteSummary, micros};
 
@@ -259,6 +259,8 @@ fn write_group(
     let mut new_pairs: Vec<(&str, &str)> = Vec::new();
     for (batch, (checkpoint, also), _) in group {
         if let Also::ReplaceRecord(id) = also {
+            // Kept as written (external id included) among the superseded.
+            tx.prepare_cached(KEEP_SUPERSEDED)?.execute([id])?;
             // The old row gives up its external id (so its replacement may
             // take it) but stays until the new rows are in: deleted first,
             // the highest row's id would be handed out again, and the lookup
@@ -269,9 +271,12 @@ fn write_group(
         let mut insert = tx.prepare_cached(INSERT)?;
         let mut repeated = Vec::new();
         let mut run = Run::default();
+        let mut first_new = None;
         for (position, r) in batch.iter().enumerate() {
             if insert_row(&mut insert, r)? {
-                run.written(&tx, chain, tx.last_insert_rowid(), r)?;
+                let id = tx.last_insert_rowid();
+                first_new.get_or_insert(id);
+                run.written(&tx, chain, id, r)?;
             } else {
                 repeated.push(position as u32);
             }
@@ -284,7 +289,10 @@ fn write_group(
         if let Also::ReplaceRecord(id) = also {
             // Noted first: hourly counts may already hold it (see `lookup`).
             tx.prepare_cached(NOTE_REMOVED)?.execute([id])?;
-            chain.removed(&tx, *id)?;
+            let by = first_new.unwrap_or(0);
+            tx.prepare_cached("UPDATE superseded_events SET superseded_by = ?2 WHERE id = ?1")?
+                .execute([*id, by])?;
+            chain.superseded(&tx, *id, by)?;
             tx.prepare_cached("DELETE FROM audit_events WHERE id = ?1")?
                 .execute([id])?;
         }
