@@ -38,6 +38,11 @@ impl RawJson {
         self.0.get()
     }
 
+    /// The raw value itself, to serialise as it is.
+    pub fn raw(&self) -> &RawValue {
+        &self.0
+    }
+
     /// Parses it into a value (`Null` if it somehow is not JSON).
     pub fn parse(&self) -> serde_json::Value {
         serde_json::from_str(self.get()).unwrap_or_default()

@@ -96,7 +96,8 @@ enum Command {
         #[arg(long)]
         gzip: bool,
         /// The file to write (made whole or not at all: written beside it,
-        /// then renamed); default: standard output.
+        /// then renamed; a device or pipe is written as it is); default:
+        /// standard output.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -416,9 +417,26 @@ async fn export(
         audit_ingest::serve::StoreWait::No,
     )
     .await?;
-    let Some(path) = out else {
-        let mut stdout = std::io::BufWriter::new(std::io::stdout());
-        return audit_ingest::export::to_writer(&store, query, format, gzip, &mut stdout).await;
+    // A device or pipe (`/dev/stdout`, a FIFO) is written as it is: only a
+    // regular file is made beside and renamed into place.
+    let special = out
+        .as_deref()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .is_some_and(|m| !m.is_file());
+    let path = match out {
+        Some(path) if !special => path,
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("open {}", path.display()))?;
+            let mut writer = std::io::BufWriter::new(file);
+            return audit_ingest::export::to_writer(&store, query, format, gzip, &mut writer).await;
+        }
+        None => {
+            let mut stdout = std::io::BufWriter::new(std::io::stdout());
+            return audit_ingest::export::to_writer(&store, query, format, gzip, &mut stdout).await;
+        }
     };
     let mut partial = path.clone().into_os_string();
     partial.push(".partial");

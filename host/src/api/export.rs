@@ -3,7 +3,8 @@
 //! within the caller's tenant scope, in the timeline's order.
 //!
 //! The answer streams a page of records at a time through a channel of a
-//! few pages, so memory stays the same however many records there are and
+//! few pages (the one sent, one queued, one encoded and one read ahead),
+//! so memory stays the same however many records there are and
 //! a slow reader slows the walk rather than filling memory. A store
 //! failure after the first bytes ends the answer without its last chunk
 //! (the client sees an incomplete transfer, never a short file that looks
@@ -21,8 +22,9 @@ use super::{AppError, AppState};
 use crate::access::trail::Act;
 use crate::export::{Encoder, Format, Pages, export_query};
 
-/// Pages encoded ahead of a slow reader at most.
-const AHEAD: usize = 2;
+/// Encoded pages queued for a slow reader at most (besides the one being
+/// queued and the one `Pages` reads ahead).
+const AHEAD: usize = 1;
 
 /// The parameters of an export: the format, gzip, and the `/audit` filters.
 fn parameters(raw: Option<&str>) -> Result<(Format, bool, crate::store::Query), AppError> {

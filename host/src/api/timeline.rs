@@ -153,20 +153,8 @@ pub fn record_json(record: &Record, with_metadata: bool) -> Value {
 /// spelling come back byte for byte (a parse and print would sort keys and
 /// round integers beyond 64 bits).
 fn with_original(record: &Record, lineage: &crate::store::Lineage) -> Response {
-    let mut shown = record_json(record, false);
-    // A correction supersedes a record without erasing it: each names the other.
-    if let Some(by) = &lineage.superseded_by {
-        shown["supersededBy"] = json!(by);
-    }
-    if !lineage.supersedes.is_empty() {
-        shown["supersedes"] = json!(lineage.supersedes);
-    }
-    let mut text = shown.to_string();
-    // `record_json` prints an object: replace its closing brace.
-    text.pop();
-    text.push_str(",\"metadata\":");
-    text.push_str(record.record.metadata.get());
-    text.push('}');
+    let mut text = Vec::new();
+    crate::export::Shown::new(record, Some(lineage)).write(&mut text);
     ([(axum::http::header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 

@@ -39,15 +39,87 @@ impl Format {
     }
 }
 
-/// One record as one NDJSON line (without the newline): the API's record
-/// with the stored original spliced in as it is, byte for byte.
+/// A record with its original as stored, spliced in byte for byte: what
+/// `GET /audit/{id}` answers and each NDJSON line holds (the fields of
+/// `/audit`'s records, in the same order, then `metadata`).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Shown<'a> {
+    id: &'a str,
+    source: &'a str,
+    action: &'a str,
+    at: String,
+    received_at: String,
+    actor: ShownActor<'a>,
+    ip: Option<&'a str>,
+    target: ShownTarget<'a>,
+    tenant: Option<&'a str>,
+    outcome: &'a str,
+    external_id: Option<&'a str>,
+    mapper: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    superseded_by: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    supersedes: &'a [String],
+    metadata: &'a serde_json::value::RawValue,
+}
+
+#[derive(serde::Serialize)]
+struct ShownActor<'a> {
+    id: Option<&'a str>,
+    name: Option<&'a str>,
+    email: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct ShownTarget<'a> {
+    #[serde(rename = "type")]
+    kind: Option<&'a str>,
+    id: Option<&'a str>,
+    name: Option<&'a str>,
+}
+
+impl<'a> Shown<'a> {
+    /// `record`, and how it relates to corrections.
+    pub fn new(record: &'a Record, lineage: Option<&'a crate::store::Lineage>) -> Shown<'a> {
+        let r = &record.record;
+        Shown {
+            id: &record.id,
+            source: &r.source,
+            action: &r.action,
+            at: r.at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            received_at: r.received_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            actor: ShownActor {
+                id: r.actor_id.as_deref(),
+                name: r.actor_name.as_deref(),
+                email: r.actor_email.as_deref(),
+            },
+            ip: r.ip.as_deref(),
+            target: ShownTarget {
+                kind: r.target_type.as_deref(),
+                id: r.target_id.as_deref(),
+                name: r.target_name.as_deref(),
+            },
+            tenant: r.tenant_slug.as_deref(),
+            outcome: &r.outcome,
+            external_id: r.external_id.as_deref(),
+            mapper: r.mapper.as_deref(),
+            superseded_by: lineage.and_then(|l| l.superseded_by.as_deref()),
+            supersedes: lineage.map_or(&[], |l| l.supersedes.as_slice()),
+            metadata: r.metadata.raw(),
+        }
+    }
+
+    /// Appends the JSON text to `out`.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        // Serialising into a Vec cannot fail.
+        serde_json::to_writer(out, self).unwrap_or_default();
+    }
+}
+
+/// One record as one NDJSON line (without the newline).
 pub fn ndjson_line(record: &Record, out: &mut Vec<u8>) {
-    let mut text = crate::api::timeline::record_json(record, false).to_string();
-    text.pop();
-    out.extend_from_slice(text.as_bytes());
-    out.extend_from_slice(b",\"metadata\":");
-    out.extend_from_slice(record.record.metadata.get().as_bytes());
-    out.push(b'}');
+    Shown::new(record, None).write(out);
 }
 
 /// Turns records into the bytes of an export, in chunks.
@@ -101,11 +173,13 @@ impl Encoder {
     }
 }
 
-/// Every record a query selects, a page at a time: each page is read
-/// only when the one before has been handed out.
+/// Every record a query selects, a page at a time: while the caller
+/// handles one page, the next is read (on the store's own threads), and
+/// no further, so two pages are held at most.
 pub struct Pages {
     store: Store,
     query: Query,
+    ahead: Option<tokio::task::JoinHandle<Result<crate::store::Page, StoreError>>>,
     done: bool,
 }
 
@@ -117,8 +191,14 @@ impl Pages {
         Pages {
             store,
             query,
+            ahead: None,
             done: false,
         }
+    }
+
+    fn read_ahead(&mut self) {
+        let (store, query) = (self.store.clone(), self.query.clone());
+        self.ahead = Some(tokio::spawn(async move { store.query(&query).await }));
     }
 
     /// The next page; `None` after the last.
@@ -126,12 +206,27 @@ impl Pages {
         if self.done {
             return Ok(None);
         }
-        let found = self.store.query(&self.query).await?;
+        if self.ahead.is_none() {
+            self.read_ahead();
+        }
+        let reading = self.ahead.take().expect("a page is being read");
+        let found = reading.await.map_err(crate::store::unavailable)??;
         match found.next {
-            Some(next) if !found.records.is_empty() => self.query.after = Some(next),
+            Some(next) if !found.records.is_empty() => {
+                self.query.after = Some(next);
+                self.read_ahead();
+            }
             _ => self.done = true,
         }
         Ok((!found.records.is_empty()).then_some(found.records))
+    }
+}
+
+impl Drop for Pages {
+    fn drop(&mut self) {
+        if let Some(reading) = self.ahead.take() {
+            reading.abort();
+        }
     }
 }
 

@@ -21,7 +21,7 @@
 //! job.
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 
 use crate::store::{NewRecord, Record};
 
@@ -138,11 +138,11 @@ fn is_email(s: &str) -> bool {
         && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
 }
 
-/// A string within OCSF's limit.
-fn text(s: &str) -> Value {
+/// A string within OCSF's limit (cut at a character boundary).
+fn text(s: &str) -> &str {
     match s.char_indices().nth(MAX_STRING) {
-        Some((cut, _)) => Value::String(s[..cut].to_string()),
-        None => Value::String(s.to_string()),
+        Some((cut, _)) => &s[..cut],
+        None => s,
     }
 }
 
@@ -150,48 +150,75 @@ fn millis(at: &DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
+/// `product`.
+#[derive(Serialize)]
+struct Product<'a> {
+    name: &'a str,
+    vendor_name: &'a str,
+}
+
 /// The product that produced a source's events.
-fn product(source: &str) -> Value {
-    let (name, vendor) = match source {
+fn product(source: &str) -> Product<'_> {
+    let (name, vendor_name) = match source {
         "stalwart" => ("Stalwart", "Stalwart Labs"),
         "authentik" => ("authentik", "Authentik Security"),
         "ocis" => ("oCIS", "ownCloud"),
         "audit-ingest" => ("audit-ingest", "audit-ingest"),
-        other => (other, "unknown"),
+        other => (text(other), "unknown"),
     };
-    json!({ "name": text(name), "vendor_name": vendor })
+    Product { name, vendor_name }
+}
+
+/// `user`: at least a name or a uid (OCSF requires one).
+#[derive(Serialize)]
+struct User<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_addr: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    type_id: Option<u8>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
 }
 
 /// A user from an id, name and e-mail, if any of them is known.
-fn user(uid: Option<&str>, name: Option<&str>, email: Option<&str>) -> Option<Value> {
-    let mut out = Map::new();
-    if let Some(v) = uid {
-        out.insert("uid".into(), text(v));
-    }
-    if let Some(v) = name {
-        out.insert("name".into(), text(v));
-    }
-    if out.is_empty() {
-        // An e-mail address alone still names the user.
-        out.insert("name".into(), text(email?));
-    }
-    if let Some(v) = email.filter(|e| is_email(e)) {
-        out.insert("email_addr".into(), Value::String(v.to_string()));
-    }
-    Some(Value::Object(out))
+fn user<'a>(uid: Option<&'a str>, name: Option<&'a str>, email: Option<&'a str>) -> Option<User<'a>> {
+    let (uid, name) = (uid.map(text), name.map(text));
+    // An e-mail address alone still names the user.
+    let name = if uid.is_none() && name.is_none() {
+        Some(text(email?))
+    } else {
+        name
+    };
+    Some(User {
+        uid,
+        name,
+        email_addr: email.filter(|e| is_email(e)),
+        type_id: None,
+        kind: None,
+    })
 }
 
-fn unknown_user() -> Value {
-    json!({ "name": "unknown", "type_id": 0, "type": "Unknown" })
+fn unknown_user<'a>() -> User<'a> {
+    User {
+        uid: None,
+        name: Some("unknown"),
+        email_addr: None,
+        type_id: Some(0),
+        kind: Some("Unknown"),
+    }
 }
 
-fn actor_user(r: &NewRecord) -> Option<Value> {
+fn actor_user(r: &NewRecord) -> Option<User<'_>> {
     user(r.actor_id.as_deref(), r.actor_name.as_deref(), r.actor_email.as_deref())
 }
 
 /// The account a record is about: its target when that is a user or an
 /// account, else its actor.
-fn subject_user(r: &NewRecord) -> Value {
+fn subject_user(r: &NewRecord) -> User<'_> {
     let target_is_user = matches!(r.target_type.as_deref(), Some("user" | "account"));
     target_is_user
         .then(|| user(r.target_id.as_deref(), r.target_name.as_deref(), None))
@@ -200,24 +227,33 @@ fn subject_user(r: &NewRecord) -> Value {
         .unwrap_or_else(unknown_user)
 }
 
-fn src_endpoint(r: &NewRecord) -> Value {
+/// `src_endpoint`: the address, or `unknown` by name.
+#[derive(Serialize)]
+struct Endpoint<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'static str>,
+}
+
+fn src_endpoint(r: &NewRecord) -> Endpoint<'_> {
     match r.ip.as_deref().filter(|ip| ip.parse::<std::net::IpAddr>().is_ok()) {
-        Some(ip) => json!({ "ip": ip }),
-        None => json!({ "name": "unknown" }),
+        Some(ip) => Endpoint {
+            ip: Some(ip),
+            name: None,
+        },
+        None => Endpoint {
+            ip: None,
+            name: Some("unknown"),
+        },
     }
 }
 
 /// Recipient addresses a record names (its target name, comma-separated).
-fn recipients(r: &NewRecord) -> Vec<String> {
+fn recipients(r: &NewRecord) -> Vec<&str> {
     r.target_name
         .as_deref()
-        .map(|t| {
-            t.split(',')
-                .map(str::trim)
-                .filter(|a| is_email(a))
-                .map(str::to_string)
-                .collect()
-        })
+        .map(|t| t.split(',').map(str::trim).filter(|a| is_email(a)).collect())
         .unwrap_or_default()
 }
 
@@ -235,8 +271,139 @@ fn original(r: &NewRecord) -> Option<&str> {
         .filter(|o| *o != "null")
 }
 
-/// The record as one OCSF event.
-pub fn event(record: &Record) -> Value {
+#[derive(Serialize)]
+struct Metadata<'a> {
+    version: &'static str,
+    product: Product<'a>,
+    uid: &'a str,
+    event_code: &'a str,
+    log_name: &'a str,
+    original_time: String,
+    logged_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels: Option<[String; 1]>,
+}
+
+#[derive(Serialize)]
+struct Actor<'a> {
+    user: User<'a>,
+}
+
+#[derive(Serialize)]
+struct Named<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Email<'a> {
+    from: &'a str,
+    to: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Api<'a> {
+    operation: &'a str,
+}
+
+#[derive(Serialize)]
+struct File<'a> {
+    name: &'a str,
+    type_id: u8,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<&'a str>,
+}
+
+/// The record's own fields, all of them, as audit-ingest keeps them.
+#[derive(Serialize)]
+struct Own<'a> {
+    id: &'a str,
+    source: &'a str,
+    action: &'a str,
+    outcome: &'a str,
+    received_at: String,
+    actor: OwnActor<'a>,
+    ip: Option<&'a str>,
+    target: OwnTarget<'a>,
+    tenant: Option<&'a str>,
+    external_id: Option<&'a str>,
+    mapper: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    unrecognised: bool,
+}
+
+#[derive(Serialize)]
+struct OwnActor<'a> {
+    id: Option<&'a str>,
+    name: Option<&'a str>,
+    email: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct OwnTarget<'a> {
+    #[serde(rename = "type")]
+    kind: Option<&'a str>,
+    id: Option<&'a str>,
+    name: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Unmapped<'a> {
+    audit_ingest: Own<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_data: Option<&'a str>,
+}
+
+/// One OCSF event; the class decides which of the optional objects it has.
+#[derive(Serialize)]
+struct Event<'a> {
+    class_uid: u32,
+    class_name: &'static str,
+    category_uid: u32,
+    category_name: &'static str,
+    activity_id: u32,
+    activity_name: &'static str,
+    type_uid: u32,
+    type_name: String,
+    time: i64,
+    severity_id: u8,
+    severity: &'static str,
+    status_id: u8,
+    status: &'static str,
+    message: &'a str,
+    metadata: Metadata<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<User<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<Actor<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<Named<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<Named<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    direction_id: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    direction: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<Email<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api: Option<Api<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<File<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_endpoint: Option<Endpoint<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_data: Option<&'a str>,
+    unmapped: Unmapped<'a>,
+}
+
+fn build(record: &Record) -> Event<'_> {
     let r = &record.record;
     let mut class = class_of(r);
     let to = recipients(r);
@@ -254,118 +421,154 @@ pub fn event(record: &Record) -> Value {
         ("failure", _) => (2, "Low"),
         _ => (1, "Informational"),
     };
-    let mut own = json!({
-        "id": record.id,
-        "source": r.source,
-        "action": r.action,
-        "outcome": r.outcome,
-        "received_at": r.received_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "actor": { "id": r.actor_id, "name": r.actor_name, "email": r.actor_email },
-        "ip": r.ip,
-        "target": { "type": r.target_type, "id": r.target_id, "name": r.target_name },
-        "tenant": r.tenant_slug,
-        "external_id": r.external_id,
-        "mapper": r.mapper,
-    });
-    if r.unrecognised {
-        own["unrecognised"] = Value::Bool(true);
-    }
-    let mut unmapped = json!({ "audit_ingest": own });
-    let mut out = json!({
-        "class_uid": class.uid,
-        "class_name": class.name,
-        "category_uid": class.category_uid,
-        "category_name": class.category_name,
-        "activity_id": class.activity_id,
-        "activity_name": class.activity_name,
-        "type_uid": class.uid * 100 + class.activity_id,
-        "type_name": format!("{}: {}", class.name, class.activity_name),
-        "time": millis(&r.at),
-        "severity_id": severity_id,
-        "severity": severity,
-        "status_id": status_id,
-        "status": status,
-        "message": text(&r.action),
-        "metadata": {
-            "version": VERSION,
-            "product": product(&r.source),
-            "uid": record.id,
-            "event_code": text(&r.action),
-            "log_name": text(&r.source),
-            "original_time": r.at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-            "logged_time": millis(&r.received_at),
+    let (raw_data, long_original) = match original(r) {
+        Some(o) if o.chars().nth(MAX_STRING).is_none() => (Some(o), None),
+        Some(o) => (None, Some(o)),
+        None => (None, None),
+    };
+    let mut event = Event {
+        class_uid: class.uid,
+        class_name: class.name,
+        category_uid: class.category_uid,
+        category_name: class.category_name,
+        activity_id: class.activity_id,
+        activity_name: class.activity_name,
+        type_uid: class.uid * 100 + class.activity_id,
+        type_name: format!("{}: {}", class.name, class.activity_name),
+        time: millis(&r.at),
+        severity_id,
+        severity,
+        status_id,
+        status,
+        message: text(&r.action),
+        metadata: Metadata {
+            version: VERSION,
+            product: product(&r.source),
+            uid: &record.id,
+            event_code: text(&r.action),
+            log_name: text(&r.source),
+            original_time: r.at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            logged_time: millis(&r.received_at),
+            labels: r
+                .tenant_slug
+                .as_deref()
+                .map(|t| [text(&format!("tenant:{t}")).to_string()]),
         },
-    });
+        user: None,
+        actor: None,
+        service: None,
+        group: None,
+        direction_id: None,
+        direction: None,
+        email: None,
+        api: None,
+        file: None,
+        src_endpoint: None,
+        raw_data,
+        unmapped: Unmapped {
+            audit_ingest: Own {
+                id: &record.id,
+                source: &r.source,
+                action: &r.action,
+                outcome: &r.outcome,
+                received_at: r.received_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                actor: OwnActor {
+                    id: r.actor_id.as_deref(),
+                    name: r.actor_name.as_deref(),
+                    email: r.actor_email.as_deref(),
+                },
+                ip: r.ip.as_deref(),
+                target: OwnTarget {
+                    kind: r.target_type.as_deref(),
+                    id: r.target_id.as_deref(),
+                    name: r.target_name.as_deref(),
+                },
+                tenant: r.tenant_slug.as_deref(),
+                external_id: r.external_id.as_deref(),
+                mapper: r.mapper.as_deref(),
+                unrecognised: r.unrecognised,
+            },
+            raw_data: long_original,
+        },
+    };
+    let actor = || actor_user(r).map(|user| Actor { user });
     match class.uid {
         3002 => {
-            out["user"] = actor_user(r).unwrap_or_else(unknown_user);
-            out["service"] = json!({ "name": product(&r.source)["name"] });
-            out["src_endpoint"] = src_endpoint(r);
+            event.user = Some(actor_user(r).unwrap_or_else(unknown_user));
+            event.service = Some(Named {
+                uid: None,
+                name: Some(product(&r.source).name),
+            });
+            event.src_endpoint = Some(src_endpoint(r));
         }
         3001 => {
-            out["user"] = subject_user(r);
-            if let Some(actor) = actor_user(r) {
-                out["actor"] = json!({ "user": actor });
-            }
+            event.user = Some(subject_user(r));
+            event.actor = actor();
         }
         3006 => {
             // oCIS's membership records: the member as target id, the group as target name.
-            out["user"] = user(r.target_id.as_deref(), None, None).unwrap_or_else(unknown_user);
-            out["group"] = match r.target_name.as_deref() {
-                Some(g) => json!({ "uid": text(g) }),
-                None => json!({ "name": "unknown" }),
-            };
-            if let Some(actor) = actor_user(r) {
-                out["actor"] = json!({ "user": actor });
-            }
+            event.user = Some(user(r.target_id.as_deref(), None, None).unwrap_or_else(unknown_user));
+            event.group = Some(match r.target_name.as_deref() {
+                Some(g) => Named {
+                    uid: Some(text(g)),
+                    name: None,
+                },
+                None => Named {
+                    uid: None,
+                    name: Some("unknown"),
+                },
+            });
+            event.actor = actor();
         }
         4009 => {
-            out["direction_id"] = json!(if class.activity_id == 1 { 2 } else { 1 });
-            out["direction"] = json!(if class.activity_id == 1 { "Outbound" } else { "Inbound" });
-            let mut email = json!({ "from": from, "to": to });
-            if let Some(id) = r.target_id.as_deref() {
-                email["uid"] = text(id);
-            }
-            out["email"] = email;
+            let sent = class.activity_id == 1;
+            event.direction_id = Some(if sent { 2 } else { 1 });
+            event.direction = Some(if sent { "Outbound" } else { "Inbound" });
+            event.email = Some(Email {
+                from: from.unwrap_or_default(),
+                to,
+                uid: r.target_id.as_deref().map(text),
+            });
             if r.ip.is_some() {
-                out["src_endpoint"] = src_endpoint(r);
+                event.src_endpoint = Some(src_endpoint(r));
             }
         }
         6003 => {
-            out["actor"] = json!({ "user": actor_user(r).unwrap_or_else(unknown_user) });
-            out["api"] = json!({ "operation": text(&r.action) });
-            out["src_endpoint"] = src_endpoint(r);
+            event.actor = Some(Actor {
+                user: actor_user(r).unwrap_or_else(unknown_user),
+            });
+            event.api = Some(Api {
+                operation: text(&r.action),
+            });
+            event.src_endpoint = Some(src_endpoint(r));
         }
         6006 => {
-            out["actor"] = json!({ "user": actor_user(r).unwrap_or_else(unknown_user) });
+            event.actor = Some(Actor {
+                user: actor_user(r).unwrap_or_else(unknown_user),
+            });
             let name = r.target_name.as_deref().or(r.target_id.as_deref()).unwrap_or("unknown");
-            let mut file = json!({ "name": text(name), "type_id": 0, "type": "Unknown" });
-            if let Some(id) = r.target_id.as_deref() {
-                file["uid"] = text(id);
-            }
-            out["file"] = file;
-            out["src_endpoint"] = src_endpoint(r);
+            event.file = Some(File {
+                name: text(name),
+                type_id: 0,
+                kind: "Unknown",
+                uid: r.target_id.as_deref().map(text),
+            });
+            event.src_endpoint = Some(src_endpoint(r));
         }
         _ => {}
     }
-    if let Some(tenant) = &r.tenant_slug {
-        out["metadata"]["labels"] = json!([text(&format!("tenant:{tenant}"))]);
-    }
-    if let Some(original) = original(r) {
-        if original.chars().nth(MAX_STRING).is_none() {
-            out["raw_data"] = Value::String(original.to_string());
-        } else {
-            unmapped["raw_data"] = Value::String(original.to_string());
-        }
-    }
-    out["unmapped"] = unmapped;
-    out
+    event
+}
+
+/// The record as one OCSF event.
+pub fn event(record: &Record) -> serde_json::Value {
+    serde_json::to_value(build(record)).unwrap_or_default()
 }
 
 /// Writes the record as one OCSF event (JSON, no newline).
 pub fn write_event(record: &Record, out: &mut Vec<u8>) {
-    // Writing a Value into a Vec cannot fail.
-    serde_json::to_writer(out, &event(record)).unwrap_or_default();
+    // Serialising into a Vec cannot fail.
+    serde_json::to_writer(out, &build(record)).unwrap_or_default();
 }
 
 #[cfg(test)]
@@ -385,6 +588,6 @@ mod tests {
     #[test]
     fn long_strings_are_cut_at_a_character_boundary() {
         let long = "é".repeat(MAX_STRING + 10);
-        assert_eq!(text(&long).as_str().unwrap().chars().count(), MAX_STRING);
+        assert_eq!(text(&long).chars().count(), MAX_STRING);
     }
 }

@@ -355,7 +355,8 @@ async fn an_export_reads_no_further_ahead_than_its_reader_and_a_failed_store_cut
     assert!(!first.data_ref().unwrap().is_empty());
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     // 12 pages in all; with the reader resting after one, the export has
-    // read only the pages its small queue holds.
+    // read only what its small queue holds: the page taken, one queued,
+    // one waiting to be queued, one read ahead.
     let read = switch.pages_read();
     assert!(read <= 4, "read {read} pages ahead of a reader that took one");
     // The store fails: the answer ends in an error, not in a clean end.

@@ -212,7 +212,10 @@ async fn a_store_verifies_after_retention_cut_its_chain_and_names_a_record_put_b
     let verdict = verify_store(r.dir.path(), &r.key);
     assert!(verdict.clean(), "{verdict:#?}");
     assert_eq!(verdict.chain.records, 20, "the kept records are compared");
-    assert_eq!(verdict.chain.superseded, 1, "the superseded record within the period is kept");
+    assert_eq!(
+        verdict.chain.superseded, 1,
+        "the superseded record within the period is kept"
+    );
     assert!(
         verdict.warnings.iter().any(|w| w.contains("retention cut the chain")),
         "{:?}",
