@@ -436,26 +436,10 @@ fn verify_exits_0_on_an_untouched_store_and_1_on_an_edited_one() {
             )
             .unwrap(),
         );
-        let record = |n: i64| audit_ingest::store::NewRecord {
-            source: "ocis".into(),
-            action: "ocis.file_read".into(),
-            at: chrono::DateTime::from_timestamp(1_750_000_000 + n, 0).unwrap(),
-            received_at: chrono::DateTime::from_timestamp(1_750_000_001 + n, 0).unwrap(),
-            actor_id: Some("u1".into()),
-            actor_name: None,
-            actor_email: None,
-            ip: None,
-            target_type: Some("file".into()),
-            target_id: None,
-            target_name: Some(format!("/docs/{n}.txt")),
-            tenant_slug: None,
-            outcome: "success".into(),
-            external_id: None,
-            metadata: audit_ingest::event::RawJson::from_value(&serde_json::json!({"original": {"n": n}})),
-            mapper: None,
-            unrecognised: false,
-        };
-        store.insert((0..20).map(record).collect(), None).await.unwrap();
+        store
+            .insert((0..20).map(|n| file_read(n, "ocis")).collect(), None)
+            .await
+            .unwrap();
         let key = audit_ingest::evidence::SigningKey::read(&key).unwrap();
         let digests = audit_ingest::evidence::Digests::new(store.clone(), key, data.join("digests"));
         digests.make().await.unwrap().unwrap();
@@ -518,27 +502,8 @@ fn export_writes_the_filtered_records_to_a_file_and_names_a_wrong_option() {
             )
             .unwrap(),
         );
-        let record = |n: i64, source: &str| audit_ingest::store::NewRecord {
-            source: source.into(),
-            action: format!("{source}.file_read"),
-            at: chrono::DateTime::from_timestamp(1_750_000_000 + n * 60, 0).unwrap(),
-            received_at: chrono::DateTime::from_timestamp(1_750_000_001 + n * 60, 0).unwrap(),
-            actor_id: Some("u1".into()),
-            actor_name: None,
-            actor_email: None,
-            ip: None,
-            target_type: Some("file".into()),
-            target_id: None,
-            target_name: Some(format!("/docs/{n}.txt")),
-            tenant_slug: None,
-            outcome: "success".into(),
-            external_id: None,
-            metadata: audit_ingest::event::RawJson::from_value(&serde_json::json!({"original": {"n": n}})),
-            mapper: None,
-            unrecognised: false,
-        };
-        let mut all: Vec<_> = (0..30).map(|n| record(n, "ocis")).collect();
-        all.extend((0..30).map(|n| record(n, "stalwart")));
+        let mut all: Vec<_> = (0..30).map(|n| file_read(n * 60, "ocis")).collect();
+        all.extend((0..30).map(|n| file_read(n * 60, "stalwart")));
         store.insert(all, None).await.unwrap();
     });
     let out_file = dir.path().join("out.ndjson");
@@ -559,7 +524,7 @@ fn export_writes_the_filtered_records_to_a_file_and_names_a_wrong_option() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(&out_file).unwrap();
-    // 15:06:40 + n minutes: n = 4..=13 fall in [15:10, 15:20).
+    // 15:06:40 + m minutes (n = 60 m seconds): m = 4..=13 fall in [15:10, 15:20).
     let ns: Vec<i64> = text
         .lines()
         .map(|l| {
@@ -568,7 +533,7 @@ fn export_writes_the_filtered_records_to_a_file_and_names_a_wrong_option() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(ns, (4..=13).rev().collect::<Vec<_>>());
+    assert_eq!(ns, (4..=13).rev().map(|m| m * 60).collect::<Vec<_>>());
     assert!(!dir.path().join("out.ndjson.partial").exists());
     assert!(String::from_utf8_lossy(&out.stderr).contains("exported 10 records"));
     let bad = audit_ingest()
@@ -582,4 +547,27 @@ fn export_writes_the_filtered_records_to_a_file_and_names_a_wrong_option() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+}
+
+/// A file read by `source`, `n` seconds after 2025-06-15T15:06:40Z.
+fn file_read(n: i64, source: &str) -> audit_ingest::store::NewRecord {
+    audit_ingest::store::NewRecord {
+        source: source.into(),
+        action: format!("{source}.file_read"),
+        at: chrono::DateTime::from_timestamp(1_750_000_000 + n, 0).unwrap(),
+        received_at: chrono::DateTime::from_timestamp(1_750_000_001 + n, 0).unwrap(),
+        actor_id: Some("u1".into()),
+        actor_name: None,
+        actor_email: None,
+        ip: None,
+        target_type: Some("file".into()),
+        target_id: None,
+        target_name: Some(format!("/docs/{n}.txt")),
+        tenant_slug: None,
+        outcome: "success".into(),
+        external_id: None,
+        metadata: audit_ingest::event::RawJson::from_value(&serde_json::json!({"original": {"n": n}})),
+        mapper: None,
+        unrecognised: false,
+    }
 }
