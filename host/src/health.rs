@@ -20,6 +20,8 @@ struct Progress {
     last_success_unix: Option<i64>,
     stale_after_secs: i64,
     stopped: Option<String>,
+    /// Standing by while this instance holds the lease.
+    standby_for: Option<String>,
 }
 
 /// A background source `/readyz` reports.
@@ -48,6 +50,10 @@ pub struct SourceHealth {
     /// Why it stopped for good, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// The instance that runs it while this one stands by (a leased poller
+    /// on a store shared by several instances).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standby_for: Option<String>,
 }
 
 /// The health registry of one service. Cheap to clone.
@@ -97,6 +103,7 @@ impl Health {
             last_success_unix: None,
             stale_after_secs: i64::try_from(stale_after.as_secs()).unwrap_or(i64::MAX),
             stopped: None,
+            standby_for: None,
         };
         self.0
             .write()
@@ -109,6 +116,20 @@ impl Health {
         if let Some(p) = self.0.write().unwrap_or_else(|e| e.into_inner()).get_mut(source) {
             p.last_success_unix = Some(now_unix());
         }
+    }
+
+    /// `source` stands by: `holder` runs it (it is not wedged, whatever
+    /// its last success). Ends with the next [`Health::expect_progress`].
+    pub fn standby(&self, source: &str, holder: &str) {
+        let mut all = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let progress = all.entry(source.to_string()).or_insert_with(|| Progress {
+            started_unix: now_unix(),
+            last_success_unix: None,
+            stale_after_secs: i64::MAX,
+            stopped: None,
+            standby_for: None,
+        });
+        progress.standby_for = Some(holder.to_string());
     }
 
     /// `source` stopped for a reason it cannot recover from by itself.
@@ -143,8 +164,9 @@ impl Health {
                 SourceHealth {
                     source: source.clone(),
                     seconds_without_success: quiet,
-                    wedged: quiet > p.stale_after_secs || p.stopped.is_some(),
+                    wedged: p.stopped.is_some() || (quiet > p.stale_after_secs && p.standby_for.is_none()),
                     stopped: p.stopped.clone(),
+                    standby_for: p.standby_for.clone(),
                 }
             })
             .collect()

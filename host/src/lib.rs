@@ -49,6 +49,7 @@ pub mod fuzzing;
 pub mod health;
 pub mod http_server;
 pub mod ingest;
+pub mod lease;
 pub mod presets;
 pub mod replay;
 pub mod retention;

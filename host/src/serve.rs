@@ -217,7 +217,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
             state.pipeline.telemetry().clone(),
             digests.clone(),
         );
-        background.push(tokio::spawn(retention.run()));
+        background.push(tokio::spawn(retention.run(config.instance_name())));
     }
     Ok(App {
         state,
@@ -273,10 +273,12 @@ fn start_sources(
     state: &AppState,
     shutdown: &ShutdownSignal,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    let instance = config.instance_name();
     let ctx = || SourceContext {
         pipeline: state.pipeline.clone(),
         shutdown: shutdown.subscribe(),
         health: state.health.clone(),
+        instance: instance.clone(),
     };
     let mut tasks = Vec::new();
     if !config.ingest_enabled {

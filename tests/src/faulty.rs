@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use audit_ingest::store::{
-    AuditStore, Commit, Committed, DeadLetter, Expiry, NewRecord, Overview, Page, Query, Record, Store, StoreError,
-    TenantScope, WriteSummary,
+    AuditStore, Claim, Commit, Committed, DeadLetter, Expiry, NewRecord, Overview, Page, Query, Record, Store,
+    StoreError, TenantScope, WriteSummary,
 };
 use serde_json::Value;
 
@@ -118,6 +118,14 @@ impl AuditStore for FaultyStore {
     async fn expire_dead_letters(&self, expiry: &Expiry, limit: usize) -> Result<u64, StoreError> {
         self.switch.check()?;
         self.inner.expire_dead_letters(expiry, limit).await
+    }
+    async fn take_lease(&self, name: &str, owner: &str, ttl: std::time::Duration) -> Result<Claim, StoreError> {
+        self.switch.check()?;
+        self.inner.take_lease(name, owner, ttl).await
+    }
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        self.switch.check()?;
+        self.inner.release_lease(name, owner).await
     }
     fn foreign_skipped(&self) -> u64 {
         self.inner.foreign_skipped()

@@ -94,12 +94,26 @@ pub fn pipeline(store: Store, runtime: Runtime, tenants: Tenants) -> Pipeline {
     Pipeline::new(store, runtime, tenants, Telemetry::new())
 }
 
-/// What a poller or tail gets, stopping when `shutdown` says.
+/// A number no other call in this process returns (the clock's nanoseconds,
+/// moved on when two calls meet).
+fn unique_nanos() -> u128 {
+    static LAST: std::sync::Mutex<u128> = std::sync::Mutex::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    *last = now.max(*last + 1);
+    *last
+}
+
+/// What a poller or tail gets, stopping when `shutdown` says: a service
+/// instance of its own (its own name, so its own leases).
 pub fn source_context(pipeline: Pipeline, shutdown: Shutdown) -> SourceContext {
     SourceContext {
         pipeline,
         shutdown,
         health: Health::new(),
+        instance: format!("test-{}-{}", std::process::id(), unique_nanos()),
     }
 }
 

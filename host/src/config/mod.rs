@@ -157,6 +157,11 @@ pub struct Config {
     /// Whether pollers and file tails run (`AUDIT_INGEST_ENABLED`); false
     /// leaves only pushed webhooks, e.g. in test environments.
     pub ingest_enabled: bool,
+    /// This instance's name among instances sharing one store, the owner of
+    /// the poll leases it takes (`AUDIT_INSTANCE`; default: the host name
+    /// and the listening port, so a restarted instance takes its leases
+    /// back at once). Two live instances must never share a name.
+    pub instance: Option<String>,
     /// Poll sources (`[[pollers]]`). authentik's is added when `AUTHENTIK_URL`
     /// is set and no entry has `source = "authentik"`.
     pub pollers: Vec<crate::sources::poll::Config>,
@@ -445,6 +450,7 @@ impl Default for Config {
             mapper: MapperConfig::default(),
             webhooks: Vec::new(),
             ingest_enabled: true,
+            instance: None,
             pollers: Vec::new(),
             tails: Vec::new(),
             shutdown_timeout_secs: 20,
@@ -453,6 +459,23 @@ impl Default for Config {
             evidence: crate::evidence::Config::default(),
             retention: crate::retention::Config::default(),
         }
+    }
+}
+
+impl Config {
+    /// This instance's name (see [`Config::instance`]): as configured, or
+    /// the host name and the port it listens on.
+    pub fn instance_name(&self) -> String {
+        if let Some(name) = &self.instance {
+            return name.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "audit-ingest".into());
+        format!("{host}:{}", self.listen.port())
     }
 }
 
@@ -519,6 +542,9 @@ impl Config {
                 }
             };
         }
+        if let Some(v) = env("AUDIT_INSTANCE") {
+            self.instance = Some(v);
+        }
         if let Some(v) = env("AUDIT_SIGNING_KEY_FILE") {
             self.evidence.signing_key = Some(PathBuf::from(v));
         }
@@ -574,6 +600,14 @@ impl Config {
                     format!("two endpoints use the path {}", w.route()),
                 ));
             }
+        }
+        if let Some(name) = &self.instance
+            && (name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control))
+        {
+            return Err(ConfigError::new(
+                "instance",
+                "expected 1 to 200 printable characters (AUDIT_INSTANCE)",
+            ));
         }
         self.evidence.validate()?;
         self.retention.validate()?;

@@ -31,4 +31,7 @@ pub struct SourceContext {
     pub shutdown: Shutdown,
     /// Where a background source reports its progress.
     pub health: Health,
+    /// This instance's name among those sharing the store: the owner of
+    /// the leases it takes (see [`crate::lease`]).
+    pub instance: String,
 }

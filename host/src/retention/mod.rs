@@ -69,6 +69,10 @@ impl Default for Config {
     }
 }
 
+/// How long the retention lease lasts unless renewed (renewed every third
+/// while a pass runs).
+const LEASE: Duration = Duration::from_secs(120);
+
 /// The longest period accepted (100 years).
 const MAX_DAYS: u32 = 36_500;
 
@@ -172,6 +176,31 @@ impl Retention {
         }
     }
 
+    /// One pass now, its outcome logged and counted.
+    async fn pass_logged(&self) {
+        let started = std::time::Instant::now();
+        let metrics = self.telemetry.retention();
+        match self.pass(Utc::now()).await {
+            Ok(report) => {
+                metrics.passed(true);
+                tracing::info!(
+                    records = report.records,
+                    dead_letters = report.dead_letters,
+                    export = ?report.export_file,
+                    chain_cut_after = ?report.chain_cut,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "retention pass: deleted {} records and {} dead letters past their period",
+                    report.records,
+                    report.dead_letters
+                );
+            }
+            Err(e) => {
+                metrics.passed(false);
+                tracing::warn!(error = %e, "retention pass stopped; the next one goes on from there");
+            }
+        }
+    }
+
     /// One pass at `now`: everything due, batch by batch.
     pub async fn pass(&self, now: DateTime<Utc>) -> Result<PassReport, PassError> {
         let expiry = self.config.expiry(now);
@@ -223,29 +252,26 @@ impl Retention {
     }
 
     /// A pass now and every interval, until the task is dropped.
-    pub async fn run(self) {
+    pub async fn run(self, instance: String) {
         let every = Duration::from_secs(self.config.interval_secs);
+        // Of several instances on one store, one runs the passes: deleting
+        // the same records twice is harmless, exporting them twice is not.
+        let lease = crate::lease::Lease::new(self.store.clone(), crate::store::lease::RETENTION, &instance, LEASE);
         loop {
-            let started = std::time::Instant::now();
-            let metrics = self.telemetry.retention();
-            match self.pass(Utc::now()).await {
-                Ok(report) => {
-                    metrics.passed(true);
-                    tracing::info!(
-                        records = report.records,
-                        dead_letters = report.dead_letters,
-                        export = ?report.export_file,
-                        chain_cut_after = ?report.chain_cut,
-                        took_ms = started.elapsed().as_millis() as u64,
-                        "retention pass: deleted {} records and {} dead letters past their period",
-                        report.records,
-                        report.dead_letters
-                    );
+            let held = match lease.try_take().await {
+                Ok(Ok(held)) => Some(held),
+                Ok(Err(elsewhere)) => {
+                    tracing::info!(holder = %elsewhere.owner, "retention: another instance runs this pass");
+                    None
                 }
                 Err(e) => {
-                    metrics.passed(false);
-                    tracing::warn!(error = %e, "retention pass stopped; the next one goes on from there");
+                    tracing::warn!(error = %e, "retention: cannot take the retention lease; the next pass tries again");
+                    None
                 }
+            };
+            if let Some(held) = held {
+                self.pass_logged().await;
+                held.release().await;
             }
             tokio::time::sleep(every).await;
         }

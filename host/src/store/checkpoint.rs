@@ -31,6 +31,9 @@ pub struct Checkpoint {
     pub source: String,
     /// The stored envelope.
     pub envelope: Value,
+    /// The fencing token of the source's lease this write is made under,
+    /// if it is leased: the store refuses it once the lease moved on.
+    pub fence: Option<u64>,
 }
 
 /// Why a stored checkpoint cannot be used. Fatal for the source: it stops and
@@ -93,7 +96,14 @@ impl Checkpoint {
                 "version": T::VERSION,
                 "state": serde_json::to_value(state).unwrap_or(Value::Null),
             }),
+            fence: None,
         }
+    }
+
+    /// The same checkpoint, written only while the source's lease still
+    /// has fencing token `token` (see [`crate::store::lease`]).
+    pub fn fenced(self, token: Option<u64>) -> Checkpoint {
+        Checkpoint { fence: token, ..self }
     }
 
     /// Reads a stored envelope of `source` as a `T`.

@@ -11,6 +11,7 @@
 //! The same contract suite (`host/tests/store_contract/`) runs against each.
 
 pub mod checkpoint;
+pub mod lease;
 pub mod mongo;
 pub mod sqlite;
 
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointState};
+pub use lease::Claim;
 
 /// A record to write.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -354,6 +356,17 @@ pub enum StoreError {
     /// query cannot hold the store; the caller is to narrow it (503).
     #[error("the query ran longer than the store's read budget of {} s and was stopped", .0.as_secs())]
     TooSlow(std::time::Duration),
+    /// A checkpoint written under a lease that has since changed hands:
+    /// nothing of that write was kept where the backend commits atomically
+    /// (embedded), only the records otherwise (MongoDB; re-reads are
+    /// deduplicated). The writer stops the leased work.
+    #[error("`{lease}` is no longer held with fencing token {token}: another instance took it over")]
+    Fenced {
+        /// The lease (the source's name).
+        lease: String,
+        /// The token the write carried.
+        token: u64,
+    },
 }
 
 /// The longest one read may run (SQLite: interrupted by a progress handler;
@@ -519,6 +532,15 @@ pub trait AuditStore: Send + Sync {
     async fn last_digest(&self) -> Result<Option<(i64, String)>, StoreError> {
         Ok(None)
     }
+
+    /// Grants the lease `name` to `owner` for `ttl` from now when it is
+    /// free, expired or already theirs (a renewal keeps the token), and
+    /// says who holds it otherwise (see [`lease`]).
+    async fn take_lease(&self, name: &str, owner: &str, ttl: std::time::Duration) -> Result<Claim, StoreError>;
+
+    /// Gives the lease up at once if `owner` holds it (a clean shutdown:
+    /// the next instance need not wait for the expiry).
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError>;
 
     /// Keeps a signed digest of the chain up to entry `last_seq` beside the records.
     async fn save_digest(&self, last_seq: i64, document: String) -> Result<(), StoreError> {

@@ -79,6 +79,14 @@ async fn retention_deletes_what_is_due_and_nothing_else() {
 }
 
 #[tokio::test]
+async fn one_lease_holder_and_fenced_checkpoints() {
+    let d = tempfile::tempdir().unwrap();
+    leases::one_holder_and_fenced_checkpoints(open(d.path()), true).await;
+    let d = tempfile::tempdir().unwrap();
+    leases::one_winner_among_many(open(d.path())).await;
+}
+
+#[tokio::test]
 async fn originals_and_times_come_back_exactly() {
     let d = tempfile::tempdir().unwrap();
     originals_exact(open(d.path())).await;
@@ -383,4 +391,80 @@ async fn retention_leaves_nothing_of_a_record_in_the_lookup() {
         .query_row("SELECT count(*) FROM removed_events", [], |r| r.get(0))
         .unwrap();
     assert_eq!(notes, 0, "no e-mail address is left in the removal notes");
+}
+
+/// Two instances on one data directory (two store handles on one file,
+/// each with its own writer and lookup builder, as two processes have):
+/// written at once, the hash chain is one chain that verifies, the hourly
+/// counts count every record once, and a lease one of them took fences the
+/// other's checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_file_keep_one_chain_and_one_count() {
+    let d = tempfile::tempdir().unwrap();
+    let first = open_embedded(d.path());
+    let second = open_embedded(d.path());
+    let mut writers = Vec::new();
+    let mut written = Vec::new();
+    for (n, store) in [first.clone(), second.clone()].into_iter().enumerate() {
+        let mut batches = Vec::new();
+        for b in 0..40 {
+            let batch: Vec<NewRecord> = (0..25)
+                .map(|i| {
+                    let k = (n * 1000 + b * 25 + i) as i64;
+                    record(
+                        if n == 0 { "s" } else { "t" },
+                        "x.login",
+                        k % 7200,
+                        Some(&format!("{n}-{k}")),
+                    )
+                })
+                .collect();
+            written.extend(batch.clone());
+            batches.push(batch);
+        }
+        let store: Store = store;
+        writers.push(tokio::spawn(async move {
+            for batch in batches {
+                store.insert(batch, None).await.unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let report = audit_ingest::store::sqlite::chain::verify(&d.path().join("a.sqlite3"), &[]).unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert_eq!(report.records, 2000);
+    lookup_caught_up(&first).await;
+    lookup_caught_up(&second).await;
+    let query = Query {
+        since: Some(at(0)),
+        until: Some(at(7200)),
+        ..q()
+    };
+    let hour = 3_600_000_000;
+    for store in [&first, &second] {
+        let o = store.overview(&query, hour).await.unwrap();
+        assert_eq!(counted(&o), expected_counts(written.iter(), hour), "counted once");
+    }
+    let token = match first
+        .take_lease("s", "instance-a", Duration::from_secs(30))
+        .await
+        .unwrap()
+    {
+        audit_ingest::store::Claim::Granted { token } => token,
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(
+        second
+            .take_lease("s", "instance-b", Duration::from_secs(30))
+            .await
+            .unwrap(),
+        audit_ingest::store::Claim::Held { .. }
+    ));
+    let stale = Commit::Checkpoint(checkpoint("s", &json!({ "n": 1 })).fenced(Some(token + 1)));
+    assert!(second.write(Vec::new(), stale).await.is_err());
+    let current = Commit::Checkpoint(checkpoint("s", &json!({ "n": 2 })).fenced(Some(token)));
+    second.write(Vec::new(), current).await.unwrap();
+    assert_eq!(first.load_checkpoint("s").await.unwrap(), Some(json!({ "n": 2 })));
 }

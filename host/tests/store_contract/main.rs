@@ -19,6 +19,7 @@ fn checkpoint(source: &str, envelope: &serde_json::Value) -> Checkpoint {
     Checkpoint {
         source: source.into(),
         envelope: envelope.clone(),
+        fence: None,
     }
 }
 
@@ -748,6 +749,7 @@ async fn durable_across_reopen(make: impl Fn() -> Store) {
 }
 
 mod embedded;
+mod leases;
 mod mongodb;
 mod reads;
 mod retention;

@@ -152,6 +152,18 @@ async fn the_overview_counts_in_the_store() {
     not(mongodb_tests),
     ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
 )]
+async fn one_lease_holder_and_fenced_checkpoints() {
+    // Records go in before the cursor (no transaction): a refused cursor
+    // leaves its records, which the new holder's re-read deduplicates.
+    leases::one_holder_and_fenced_checkpoints(open("leases").await, false).await;
+    leases::one_winner_among_many(open("leases_contended").await).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(mongodb_tests),
+    ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+)]
 async fn retention_deletes_what_is_due_and_nothing_else() {
     retention::expiry(open("retention").await).await;
 }

@@ -18,6 +18,7 @@ mod mapper_trust;
 mod metrics;
 mod ocis_tail;
 mod openapi;
+mod poll_lease;
 mod replay;
 mod retention;
 mod runtime_hot_reload;

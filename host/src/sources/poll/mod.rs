@@ -11,7 +11,11 @@
 //! deduplicated on their external id (authentik's event `pk`).
 //!
 //! One task per poller runs the ticks one after another, so ticks never
-//! overlap. Between ticks it waits the interval (±10 % jitter), or backs off
+//! overlap, and only while this instance holds the source's lease (see
+//! [`crate::lease`]): of several instances on one store, one polls and the
+//! others stand by, taking over within a lease time or two when the holder
+//! dies. Every cursor the poller saves is fenced with the lease's token,
+//! so a holder that lost the lease without noticing cannot move it. Between ticks it waits the interval (±10 % jitter), or backs off
 //! exponentially after 5xx answers, timeouts and store failures, or waits
 //! what a 429's `Retry-After` asks. A refused token (401/403) is logged once
 //! with what the token needs, and retried every interval.
@@ -30,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, Secret, SecretSource};
 use crate::ingest::{Pipeline, Received, ResumeError, SourceContext};
+use crate::lease::{Held, HeldElsewhere, Lease};
 use crate::runtime::MapError;
 use crate::store::{Checkpoint, CheckpointError, Commit, StoreError};
 use fetch::{Answer, Failure};
@@ -78,6 +83,11 @@ pub struct Config {
     /// Timeout of one request, seconds.
     #[serde(default = "default_timeout")]
     pub request_timeout_secs: u64,
+    /// Seconds the poll lease lasts unless renewed (renewed every third):
+    /// when several instances share a store, how soon another takes over
+    /// from one that died (default 30).
+    #[serde(default = "default_lease")]
+    pub lease_secs: u64,
     /// Tenant inference from the acting user's groups (none: hints only).
     #[serde(default)]
     pub tenant_lookup: Option<LookupConfig>,
@@ -106,6 +116,10 @@ fn default_max_response() -> usize {
 }
 
 fn default_timeout() -> u64 {
+    30
+}
+
+fn default_lease() -> u64 {
     30
 }
 
@@ -177,6 +191,7 @@ impl Config {
             first_run: FirstRun::Everything,
             overlap_secs: default_overlap(),
             request_timeout_secs: default_timeout(),
+            lease_secs: default_lease(),
             tenant_lookup: None,
             refused_token_help: None,
         }
@@ -201,6 +216,9 @@ impl Config {
                 key.clone(),
                 "interval_secs and request_timeout_secs must be above 0",
             ));
+        }
+        if !(1..=3600).contains(&self.lease_secs) {
+            return Err(ConfigError::new(format!("{key}.lease_secs"), "expected 1 to 3600"));
         }
         if !(1..=1000).contains(&self.page_size) {
             return Err(ConfigError::new(format!("{key}.page_size"), "expected 1 to 1000"));
@@ -239,6 +257,8 @@ impl Config {
             max_response_bytes: self.max_response_bytes,
             last_dead_letter: None,
             plain_http: base.starts_with("http://"),
+            lease_time: Duration::from_secs(self.lease_secs),
+            fence: None,
         })
     }
 }
@@ -265,6 +285,10 @@ pub struct Poller {
     /// failing again at the next tick is not kept twice.
     last_dead_letter: Option<[u8; 32]>,
     plain_http: bool,
+    lease_time: Duration,
+    /// The token of the lease the ticks run under, fencing every cursor
+    /// they save (none: ticks called directly, unleased).
+    fence: Option<u64>,
 }
 
 impl Poller {
@@ -416,7 +440,7 @@ impl Poller {
                 .filter_map(|(r, keep)| keep.then_some(r))
                 .collect();
             cursor = cursor.after_page(&walk, ended);
-            let checkpoint = Commit::Checkpoint(Checkpoint::new(&self.source, &cursor));
+            let checkpoint = Commit::Checkpoint(Checkpoint::new(&self.source, &cursor).fenced(self.fence));
             let written = pipeline
                 .write(&self.source, Some(Transport::Poll), records, checkpoint)
                 .await?;
@@ -464,7 +488,9 @@ impl Poller {
     }
 
     async fn save_cursor(&self, pipeline: &Pipeline, cursor: &Cursor) -> Result<(), TickError> {
-        Ok(pipeline.save_checkpoint(Checkpoint::new(&self.source, cursor)).await?)
+        Ok(pipeline
+            .save_checkpoint(Checkpoint::new(&self.source, cursor).fenced(self.fence))
+            .await?)
     }
 
     /// Whether a token is configured.
@@ -508,22 +534,65 @@ fn refusal_message(accepted_once: bool, token: &str, help: Option<&str>) -> Stri
     }
 }
 
-/// Runs ticks until shutdown, waiting between them as the last tick's
-/// outcome says.
+/// Runs the poller until shutdown: waits for the source's lease, then
+/// ticks while it holds it, and stands by again if it is lost.
 pub async fn run(mut poller: Poller, ctx: SourceContext) {
+    let lease = Lease::new(
+        ctx.pipeline.store().clone(),
+        &poller.source,
+        &ctx.instance,
+        poller.lease_time,
+    );
+    tracing::info!(source = %poller.source, url = %poller.url, interval_secs = poller.interval.as_secs(), "poller started");
+    loop {
+        let waiting = |elsewhere: &HeldElsewhere| {
+            tracing::info!(source = %poller.source, holder = %elsewhere.owner, "another instance polls this source; standing by");
+            ctx.health.standby(&poller.source, &elsewhere.owner);
+        };
+        let Some(held) = lease.wait(&ctx.shutdown, waiting).await else {
+            break;
+        };
+        tracing::info!(source = %poller.source, instance = %ctx.instance, token = held.token(), "this instance polls the source (lease taken)");
+        match ticks(&mut poller, &ctx, held).await {
+            Ended::Shutdown(held) => {
+                held.release().await;
+                break;
+            }
+            Ended::Lost(why) => {
+                tracing::warn!(source = %poller.source, reason = %why, "lost the poll lease; standing by");
+            }
+            Ended::Stopped => break,
+        }
+    }
+    tracing::info!(source = %poller.source, "poller stopped");
+}
+
+/// Why ticking under one lease ended.
+enum Ended {
+    /// Shutdown: the lease is to be released.
+    Shutdown(Held),
+    /// The lease was lost.
+    Lost(String),
+    /// The poller cannot go on (a checkpoint it cannot read).
+    Stopped,
+}
+
+/// Runs ticks while `held` lasts, waiting between them as the last tick's
+/// outcome says.
+async fn ticks(poller: &mut Poller, ctx: &SourceContext, mut held: Held) -> Ended {
     let mut shutdown = ctx.shutdown.clone();
     let mut failures = 0u32;
     let mut refused_logged = false;
     // Whether the token was ever accepted: a refusal after that means it
     // expired or was revoked, not that it was set up wrong.
     let mut accepted_once = false;
-    tracing::info!(source = %poller.source, url = %poller.url, interval_secs = poller.interval.as_secs(), "poller started");
+    poller.fence = Some(held.token());
     // Wedged: no successful tick for three intervals plus the longest backoff.
     ctx.health
         .expect_progress(&poller.source, poller.interval * 3 + MAX_BACKOFF);
     loop {
         let started = std::time::Instant::now();
-        let wait = match poller.tick(&ctx).await {
+        let wait = match poller.tick(ctx).await {
             Ok(s) => {
                 failures = 0;
                 refused_logged = false;
@@ -534,6 +603,7 @@ pub async fn run(mut poller: Poller, ctx: SourceContext) {
                 );
                 fetch::jittered(poller.interval)
             }
+            Err(TickError::Store(e @ StoreError::Fenced { .. })) => return Ended::Lost(e.to_string()),
             Err(TickError::Fetch(Failure::Unauthorized(code))) => {
                 if !refused_logged {
                     refused_logged = true;
@@ -553,7 +623,8 @@ pub async fn run(mut poller: Poller, ctx: SourceContext) {
             Err(TickError::Checkpoint(e)) => {
                 tracing::error!(source = %poller.source, error = %e, "the poller stops: it cannot tell where to resume");
                 ctx.health.stopped(&poller.source, e.to_string());
-                break;
+                held.release().await;
+                return Ended::Stopped;
             }
             Err(e) => {
                 failures += 1;
@@ -562,12 +633,15 @@ pub async fn run(mut poller: Poller, ctx: SourceContext) {
                 wait
             }
         };
+        if let Some(why) = held.lost_because() {
+            return Ended::Lost(why);
+        }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.wait() => break,
+            _ = shutdown.wait() => return Ended::Shutdown(held),
+            why = held.lost() => return Ended::Lost(why),
         }
     }
-    tracing::info!(source = %poller.source, "poller stopped");
 }
 
 /// The longest wait after repeated failures.

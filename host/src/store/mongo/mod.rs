@@ -5,7 +5,9 @@
 //!   `partialFilterExpression: {externalId: {$type: "string"}}` (partial, not
 //!   sparse: records other parts of the platform write with a null
 //!   `externalId` never collide); a `(at, _id)` index for the timeline.
-//! - `ingest_cursors`: one document per source, `_id` = source name.
+//! - `ingest_cursors`: one document per source, `_id` = source name, with
+//!   the fencing token of the source's lease (see `lease`);
+//! - `ingest_leases`: one document per lease.
 //!
 //! Writes are acknowledged by a majority and journaled unless the URI says
 //! otherwise, and an operation looks for a server for 2 s, not the driver's
@@ -19,6 +21,7 @@
 //! at start-up; the server treats creating an identical index again as a
 //! no-op.
 
+mod lease;
 mod overview;
 mod page;
 mod retention;
@@ -46,6 +49,7 @@ pub struct MongoStore {
     db: Database,
     events: Collection<Document>,
     cursors: Collection<Document>,
+    leases: Collection<Document>,
     dead_letters: Collection<Document>,
     /// Records a re-mapping superseded, kept as they were
     /// (`<collection>_superseded`): a new `_id`, `supersededBy` the record
@@ -149,6 +153,7 @@ impl MongoStore {
         let store = MongoStore {
             events: db.collection(collection),
             cursors: db.collection("ingest_cursors"),
+            leases: db.collection("ingest_leases"),
             dead_letters: db.collection("dead_letters"),
             superseded: db.collection(&format!("{collection}_superseded")),
             db,
@@ -239,15 +244,8 @@ impl MongoStore {
                 },
             }
         }
-        if let Some(Checkpoint { source, envelope }) = checkpoint {
-            self.cursors
-                .update_one(
-                    doc! { "_id": &source },
-                    doc! { "$set": { "cursor": envelope.to_string(), "updatedAt": bson::DateTime::now() } },
-                )
-                .upsert(true)
-                .await
-                .map_err(unavailable)?;
+        if let Some(checkpoint) = checkpoint {
+            self.write_cursor(checkpoint).await?;
         }
         Ok(summary)
     }
@@ -323,6 +321,14 @@ impl AuditStore for MongoStore {
             Bson::ObjectId(o) => o.to_hex(),
             other => other.to_string(),
         })
+    }
+
+    async fn take_lease(&self, name: &str, owner: &str, ttl: std::time::Duration) -> Result<super::Claim, StoreError> {
+        self.take(name, owner, ttl).await
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        self.release(name, owner).await
     }
 
     async fn expiring(&self, expiry: &super::Expiry, limit: usize) -> Result<Vec<Record>, StoreError> {
@@ -537,7 +543,10 @@ impl AuditStore for MongoStore {
             .find_one(doc! { "_id": source })
             .await
             .map_err(unavailable)?;
-        let Some(d) = found else { return Ok(None) };
+        // A document with a lease's fence but no cursor yet: no checkpoint.
+        let Some(d) = found.filter(|d| d.contains_key("cursor")) else {
+            return Ok(None);
+        };
         let text = d
             .get_str("cursor")
             .map_err(|e| StoreError::corrupt_because(format!("the checkpoint of {source}"), e))?;

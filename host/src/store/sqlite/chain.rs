@@ -186,6 +186,12 @@ impl Head {
         Ok(Head { seq: 0, chain: GENESIS })
     }
 
+    /// Where the chain ends now, read in the writing transaction: the same
+    /// as the writer's own head unless another process wrote the file.
+    pub fn current(conn: &Connection) -> rusqlite::Result<Head> {
+        Ok(last(conn)?.map_or(Head { seq: 0, chain: GENESIS }, |(seq, chain)| Head { seq, chain }))
+    }
+
     fn append(&mut self, tx: &Transaction<'_>, kind: i64, event_id: i64, content: &[u8]) -> rusqlite::Result<()> {
         let seq = self.seq + 1;
         let chain = link(&self.chain, seq, kind, event_id, content);

@@ -213,20 +213,29 @@ fn watermark_of(write: &Connection) -> rusqlite::Result<i64> {
 /// Adds the keys of up to `PASS` events above the watermark, sorted, and
 /// moves the watermark, in one transaction. Returns how many events it read.
 fn pass(read: &Connection, write: &mut Connection) -> rusqlite::Result<i64> {
-    let from = watermark_of(write)?;
+    let progress = progress_of(write)?;
     // The events and the removals are read in one snapshot: a record removed
     // after it is either in this pass's events (counted now, taken out by a
     // later pass) or in neither.
     read.execute_batch("BEGIN")?;
-    let result = read_pass(read, write, from);
+    let result = read_pass(read, progress);
     read.execute_batch("COMMIT")?;
     let (keys, texts, counts, removed, last, count) = result?;
     if count == 0 && removed.is_empty() {
         return Ok(0);
     }
     let work = count.max(removed.len() as i64);
-    write_pass(write, keys, texts, counts, removed, last)?;
+    write_pass(write, progress, keys, texts, counts, removed, last)?;
     Ok(work)
+}
+
+/// How far the lookup is: its watermark and the last removal taken into
+/// account.
+fn progress_of(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    let seen: i64 = conn
+        .prepare_cached("SELECT value FROM lookup_meta WHERE name = 'removed_seen'")?
+        .query_row([], |r| r.get(0))?;
+    Ok((watermark_of(conn)?, seen))
 }
 
 /// Hourly count keys: (hour, source, outcome, tenant) → (records, catch-all records).
@@ -281,10 +290,7 @@ fn indexed(row: &rusqlite::Row<'_>, first: usize, id: i64, at: i64) -> rusqlite:
 
 type PassRead = (Vec<(String, i64, i64)>, Vec<(i64, String)>, Counts, Removals, i64, i64);
 
-fn read_pass(read: &Connection, write: &Connection, from: i64) -> rusqlite::Result<PassRead> {
-    let seen: i64 = write
-        .prepare_cached("SELECT value FROM lookup_meta WHERE name = 'removed_seen'")?
-        .query_row([], |r| r.get(0))?;
+fn read_pass(read: &Connection, (from, seen): (i64, i64)) -> rusqlite::Result<PassRead> {
     let removed: Removals = read
         .prepare_cached(
             "SELECT seq, id, at, source, outcome, tenant, unrecognised, \
@@ -341,17 +347,25 @@ fn read_pass(read: &Connection, write: &Connection, from: i64) -> rusqlite::Resu
 }
 
 /// Adds what one pass read and moves the watermark, in one transaction.
+/// Writes what [`read_pass`] read from `progress` on, unless the lookup
+/// moved meanwhile: a second process on the same data directory has a
+/// builder too, and whichever commits first wins; the other's pass is
+/// dropped (it would count every event twice).
 fn write_pass(
     write: &mut Connection,
+    progress: (i64, i64),
     mut keys: Vec<(String, i64, i64)>,
     texts: Vec<(i64, String)>,
     counts: Counts,
     removed: Removals,
     last: i64,
 ) -> rusqlite::Result<()> {
-    let from = watermark_of(write)?;
+    let from = progress.0;
     keys.sort_unstable();
-    let tx = write.transaction()?;
+    let tx = write.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    if progress_of(&tx)? != progress {
+        return Ok(());
+    }
     {
         let mut insert = tx.prepare_cached("INSERT OR IGNORE INTO audit_lookup (key, at, id) VALUES (?1, ?2, ?3)")?;
         for (key, at, id) in &keys {
@@ -399,4 +413,49 @@ fn write_pass(
             .execute([last])?;
     }
     tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two builders (two processes on one data directory) that read the
+    /// same stretch: the second to commit drops its pass, so each event is
+    /// counted and indexed once.
+    #[test]
+    fn two_builders_reading_the_same_events_count_them_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = dir.path().join("a.sqlite3");
+        let conn = Connection::open(&events).unwrap();
+        conn.execute_batch(super::super::schema::SCHEMA).unwrap();
+        for i in 0..100 {
+            conn.execute(
+                "INSERT INTO audit_events (source, action, at, received_at, actor_id, outcome, metadata) \
+                 VALUES ('s', 's.login', ?1, ?1, ?2, 'success', '{}')",
+                params![1_750_000_000_000_000_i64 + i, format!("user-{i}")],
+            )
+            .unwrap();
+        }
+        create(&path_for(&events), 100).unwrap();
+        let builder = || {
+            let read = Connection::open_with_flags(&events, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+            let write = Connection::open(path_for(&events)).unwrap();
+            (read, write)
+        };
+        let ((read_a, mut write_a), (read_b, mut write_b)) = (builder(), builder());
+        let (from_a, from_b) = (progress_of(&write_a).unwrap(), progress_of(&write_b).unwrap());
+        let (keys, texts, counts, removed, last, n) = read_pass(&read_a, from_a).unwrap();
+        let b = read_pass(&read_b, from_b).unwrap();
+        assert_eq!((n, b.5), (100, 100), "both read the same 100 events");
+        write_pass(&mut write_a, from_a, keys, texts, counts, removed, last).unwrap();
+        write_pass(&mut write_b, from_b, b.0, b.1, b.2, b.3, b.4).unwrap();
+        let counted: i64 = write_a
+            .query_row("SELECT sum(n) FROM audit_counts", [], |r| r.get(0))
+            .unwrap();
+        let keys: i64 = write_a
+            .query_row("SELECT count(*) FROM audit_lookup", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((counted, keys), (100, 100));
+        assert_eq!(watermark_of(&write_b).unwrap(), 100);
+    }
 }

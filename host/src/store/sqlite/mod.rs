@@ -13,6 +13,7 @@
 //! built in the background.
 
 pub mod chain;
+mod lease;
 mod lookup;
 mod overview;
 mod query;
@@ -41,7 +42,7 @@ use schema::{
     ADD_UNRECOGNISED_COLUMN, COLUMNS, CREATE_TIME_INDEX, DEAD_LETTER_ARRIVAL_COLUMNS, DROP_OLD_TENANT_INDEX, E_COLUMNS,
     MIGRATE_SOURCE_INDEX, REMOVED_LOOKUP_COLUMNS, SCHEMA, TIME_INDEX, writer_pragmas,
 };
-use writer::{Also, Job, writer_loop};
+use writer::{Also, Job, LeaseOp, writer_loop};
 
 /// How many jobs may wait for the writer before callers wait to enqueue.
 const WRITE_QUEUE: usize = 256;
@@ -468,6 +469,23 @@ impl AuditStore for SqliteStore {
         // One batch of entries per writer job, so ingest goes on between them.
         while self.call(|reply| Job::Cut { seq, reply }).await? == retention::CUT_BATCH as u64 {}
         Ok(Some(seq))
+    }
+
+    async fn take_lease(&self, name: &str, owner: &str, ttl: Duration) -> Result<crate::store::Claim, StoreError> {
+        let op = LeaseOp::Take {
+            name: name.to_string(),
+            owner: owner.to_string(),
+            ttl: ttl.min(crate::store::lease::MAX_TTL),
+        };
+        self.call(|reply| Job::Lease { op, reply }).await
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        let op = LeaseOp::Release {
+            name: name.to_string(),
+            owner: owner.to_string(),
+        };
+        self.call(|reply| Job::Lease { op, reply }).await.map(|_| ())
     }
 
     async fn lineage(&self, id: &str) -> Result<crate::store::Lineage, StoreError> {

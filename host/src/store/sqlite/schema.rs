@@ -107,6 +107,12 @@ CREATE TABLE IF NOT EXISTS ingest_cursors (
     cursor TEXT NOT NULL,
     updated_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    token INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
 ";
 
 /// The actor and IP lookup, in its own database file beside the main one

@@ -5,13 +5,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::mpsc;
 
 use chrono::Utc;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use super::chain::{Head, Run};
 use super::schema::{INSERT, KEEP_SUPERSEDED, NOTE_REMOVED};
 use super::unavailable;
-use crate::store::{Checkpoint, DeadLetter, NewRecord, StoreError, WriteSummary, micros};
+use crate::store::{Checkpoint, Claim, DeadLetter, NewRecord, StoreError, WriteSummary, micros};
 
 /// At most this many record jobs share one transaction.
 const GROUP_COMMIT_JOBS: usize = 64;
@@ -59,6 +59,23 @@ pub(super) enum Job {
         seq: i64,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
+    /// Takes or releases a lease (see `lease.rs`).
+    Lease {
+        op: LeaseOp,
+        reply: oneshot::Sender<Result<Claim, StoreError>>,
+    },
+}
+
+/// What a [`Job::Lease`] does.
+pub(super) enum LeaseOp {
+    /// Grant or renew, or say who holds it.
+    Take {
+        name: String,
+        owner: String,
+        ttl: std::time::Duration,
+    },
+    /// Give it up (answers with the claim it gave up).
+    Release { name: String, owner: String },
 }
 
 type WriteReply = oneshot::Sender<Result<WriteSummary, StoreError>>;
@@ -143,6 +160,9 @@ pub(super) fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, activ
                     let answer = chained(&mut conn, &mut head, |tx, head| super::retention::cut(tx, head, seq));
                     let _ = reply.send(answer);
                 }
+                Job::Lease { op, reply } => {
+                    let _ = reply.send(lease(&mut conn, op).map_err(unavailable));
+                }
             }
             if writes.len() < GROUP_COMMIT_JOBS {
                 next = jobs.try_recv().ok();
@@ -170,7 +190,7 @@ pub(super) fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, activ
         };
         for (batch, _, reply) in writes {
             let answer = match &mut summaries {
-                Ok(each) => Ok(each.next().unwrap_or_default()),
+                Ok(each) => each.next().unwrap_or_else(|| Ok(WriteSummary::default())),
                 Err(e) => Err(unavailable(e.clone())),
             };
             let _ = reply.send(answer);
@@ -192,11 +212,14 @@ fn chained<T>(
         ));
     };
     let before = *chain;
-    let outcome = conn.transaction().and_then(|tx| {
-        let value = f(&tx, chain)?;
-        tx.commit()?;
-        Ok(value)
-    });
+    let outcome = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .and_then(|tx| {
+            *chain = Head::current(&tx)?;
+            let value = f(&tx, chain)?;
+            tx.commit()?;
+            Ok(value)
+        });
     if outcome.is_err() {
         *chain = before;
     }
@@ -246,18 +269,55 @@ fn insert_row(stmt: &mut rusqlite::CachedStatement<'_>, r: &NewRecord) -> rusqli
     Ok(stmt.raw_execute()? == 1)
 }
 
-/// Writes every job of a group in one transaction; each job's counts.
-/// `known` learns the group's new `(source, action)` pairs once committed.
+/// Takes or releases a lease in a transaction of its own.
+fn lease(conn: &mut Connection, op: LeaseOp) -> rusqlite::Result<Claim> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let claim = match op {
+        LeaseOp::Take { name, owner, ttl } => super::lease::take(&tx, &name, &owner, ttl, Utc::now())?,
+        LeaseOp::Release { name, owner } => {
+            super::lease::release(&tx, &name, &owner, Utc::now())?;
+            Claim::Held {
+                owner,
+                until: Utc::now(),
+            }
+        }
+    };
+    tx.commit()?;
+    Ok(claim)
+}
+
+/// Writes every job of a group in one transaction; each job's counts, or
+/// why it was refused (a checkpoint whose lease moved on: none of that
+/// job is written). `known` learns the group's new `(source, action)`
+/// pairs once committed.
+///
+/// The transaction takes the write lock at its start and reads the chain's
+/// end in it, so another process writing the same file (a second instance
+/// on one data directory) extends the same chain instead of forking it.
 fn write_group(
     conn: &mut Connection,
     group: &[GroupedWrite],
     known: &mut KnownActions,
     chain: &mut Head,
-) -> rusqlite::Result<Vec<WriteSummary>> {
-    let tx = conn.transaction()?;
+) -> rusqlite::Result<Vec<Result<WriteSummary, StoreError>>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    *chain = Head::current(&tx)?;
     let mut summaries = Vec::with_capacity(group.len());
     let mut new_pairs: Vec<(&str, &str)> = Vec::new();
     for (batch, (checkpoint, also), _) in group {
+        if let Some(Checkpoint {
+            source,
+            fence: Some(token),
+            ..
+        }) = checkpoint
+            && !super::lease::fence_holds(&tx, source, *token)?
+        {
+            summaries.push(Err(StoreError::Fenced {
+                lease: source.clone(),
+                token: *token,
+            }));
+            continue;
+        }
         if let Also::ReplaceRecord(id) = also {
             // Kept as written (external id included) among the superseded.
             tx.prepare_cached(KEEP_SUPERSEDED)?.execute([id])?;
@@ -296,7 +356,7 @@ fn write_group(
             tx.prepare_cached("DELETE FROM audit_events WHERE id = ?1")?
                 .execute([id])?;
         }
-        if let Some(Checkpoint { source, envelope }) = checkpoint {
+        if let Some(Checkpoint { source, envelope, .. }) = checkpoint {
             tx.prepare_cached(
                 "INSERT INTO ingest_cursors (source, cursor, updated_at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at",
@@ -307,7 +367,7 @@ fn write_group(
             tx.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?
                 .execute([id])?;
         }
-        summaries.push(WriteSummary::of(batch.len(), repeated));
+        summaries.push(Ok(WriteSummary::of(batch.len(), repeated)));
     }
     for (source, action) in &new_pairs {
         tx.prepare_cached("INSERT OR IGNORE INTO source_actions (source, action) VALUES (?1, ?2)")?
