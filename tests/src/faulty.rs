@@ -1,11 +1,12 @@
 //! A store that fails every operation while its switch is on: for the tests
-//! that prove nothing answered is lost when the store goes away.
+//! that prove nothing answered is lost when the store goes away. It can also
+//! refuse single records, as MongoDB refuses one it cannot hold.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use audit_ingest::store::{
-    AuditStore, Claim, Commit, Committed, DeadLetter, Expiry, NewRecord, Overview, Page, Query, Record, Store,
+    AuditStore, Claim, Commit, Committed, DeadLetter, Expiry, NewRecord, Overview, Page, Query, Record, Refused, Store,
     StoreError, TenantScope, WriteSummary,
 };
 use serde_json::Value;
@@ -13,12 +14,22 @@ use serde_json::Value;
 /// Turns the failures on and off, and counts the timeline pages read
 /// through it (so a test can see how far a reader ran ahead).
 #[derive(Debug, Default)]
-pub struct FaultSwitch(AtomicBool, std::sync::atomic::AtomicU64);
+pub struct FaultSwitch(
+    AtomicBool,
+    std::sync::atomic::AtomicU64,
+    std::sync::Mutex<Option<String>>,
+);
 
 impl FaultSwitch {
     /// Timeline pages (`query` calls) asked of the store so far.
     pub fn pages_read(&self) -> u64 {
         self.1.load(Ordering::SeqCst)
+    }
+
+    /// From now on, records whose original contains `marker` are refused
+    /// one by one (the rest of their batch is written).
+    pub fn refuse_records_containing(&self, marker: &str) {
+        *self.2.lock().unwrap() = Some(marker.to_string());
     }
 
     /// Turns failures on or off.
@@ -60,7 +71,27 @@ impl AuditStore for FaultyStore {
     }
     async fn write(&self, batch: Vec<NewRecord>, commit: Commit) -> Result<WriteSummary, StoreError> {
         self.switch.check()?;
-        self.inner.write(batch, commit).await
+        let marker = self.switch.2.lock().unwrap().clone();
+        let Some(marker) = marker else {
+            return self.inner.write(batch, commit).await;
+        };
+        let (mut kept, mut refused, mut positions) = (Vec::new(), Vec::new(), Vec::new());
+        for (position, record) in batch.into_iter().enumerate() {
+            if record.metadata.get().contains(&marker) {
+                refused.push(Refused {
+                    position: position as u32,
+                    reason: "the test store refuses it".into(),
+                    record,
+                });
+            } else {
+                positions.push(position as u32);
+                kept.push(record);
+            }
+        }
+        let mut summary = self.inner.write(kept, commit).await?;
+        summary.repeated = summary.repeated.iter().map(|p| positions[*p as usize]).collect();
+        summary.refused = refused;
+        Ok(summary)
     }
     async fn dead_letter(&self, letter: DeadLetter) -> Result<String, StoreError> {
         self.switch.check()?;

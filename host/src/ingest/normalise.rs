@@ -139,6 +139,35 @@ pub(super) fn dead_letter(received: &Received, delivery: Delivery, error: &MapEr
     )
 }
 
+/// A mapped record the store cannot hold, kept as a dead letter of its
+/// own: the record as JSON (its original inside `metadata`), why, and
+/// where it was in its delivery's `batch` records.
+pub(super) fn refused_record(
+    source: &str,
+    via: Option<crate::event::Transport>,
+    batch: usize,
+    refused: &crate::store::Refused,
+) -> DeadLetter {
+    DeadLetter {
+        source: source.to_string(),
+        received_at: refused.record.received_at,
+        sender: None,
+        transport: via.unwrap_or_default(),
+        headers: Vec::new(),
+        origin: Some(format!(
+            "record {} of {batch} mapped from one delivery",
+            refused.position + 1
+        )),
+        mapper: refused.record.mapper.clone(),
+        error: format!(
+            "the store cannot hold this record ({}); the rest of its delivery was stored; \
+             the body is the mapped record, its original in metadata",
+            refused.reason
+        ),
+        body: serde_json::to_vec(&refused.record).unwrap_or_default(),
+    }
+}
+
 /// A delivery kept raw with why it was not mapped (`mapper`: the one that failed, if one was called).
 pub(super) fn letter(received: &Received, delivery: Delivery, mapper: Option<String>, error: String) -> DeadLetter {
     DeadLetter {

@@ -28,6 +28,44 @@ pub struct Pipeline {
     commits: Arc<tokio::sync::watch::Sender<u64>>,
     /// Per source, where an actor's tenant is looked up for records no hint placed.
     actor_tenants: Arc<BTreeMap<String, Arc<dyn ActorTenants>>>,
+    /// Records the store refused that were kept as dead letters lately: a
+    /// poller's overlap window reads the same event again every tick, and
+    /// it is kept once.
+    refused_kept: Arc<std::sync::Mutex<RecentlyKept>>,
+}
+
+/// The keys of the last [`RecentlyKept::CAPACITY`] refused records kept.
+#[derive(Default)]
+struct RecentlyKept(std::collections::VecDeque<[u8; 32]>);
+
+impl RecentlyKept {
+    const CAPACITY: usize = 4096;
+
+    /// The key of a refused record: its source and external id, or its
+    /// original when it has none (the arrival time differs on a re-read).
+    fn key(source: &str, record: &NewRecord) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut hash = sha2::Sha256::new();
+        hash.update(source.as_bytes());
+        hash.update([0]);
+        match &record.external_id {
+            Some(id) => hash.update(id.as_bytes()),
+            None => hash.update(record.metadata.get().as_bytes()),
+        }
+        hash.finalize().into()
+    }
+
+    /// Whether `key` was kept already; remembers it if not.
+    fn seen(&mut self, key: [u8; 32]) -> bool {
+        if self.0.contains(&key) {
+            return true;
+        }
+        if self.0.len() == Self::CAPACITY {
+            self.0.pop_front();
+        }
+        self.0.push_back(key);
+        false
+    }
 }
 
 /// One delivery, mapped and normalised.
@@ -87,6 +125,7 @@ impl Pipeline {
             telemetry,
             commits: Arc::new(tokio::sync::watch::channel(0).0),
             actor_tenants: Arc::default(),
+            refused_kept: Arc::default(),
         }
     }
 
@@ -216,6 +255,23 @@ impl Pipeline {
         let written = self.store.write(records, commit).await;
         self.telemetry.store_write(started.elapsed());
         let summary = written?;
+        for refused in &summary.refused {
+            let key = RecentlyKept::key(source, &refused.record);
+            if self.refused_kept.lock().unwrap_or_else(|e| e.into_inner()).seen(key) {
+                continue;
+            }
+            // Kept before the answer (or the cursor moving on): the 2xx
+            // covers it. Failing here fails the write, whose retry finds
+            // the stored records as duplicates.
+            if let Err(e) = self.keep(normalise::refused_record(source, via, count, refused)).await {
+                self.refused_kept
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+                    .retain(|k| *k != key);
+                return Err(e);
+            }
+        }
         self.telemetry.source(source).wrote(count, &summary);
         if let Some(via) = via {
             self.telemetry.arrived(source, via, &event_times, &summary);

@@ -82,7 +82,7 @@ pub struct Record {
 }
 
 /// What a write did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct WriteSummary {
     /// New records.
     pub inserted: u64,
@@ -92,6 +92,24 @@ pub struct WriteSummary {
     /// records arrived for the first time and which again.
     #[serde(skip)]
     pub repeated: Vec<u32>,
+    /// Records the backend cannot hold at all (MongoDB: over its 16 MiB
+    /// document limit, a key it refuses, nesting past 100 levels), given
+    /// back with why; the rest of the batch committed. The pipeline keeps
+    /// each as a dead letter of its own, so one such record cannot wedge a
+    /// source by failing its whole batch for ever.
+    #[serde(skip)]
+    pub refused: Vec<Refused>,
+}
+
+/// A record a backend cannot hold (see [`WriteSummary::refused`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    /// Its position in the batch.
+    pub position: u32,
+    /// Why, in the backend's terms.
+    pub reason: String,
+    /// The record, as it was to be written.
+    pub record: NewRecord,
 }
 
 impl WriteSummary {
@@ -102,12 +120,15 @@ impl WriteSummary {
             inserted: (total - repeated.len()) as u64,
             duplicates: repeated.len() as u64,
             repeated,
+            refused: Vec::new(),
         }
     }
 
-    /// Whether the record at `position` of the batch was new.
+    /// Whether the record at `position` of the batch was new (not a
+    /// duplicate, not refused).
     pub fn is_new(&self, position: usize) -> bool {
-        u32::try_from(position).is_ok_and(|p| self.repeated.binary_search(&p).is_err())
+        u32::try_from(position)
+            .is_ok_and(|p| self.repeated.binary_search(&p).is_err() && !self.refused.iter().any(|r| r.position == p))
     }
 }
 

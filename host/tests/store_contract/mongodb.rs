@@ -23,11 +23,52 @@ fn the_mongodb_tests_are_built_in_when_a_server_is_named() {
     }
 }
 
-async fn open(name: &str) -> Store {
+/// A test's own database, dropped when this goes out of scope (at the end
+/// of the statement that opened it, or when the test fails).
+struct Scratch {
+    uri: String,
+    database: String,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let (uri, database) = (self.uri.clone(), self.database.clone());
+        // Its own thread and runtime: the test's runtime may be unwinding.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let client = ::mongodb::Client::with_uri_str(&uri).await.ok()?;
+                client.database(&database).drop().await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("could not drop the test database {}", self.database);
+        }
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
     let uri = std::env::var("AUDIT_TEST_MONGODB_URI")
         .expect("set AUDIT_TEST_MONGODB_URI to run the store contract against MongoDB");
-    let db = format!("audit_ingest_test_{name}_{}", std::process::id());
-    Arc::new(MongoStore::connect(&uri, &db, "audit_events").await.unwrap())
+    Scratch {
+        uri,
+        database: format!("audit_ingest_test_{name}_{}", std::process::id()),
+    }
+}
+
+/// A store on a fresh database of its own, and the guard that drops it.
+async fn open(name: &str) -> (Store, Scratch) {
+    let db = scratch(name);
+    let store: Store = Arc::new(
+        MongoStore::connect(&db.uri, &db.database, "audit_events")
+            .await
+            .unwrap(),
+    );
+    (store, db)
 }
 
 #[tokio::test]
@@ -36,7 +77,7 @@ async fn open(name: &str) -> Store {
     ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
 )]
 async fn originals_and_times_come_back_exactly() {
-    originals_exact(open("exact").await).await;
+    originals_exact(open("exact").await.0).await;
 }
 
 #[tokio::test]
@@ -45,7 +86,7 @@ async fn originals_and_times_come_back_exactly() {
     ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
 )]
 async fn dedup_on_source_and_external_id() {
-    dedup(open("dedup").await).await;
+    dedup(open("dedup").await.0).await;
 }
 
 #[tokio::test]
@@ -54,7 +95,7 @@ async fn dedup_on_source_and_external_id() {
     ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
 )]
 async fn cursor_save_and_load() {
-    cursors(open("cursors").await).await;
+    cursors(open("cursors").await.0).await;
 }
 
 #[tokio::test]
@@ -63,7 +104,7 @@ async fn cursor_save_and_load() {
     ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
 )]
 async fn dead_letters_resolve_and_catch_all_records_are_replaced() {
-    dead_letters_and_remapping(open("remap").await).await;
+    dead_letters_and_remapping(open("remap").await.0).await;
 }
 
 #[tokio::test]
@@ -72,7 +113,7 @@ async fn dead_letters_resolve_and_catch_all_records_are_replaced() {
     ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
 )]
 async fn every_filter() {
-    filters(open("filters").await).await;
+    filters(open("filters").await.0).await;
 }
 
 #[tokio::test]
@@ -81,7 +122,7 @@ async fn every_filter() {
     ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
 )]
 async fn a_tenant_scoped_reader_sees_only_its_tenants() {
-    tenant_scopes(open("scopes").await).await;
+    tenant_scopes(open("scopes").await.0).await;
 }
 
 #[tokio::test]
@@ -90,7 +131,7 @@ async fn a_tenant_scoped_reader_sees_only_its_tenants() {
     ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
 )]
 async fn sources_and_prefixes_page_over_many_actions() {
-    unions_page_in_order(open("unions").await).await;
+    unions_page_in_order(open("unions").await.0).await;
 }
 
 #[tokio::test]
@@ -99,7 +140,7 @@ async fn sources_and_prefixes_page_over_many_actions() {
     ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
 )]
 async fn pagination_skips_and_repeats_nothing_while_records_arrive() {
-    pagination_while_records_arrive(open("pages").await).await;
+    pagination_while_records_arrive(open("pages").await.0).await;
 }
 
 #[tokio::test]
@@ -108,7 +149,7 @@ async fn pagination_skips_and_repeats_nothing_while_records_arrive() {
     ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
 )]
 async fn actor_and_ip_filters_over_old_and_new_records() {
-    actor_and_ip_old_and_new(open("lookup").await).await;
+    actor_and_ip_old_and_new(open("lookup").await.0).await;
 }
 
 #[tokio::test]
@@ -117,15 +158,17 @@ async fn actor_and_ip_filters_over_old_and_new_records() {
     ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
 )]
 async fn data_survives_reconnecting() {
-    let db = format!("reopen_{}", std::process::id());
-    let uri = std::env::var("AUDIT_TEST_MONGODB_URI").unwrap();
-    let store: Store = Arc::new(MongoStore::connect(&uri, &db, "audit_events").await.unwrap());
+    let (store, db) = open("reopen").await;
     store
         .insert(vec![record("s", "s.a", 1, Some("d1"))], None)
         .await
         .unwrap();
     drop(store);
-    let store: Store = Arc::new(MongoStore::connect(&uri, &db, "audit_events").await.unwrap());
+    let store: Store = Arc::new(
+        MongoStore::connect(&db.uri, &db.database, "audit_events")
+            .await
+            .unwrap(),
+    );
     assert_eq!(all_pages(&store, q()).await.len(), 1);
 }
 
@@ -135,7 +178,7 @@ async fn data_survives_reconnecting() {
     ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
 )]
 async fn commits_are_read_in_commit_order() {
-    commit_order(open("commits").await).await;
+    commit_order(open("commits").await.0).await;
 }
 
 #[tokio::test]
@@ -144,7 +187,7 @@ async fn commits_are_read_in_commit_order() {
     ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
 )]
 async fn the_overview_counts_in_the_store() {
-    overview_counts(open("overview").await).await;
+    overview_counts(open("overview").await.0).await;
 }
 
 #[tokio::test]
@@ -155,8 +198,8 @@ async fn the_overview_counts_in_the_store() {
 async fn one_lease_holder_and_fenced_checkpoints() {
     // Records go in before the cursor (no transaction): a refused cursor
     // leaves its records, which the new holder's re-read deduplicates.
-    leases::one_holder_and_fenced_checkpoints(open("leases").await, false).await;
-    leases::one_winner_among_many(open("leases_contended").await).await;
+    leases::one_holder_and_fenced_checkpoints(open("leases").await.0, false).await;
+    leases::one_winner_among_many(open("leases_contended").await.0).await;
 }
 
 #[tokio::test]
@@ -165,5 +208,54 @@ async fn one_lease_holder_and_fenced_checkpoints() {
     ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
 )]
 async fn retention_deletes_what_is_due_and_nothing_else() {
-    retention::expiry(open("retention").await).await;
+    retention::expiry(open("retention").await.0).await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(mongodb_tests),
+    ignore = "skipped: set AUDIT_TEST_MONGODB_URI to run against MongoDB"
+)]
+async fn records_mongodb_cannot_hold_are_refused_alone_and_large_letters_kept_whole() {
+    let (store, _db) = open("poison").await;
+    let mut nul_key = record("p", "p.a", 1, Some("nul"));
+    nul_key.metadata = RawJson::from_value(&json!({ "original": { "a\u{0}b": 1 } }));
+    let mut huge = record("p", "p.a", 2, Some("huge"));
+    huge.metadata = RawJson::from_value(&json!({ "original": { "blob": "x".repeat(17 << 20) } }));
+    let mut deep = json!(1);
+    for _ in 0..120 {
+        deep = json!({ "x": deep });
+    }
+    let mut nested = record("p", "p.a", 3, Some("deep"));
+    nested.metadata = RawJson::from_value(&json!({ "original": deep }));
+    let batch = vec![
+        record("p", "p.a", 0, Some("ok-0")),
+        nul_key,
+        huge,
+        nested,
+        record("p", "p.a", 4, Some("ok-4")),
+    ];
+    let summary = store.insert(batch, None).await.unwrap();
+    assert_eq!(summary.inserted, 2);
+    let refused: Vec<u32> = summary.refused.iter().map(|r| r.position).collect();
+    assert_eq!(refused, [1, 2, 3], "{:?}", summary.refused);
+    assert_eq!(all_pages(&store, q()).await.len(), 2);
+    // A dead letter larger than a document is kept in pieces, whole.
+    let body: Vec<u8> = (0..(20u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let letter = audit_ingest::store::DeadLetter {
+        source: "p".into(),
+        received_at: at(0),
+        sender: None,
+        transport: Default::default(),
+        headers: Vec::new(),
+        origin: None,
+        mapper: None,
+        error: "too big".into(),
+        body: body.clone(),
+    };
+    let id = store.dead_letter(letter).await.unwrap();
+    let kept = store.dead_letters(10).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].0, id);
+    assert!(kept[0].1.body == body, "the body comes back byte for byte");
 }

@@ -424,3 +424,29 @@ async fn redirects_huge_pages_and_absurd_retry_afters_are_bounded() {
         other => panic!("expected a capped Retry-After, got {other:?}"),
     }
 }
+
+/// An event the store cannot hold does not hold the cursor back: it is kept
+/// as a dead letter once (the overlap window reads it again every tick),
+/// and every other event lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_store_cannot_hold_is_kept_once_and_the_walk_goes_on() {
+    let ak = StandIn::start().await;
+    ak.add_events_ending_now(120);
+    let poison = ak.pks()[37].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, faults) = with_fault_switch(embedded_store(dir.path()));
+    faults.refuse_records_containing(&poison);
+    let ctx = context(store.clone());
+    let mut p = poller(&ak, 0, AK_TOKEN);
+    let first = p.tick(&ctx).await.expect("a tick");
+    assert_eq!(first.inserted, 119, "{first:?}");
+    ak.add_events_ending_now(5);
+    let second = p.tick(&ctx).await.expect("a tick");
+    assert_eq!(second.inserted, 5, "{second:?}");
+    let stored = stored_once(&store).await;
+    assert_eq!(stored.len(), 124);
+    assert!(!stored.contains(&poison));
+    let letters = store.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1, "kept once across ticks");
+    assert!(String::from_utf8_lossy(&letters[0].1.body).contains(&poison));
+}

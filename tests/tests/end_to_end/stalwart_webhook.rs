@@ -276,6 +276,48 @@ async fn the_store_being_down_gets_503_with_retry_after_and_nothing_is_lost() {
     assert_eq!(answer["inserted"], 6);
 }
 
+/// A record the store cannot hold (MongoDB: over 16 MiB, a key with a NUL,
+/// nesting past 100 levels) is kept alone as a dead letter with the reason;
+/// the rest of its batch is stored and the answer counts both, so one such
+/// event cannot make Stalwart resend the batch for ever.
+#[tokio::test]
+async fn a_record_the_store_cannot_hold_is_kept_alone_and_the_rest_of_its_batch_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, faults) = audit_ingest_tests::faulty::with_fault_switch(embedded_store(dir.path()));
+    faults.refuse_records_containing("bill@example.net");
+    let router = app(store.clone(), runtime(None, InstanceMode::Fresh, Limits::default()));
+    let (status, answer) = call(&router, signed(&batch())).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        (&answer["received"], &answer["inserted"], &answer["deadLettered"]),
+        (&json!(6), &json!(5), &json!(1)),
+        "{answer}"
+    );
+    let stored = audit_ingest_tests::all_records(&store, "stalwart").await;
+    assert_eq!(stored.len(), 5);
+    assert!(
+        stored
+            .iter()
+            .all(|r| !r.record.metadata.get().contains("bill@example.net"))
+    );
+    let letters = store.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0].1;
+    assert!(letter.error.contains("the test store refuses it"), "{}", letter.error);
+    assert_eq!(letter.origin.as_deref(), Some("record 4 of 6 mapped from one delivery"));
+    let kept: serde_json::Value = serde_json::from_slice(&letter.body).unwrap();
+    assert_eq!(kept["action"], "stalwart.mail_received", "{kept}");
+    assert!(kept["metadata"].to_string().contains("bill@example.net"));
+    // A resend stores nothing twice, and the refused record is kept once.
+    let (_, again) = call(&router, signed(&batch())).await;
+    assert_eq!(
+        (&again["inserted"], &again["duplicates"]),
+        (&json!(0), &json!(5)),
+        "{again}"
+    );
+    assert_eq!(store.dead_letters(10).await.unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn a_non_json_content_type_is_refused_after_the_signature() {
     let s = service();

@@ -394,6 +394,9 @@ struct Receipt {
     received: usize,
     inserted: u64,
     duplicates: u64,
+    /// Records the store cannot hold, each kept as a dead letter of its own.
+    #[serde(rename = "deadLettered", skip_serializing_if = "is_zero")]
+    dead_lettered: usize,
     /// A Standard Webhooks message already handled within the window.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     replayed: bool,
@@ -463,6 +466,7 @@ async fn accept(state: &AppState, endpoint: &Endpoint, request: Request) -> Resu
             received: 0,
             inserted: 0,
             duplicates: 0,
+            dead_lettered: 0,
             replayed: true,
         });
     }
@@ -506,11 +510,16 @@ async fn accept(state: &AppState, endpoint: &Endpoint, request: Request) -> Resu
             received,
             inserted: summary.inserted,
             duplicates: summary.duplicates,
+            dead_lettered: summary.refused.len(),
             replayed: false,
         }),
         Delivered::DeadLettered { id, .. } => Err(AppError::DeadLettered { id }),
         Delivered::Busy(why) => Err(AppError::MapperBusy(why.to_string())),
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Headers that carry credentials are not passed to mappers or kept.

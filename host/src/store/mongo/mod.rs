@@ -22,6 +22,8 @@
 //! no-op.
 
 mod lease;
+mod letters;
+mod limits;
 mod overview;
 mod page;
 mod retention;
@@ -51,6 +53,8 @@ pub struct MongoStore {
     cursors: Collection<Document>,
     leases: Collection<Document>,
     dead_letters: Collection<Document>,
+    /// Pieces of dead-letter bodies too large for one document.
+    letter_chunks: Collection<Document>,
     /// Records a re-mapping superseded, kept as they were
     /// (`<collection>_superseded`): a new `_id`, `supersededBy` the record
     /// that took theirs.
@@ -155,6 +159,7 @@ impl MongoStore {
             cursors: db.collection("ingest_cursors"),
             leases: db.collection("ingest_leases"),
             dead_letters: db.collection("dead_letters"),
+            letter_chunks: db.collection("dead_letter_chunks"),
             superseded: db.collection(&format!("{collection}_superseded")),
             db,
             foreign: Foreign::default(),
@@ -209,6 +214,11 @@ impl MongoStore {
             ])
             .await
             .map_err(index_error)?;
+        let chunks = IndexModel::builder()
+            .keys(doc! { "letter": 1, "n": 1 })
+            .options(IndexOptions::builder().name("letter_n".to_string()).build())
+            .build();
+        self.letter_chunks.create_index(chunks).await.map_err(index_error)?;
         Ok(())
     }
 
@@ -216,33 +226,72 @@ impl MongoStore {
         let mut summary = WriteSummary::default();
         if !batch.is_empty() {
             let total = batch.len();
-            let docs: Vec<Document> = batch.iter().map(record_to_doc).collect();
-            match self.events.insert_many(docs).ordered(false).await {
-                Ok(_) => summary = WriteSummary::of(total, Vec::new()),
-                Err(e) => match *e.kind {
-                    ErrorKind::InsertMany(ref failure) => {
-                        let errors = failure.write_errors.as_deref().unwrap_or_default();
-                        // A duplicate is a violation of the dedup index only;
-                        // another unique index's is an error that names it.
-                        if let Some(other) = errors
-                            .iter()
-                            .find(|w| w.code != DUPLICATE_KEY || !is_dedup_violation(&w.message))
-                        {
-                            return Err(unavailable(format!(
-                                "insert failed (code {}): {}",
-                                other.code, other.message
-                            )));
-                        }
-                        if let Some(wc) = &failure.write_concern_error {
-                            return Err(unavailable(format!("write concern: {}", wc.message)));
-                        }
-                        let mut repeated: Vec<u32> = errors.iter().map(|w| w.index as u32).collect();
-                        repeated.sort_unstable();
-                        summary = WriteSummary::of(total, repeated);
+            // What MongoDB cannot hold leaves the batch here (the driver
+            // would fail the whole batch for it); `sent[i]` is the batch
+            // position of the i-th document sent.
+            let mut refused: Vec<(u32, String)> = Vec::new();
+            let mut docs = Vec::with_capacity(total);
+            let mut sent: Vec<u32> = Vec::with_capacity(total);
+            for (position, record) in batch.iter().enumerate() {
+                let doc = record_to_doc(record);
+                match limits::unstorable(&doc) {
+                    Some(why) => refused.push((position as u32, why)),
+                    None => {
+                        docs.push(doc);
+                        sent.push(position as u32);
                     }
-                    _ => return Err(unavailable(e)),
-                },
+                }
             }
+            let mut repeated: Vec<u32> = Vec::new();
+            if !docs.is_empty() {
+                match self.events.insert_many(docs).ordered(false).await {
+                    Ok(_) => {}
+                    Err(e) => match *e.kind {
+                        ErrorKind::InsertMany(ref failure) => {
+                            if let Some(wc) = &failure.write_concern_error {
+                                return Err(unavailable(format!("write concern: {}", wc.message)));
+                            }
+                            // Per-document errors are the document's own: a
+                            // duplicate of the dedup index, or a refusal
+                            // (another unique index, a collection validator,
+                            // nesting) that a retry would meet again.
+                            for w in failure.write_errors.as_deref().unwrap_or_default() {
+                                let Some(&position) = sent.get(w.index) else {
+                                    return Err(unavailable(format!("insert failed (code {}): {}", w.code, w.message)));
+                                };
+                                if w.code == DUPLICATE_KEY && is_dedup_violation(&w.message) {
+                                    repeated.push(position);
+                                } else {
+                                    refused.push((
+                                        position,
+                                        format!("MongoDB refused it (code {}): {}", w.code, w.message),
+                                    ));
+                                }
+                            }
+                        }
+                        _ => return Err(unavailable(e)),
+                    },
+                }
+            }
+            repeated.sort_unstable();
+            refused.sort_unstable_by_key(|(p, _)| *p);
+            let mut batch: Vec<Option<NewRecord>> = batch.into_iter().map(Some).collect();
+            summary = WriteSummary {
+                inserted: (total - refused.len() - repeated.len()) as u64,
+                duplicates: repeated.len() as u64,
+                repeated,
+                refused: refused
+                    .into_iter()
+                    .filter_map(|(position, reason)| {
+                        let record = batch.get_mut(position as usize)?.take()?;
+                        Some(super::Refused {
+                            position,
+                            reason,
+                            record,
+                        })
+                    })
+                    .collect(),
+            };
         }
         if let Some(checkpoint) = checkpoint {
             self.write_cursor(checkpoint).await?;
@@ -256,6 +305,18 @@ impl MongoStore {
         let Some(first) = batch.next() else {
             return Ok(WriteSummary::default());
         };
+        let replacement = record_to_doc(&first);
+        if let Some(reason) = limits::unstorable(&replacement) {
+            // The catch-all record stays; the re-mapping is kept aside.
+            return Ok(WriteSummary {
+                refused: vec![super::Refused {
+                    position: 0,
+                    reason,
+                    record: first,
+                }],
+                ..WriteSummary::default()
+            });
+        }
         // Kept as it was before it is replaced (a correction supersedes a
         // record, it does not erase it).
         if let Some(mut old) = self.events.find_one(doc! { "_id": oid }).await.map_err(unavailable)? {
@@ -266,25 +327,30 @@ impl MongoStore {
         // In place, one document at a time: never a moment without the
         // record, and the indexes follow by themselves.
         self.events
-            .replace_one(doc! { "_id": oid }, record_to_doc(&first))
+            .replace_one(doc! { "_id": oid }, replacement)
             .await
             .map_err(unavailable)?;
         let rest = self.insert(batch.collect(), None).await?;
         // The replaced record is new; the others' positions follow it.
-        let repeated = rest.repeated.iter().map(|p| p + 1).collect();
-        Ok(WriteSummary::of(
-            rest.repeated.len() + rest.inserted as usize + 1,
-            repeated,
-        ))
+        Ok(WriteSummary {
+            inserted: rest.inserted + 1,
+            duplicates: rest.duplicates,
+            repeated: rest.repeated.iter().map(|p| p + 1).collect(),
+            refused: rest
+                .refused
+                .into_iter()
+                .map(|r| super::Refused {
+                    position: r.position + 1,
+                    ..r
+                })
+                .collect(),
+        })
     }
 
     async fn resolve_dead_letter(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
         let oid = object_id(id, "dead letter")?;
         let written = self.insert(batch, None).await?;
-        self.dead_letters
-            .delete_one(doc! { "_id": oid })
-            .await
-            .map_err(unavailable)?;
+        self.delete_letters(vec![Bson::ObjectId(oid)]).await?;
         Ok(written)
     }
 }
@@ -305,22 +371,7 @@ impl AuditStore for MongoStore {
     }
 
     async fn dead_letter(&self, letter: DeadLetter) -> Result<String, StoreError> {
-        let doc = doc! {
-            "source": &letter.source,
-            "receivedAt": bson::DateTime::from_chrono(letter.received_at),
-            "sender": opt(&letter.sender),
-            "mapper": opt(&letter.mapper),
-            "error": &letter.error,
-            "transport": serde_json::to_value(letter.transport).ok().and_then(|t| t.as_str().map(str::to_string)),
-            "headers": letter.headers.iter().map(|(n, v)| vec![n.clone(), v.clone()]).collect::<Vec<_>>(),
-            "origin": opt(&letter.origin),
-            "body": Bson::Binary(bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: letter.body }),
-        };
-        let result = self.dead_letters.insert_one(doc).await.map_err(unavailable)?;
-        Ok(match result.inserted_id {
-            Bson::ObjectId(o) => o.to_hex(),
-            other => other.to_string(),
-        })
+        self.save_letter(letter).await
     }
 
     async fn take_lease(&self, name: &str, owner: &str, ttl: std::time::Duration) -> Result<super::Claim, StoreError> {
@@ -391,7 +442,7 @@ impl AuditStore for MongoStore {
                 origin: d.get_str("origin").ok().map(str::to_string),
                 mapper: d.get_str("mapper").ok().map(str::to_string),
                 error: d.get_str("error").unwrap_or_default().to_string(),
-                body: d.get_binary_generic("body").map_err(|_| corrupt("body"))?.clone(),
+                body: self.body_of(&d).await?,
             };
             out.push((id, letter));
         }

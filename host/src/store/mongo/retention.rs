@@ -121,12 +121,7 @@ impl MongoStore {
             if ids.is_empty() {
                 continue;
             }
-            deleted += self
-                .dead_letters
-                .delete_many(doc! { "_id": { "$in": ids } })
-                .await
-                .map_err(unavailable)?
-                .deleted_count;
+            deleted += self.delete_letters(ids).await?;
         }
         Ok(deleted)
     }
