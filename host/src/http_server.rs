@@ -68,6 +68,18 @@ pub async fn serve(
     counts: Arc<ConnectionCounts>,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_on(&listener, router, limits, counts, shutdown).await;
+}
+
+/// [`serve`] on a listener the caller keeps, so another router can take
+/// over the same socket afterwards (the service answers while it starts).
+pub async fn serve_on(
+    listener: &TcpListener,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    counts: Arc<ConnectionCounts>,
+    shutdown: impl Future<Output = ()>,
+) {
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let (stop, stopping) = watch::channel(false);
     tokio::pin!(shutdown);

@@ -73,7 +73,8 @@ async fn connect_mongodb(uri: &Secret, config: &Config, wait: StoreWait) -> anyh
     let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {
-        let error = match MongoStore::connect(uri.expose(), database, collection).await {
+        let pool = crate::store::mongo::pool_for(config.max_in_flight_requests);
+        let error = match MongoStore::connect_sized(uri.expose(), database, collection, pool).await {
             Ok(store) => return Ok(store),
             Err(e @ crate::store::StoreError::Unavailable(_)) if wait == StoreWait::UntilItAnswers => e,
             Err(e) => return Err(anyhow::Error::new(e).context("connect to MongoDB")),
@@ -307,18 +308,42 @@ fn start_sources(
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let (listen, shutdown_timeout_secs) = (settings.config.listen, settings.config.shutdown_timeout_secs);
     let limits = settings.config.http.connection_limits();
-    let app = build(settings).await?;
+    let mut signals = StopSignals::listen();
+    // Listening first: while the store opens (a MongoDB that does not answer
+    // yet, a migration of a large file) /healthz answers 200 and everything
+    // else 503 with Retry-After saying why, so probes and senders know.
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("listen on {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, "audit-ingest is listening");
+    tracing::info!(address = %listener.local_addr()?, "audit-ingest is listening; opening the store");
+    let (opened, on_opened) = tokio::sync::oneshot::channel::<()>();
+    let starting = crate::http_server::serve_on(
+        &listener,
+        starting_router(),
+        limits,
+        std::sync::Arc::default(),
+        async move {
+            let _ = on_opened.await;
+        },
+    );
+    let building = async move {
+        let app = build(settings).await;
+        let _ = opened.send(());
+        app
+    };
+    let started = async { tokio::join!(building, starting).0 };
+    let app = tokio::select! {
+        app = started => app?,
+        () = signals.wait() => anyhow::bail!("stopped while starting"),
+    };
+    tracing::info!("audit-ingest is ready");
     let router = api::router(app.state.clone());
     let bound = std::time::Duration::from_secs(shutdown_timeout_secs);
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
     let counts = std::sync::Arc::new(crate::http_server::ConnectionCounts::default());
     let live = app.state.live.clone();
-    let server = crate::http_server::serve(listener, router, limits, counts, async move {
-        shutdown_signal().await;
+    let server = crate::http_server::serve_on(&listener, router, limits, counts, async move {
+        signals.wait().await;
         // Live streams never end by themselves: end them, so the server drains.
         live.close_all();
         let _ = signalled.send(());
@@ -340,21 +365,77 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What answers while the service starts: alive, not ready.
+fn starting_router() -> axum::Router {
+    use axum::http::{StatusCode, header};
+    axum::Router::new()
+        .route("/healthz", axum::routing::get(crate::api::health::live))
+        .fallback(|| async {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                axum::Json(serde_json::json!({
+                    "ready": false,
+                    "error": "the service is starting: its store is not open yet \
+                              (waiting for MongoDB, or migrating the embedded file; the log says which)",
+                })),
+            )
+        })
+}
+
 async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+    StopSignals::listen().wait().await;
+}
+
+/// SIGTERM and Ctrl-C, listened for from the moment this is made: one that
+/// arrives while the service starts stops it cleanly instead of killing it
+/// (a signal without a listener has its default effect).
+struct StopSignals {
     #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            StopSignals {
+                term: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
+            }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    tracing::info!("shutting down: finishing requests in flight");
+
+    /// Until one of them arrives.
+    async fn wait(&mut self) {
+        #[cfg(unix)]
+        {
+            let term = async {
+                match self.term.as_mut() {
+                    Some(s) => drop(s.recv().await),
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let interrupt = async {
+                match self.interrupt.as_mut() {
+                    Some(s) => drop(s.recv().await),
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = term => {},
+                () = interrupt => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down: finishing requests in flight");
+    }
 }

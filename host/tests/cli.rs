@@ -349,10 +349,15 @@ fn serve_waits_for_an_unreachable_mongodb_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     // Port 9 (discard) on loopback: nothing listens, every attempt fails fast.
     let uri = "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=200&connectTimeoutMS=200";
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = audit_ingest()
         .arg("serve")
         .env("AUDIT_MONGODB_URI", uri)
-        .env("AUDIT_LISTEN", "127.0.0.1:0")
+        .env("AUDIT_LISTEN", format!("127.0.0.1:{port}"))
         .env("AUDIT_DATA_DIR", dir.path().join("data"))
         .env("AUDIT_MAPPERS_DIR", dir.path().join("mappers.d"))
         .env("AUDIT_INGEST_ENABLED", "false")
@@ -366,6 +371,13 @@ fn serve_waits_for_an_unreachable_mongodb_and_stops_on_sigterm() {
         child.try_wait().unwrap().is_none(),
         "serve exited instead of waiting for MongoDB"
     );
+    // Meanwhile it answers: alive, not ready, and senders are told to retry.
+    assert!(http_get(port, "/healthz").starts_with("HTTP/1.1 200"));
+    let ready = http_get(port, "/readyz");
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(ready.to_ascii_lowercase().contains("retry-after: 5"), "{ready}");
+    assert!(ready.contains("waiting for MongoDB"), "{ready}");
+    assert!(http_get(port, "/ingest/stalwart/webhook").starts_with("HTTP/1.1 503"));
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let started = std::time::Instant::now();
@@ -570,4 +582,21 @@ fn file_read(n: i64, source: &str) -> audit_ingest::store::NewRecord {
         mapper: None,
         unrecognised: false,
     }
+}
+
+/// The whole answer to `GET path` on the local `port`, over a plain socket.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        socket,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = socket.read_to_string(&mut answer);
+    answer
 }

@@ -82,7 +82,7 @@ async fn send_until_stopped(
 async fn wait_ready(client: &reqwest::Client, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/healthz")).send().await
+        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await
             && r.status().is_success()
         {
             return;

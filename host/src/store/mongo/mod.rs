@@ -133,9 +133,11 @@ pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// the URI says nothing: a short server selection and connect timeout, and
 /// writes acknowledged by a majority and journaled (`w: majority, j: true`),
 /// since a 2xx promises the events are durable. A URI that names its own
-/// (`w=1`, `serverSelectionTimeoutMS=...`) keeps them.
-pub async fn client_options(uri: &str) -> Result<ClientOptions, StoreError> {
+/// (`w=1`, `serverSelectionTimeoutMS=...`, `maxPoolSize=...`) keeps them.
+/// `max_pool` bounds the connections of this instance (see [`pool_for`]).
+pub async fn client_options(uri: &str, max_pool: u32) -> Result<ClientOptions, StoreError> {
     let mut options = ClientOptions::parse(uri).await.map_err(unavailable)?;
+    options.max_pool_size.get_or_insert(max_pool);
     options.server_selection_timeout.get_or_insert(SERVER_SELECTION_TIMEOUT);
     options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
     if options.write_concern.is_none() {
@@ -149,10 +151,31 @@ pub async fn client_options(uri: &str) -> Result<ClientOptions, StoreError> {
     Ok(options)
 }
 
+/// The connection pool for `ingest_slots` webhook requests at once: half
+/// as many connections plus 8 for pollers, tails and readers, between 16
+/// and 128 (the driver's own default is 10, against 256 slots). A write
+/// holds a connection for milliseconds; requests beyond the pool wait for
+/// one (the driver puts no limit on that wait; the slots bound how many).
+pub fn pool_for(ingest_slots: usize) -> u32 {
+    u32::try_from(ingest_slots / 2 + 8).unwrap_or(u32::MAX).clamp(16, 128)
+}
+
 impl MongoStore {
-    /// Connects and creates the indexes (idempotently).
+    /// Connects with the pool for the default ingest slots and creates the
+    /// indexes (idempotently).
     pub async fn connect(uri: &str, database: &str, collection: &str) -> Result<MongoStore, StoreError> {
-        let client = Client::with_options(client_options(uri).await?).map_err(unavailable)?;
+        Self::connect_sized(uri, database, collection, pool_for(crate::api::DEFAULT_INGEST_SLOTS)).await
+    }
+
+    /// Connects with at most `max_pool` connections (unless the URI says
+    /// `maxPoolSize`) and creates the indexes (idempotently).
+    pub async fn connect_sized(
+        uri: &str,
+        database: &str,
+        collection: &str,
+        max_pool: u32,
+    ) -> Result<MongoStore, StoreError> {
+        let client = Client::with_options(client_options(uri, max_pool).await?).map_err(unavailable)?;
         let db = client.database(database);
         let store = MongoStore {
             events: db.collection(collection),
@@ -859,7 +882,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_bare_uri_gets_durable_writes_and_short_timeouts() {
-        let options = client_options("mongodb://db.example:27017/").await.unwrap();
+        let options = client_options("mongodb://db.example:27017/", pool_for(256))
+            .await
+            .unwrap();
+        assert_eq!(options.max_pool_size, Some(128));
         assert_eq!(options.server_selection_timeout, Some(SERVER_SELECTION_TIMEOUT));
         assert_eq!(options.connect_timeout, Some(CONNECT_TIMEOUT));
         let concern = options.write_concern.unwrap();
@@ -869,9 +895,13 @@ mod tests {
 
     #[tokio::test]
     async fn what_the_uri_says_is_kept() {
-        let options = client_options("mongodb://db.example:27017/?w=1&serverSelectionTimeoutMS=5000")
-            .await
-            .unwrap();
+        let options = client_options(
+            "mongodb://db.example:27017/?w=1&serverSelectionTimeoutMS=5000&maxPoolSize=7",
+            pool_for(256),
+        )
+        .await
+        .unwrap();
+        assert_eq!(options.max_pool_size, Some(7));
         assert_eq!(
             options.server_selection_timeout,
             Some(std::time::Duration::from_secs(5))
