@@ -1,7 +1,8 @@
 //! `kill -9` under a steady webhook load, several times in a row: every event
 //! that was answered 2xx is in the store after the restarts, and none is
 //! stored twice. The real binary, real sockets, the embedded store with its
-//! default durability.
+//! default durability. Also SIGTERM under load, and two processes on one
+//! data directory.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::TcpListener;
@@ -21,8 +22,13 @@ fn free_port() -> u16 {
 }
 
 fn start(data: &Path, port: u16) -> Child {
+    start_with(data, port, &[])
+}
+
+fn start_with(data: &Path, port: u16, extra: &[(&str, &Path)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_audit-ingest"))
         .arg("serve")
+        .envs(extra.iter().copied())
         .env("AUDIT_LISTEN", format!("127.0.0.1:{port}"))
         .env("AUDIT_DATA_DIR", data)
         .env("AUDIT_MAPPERS_DIR", data.join("mappers.d"))
@@ -238,4 +244,100 @@ async fn sigterm_under_load_answers_what_it_took_and_exits_within_the_bound() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// What the events table holds: how many records per remote IP (one IP per event).
+fn stored_per_ip(data: &Path) -> HashMap<String, usize> {
+    let db = rusqlite::Connection::open(data.join("audit.sqlite3")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT ip, count(*) FROM audit_events WHERE source = 'stalwart' GROUP BY ip")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Two processes on one data directory (an upgrade without a gap, say),
+/// both taking webhooks at once and both signing digests: every answered
+/// event is stored once, and the one hash chain they both extended
+/// verifies against every digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_data_directory_store_every_event_once_in_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signing.key");
+    let binary = env!("CARGO_BIN_EXE_audit-ingest");
+    assert!(
+        Command::new(binary)
+            .args(["keygen", "--out"])
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let data = dir.path().join("data");
+    let ports = [free_port(), free_port()];
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut children = Vec::new();
+    for port in ports {
+        children.push(start_with(&data, port, &[("AUDIT_SIGNING_KEY_FILE", &key)]));
+    }
+    for port in ports {
+        wait_ready(&client, port).await;
+    }
+    // Answered per process: both must keep taking writes beside the other.
+    let answered: [Arc<Mutex<BTreeSet<u64>>>; 2] = Default::default();
+    let running = Arc::new(AtomicBool::new(true));
+    let next = Arc::new(AtomicU64::new(0));
+    let mut senders = Vec::new();
+    for (port, answered) in ports.iter().zip(&answered).chain(ports.iter().zip(&answered)) {
+        senders.push(tokio::spawn(send_until_stopped(
+            client.clone(),
+            *port,
+            answered.clone(),
+            next.clone(),
+            running.clone(),
+        )));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    running.store(false, Ordering::SeqCst);
+    for s in senders {
+        s.await.unwrap();
+    }
+    for child in &mut children {
+        let pid = child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    }
+    for mut child in children {
+        assert!(child.wait().unwrap().success(), "a clean exit");
+    }
+    let each: Vec<BTreeSet<u64>> = answered.iter().map(|a| a.lock().unwrap().clone()).collect();
+    assert!(
+        each.iter().all(|a| a.len() > 50),
+        "both processes took writes ({} and {} answered)",
+        each[0].len(),
+        each[1].len()
+    );
+    let answered: BTreeSet<u64> = each.into_iter().flatten().collect();
+    let stored = stored_per_ip(&data);
+    let lost = answered.iter().filter(|k| !stored.contains_key(&ip(**k))).count();
+    assert_eq!(lost, 0, "{lost} of {} answered events were lost", answered.len());
+    assert!(stored.values().all(|n| *n == 1), "an event was stored twice");
+    let verified = Command::new(binary)
+        .arg("verify")
+        .env("AUDIT_DATA_DIR", &data)
+        .env("AUDIT_SIGNING_KEY_FILE", &key)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&verified.stdout);
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "{report}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(report.contains("verified: nothing was altered"), "{report}");
 }
