@@ -56,11 +56,7 @@ fn main() {
     let rate: u64 = env_or("PUSH_RATE", 1000);
     let secs: u64 = env_or("PUSH_SECS", 20);
     let interval: u64 = env_or("POLL_INTERVAL_SECS", 5);
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let tokio = audit_ingest_tests::bench::two_workers();
     tokio.block_on(async move {
         let pushed = run(rate, secs, interval, true).await;
         let polled = run(rate, secs, interval, false).await;

@@ -55,11 +55,7 @@ fn main() {
     }
     let env = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     let (lease_secs, rounds) = (env("LEASE_SECS", 5), env("ROUNDS", 5));
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let tokio = audit_ingest_tests::bench::two_workers();
     tokio.block_on(async {
         let ak = StandIn::start().await;
         ak.add_events(100);
@@ -77,7 +73,10 @@ fn main() {
             let started = Instant::now();
             holder(&instances).await;
             let elapsed = started.elapsed();
-            println!("round {round}: another instance polls {:.2} s after the holder died", elapsed.as_secs_f64());
+            println!(
+                "round {round}: another instance polls {:.2} s after the holder died",
+                elapsed.as_secs_f64()
+            );
             took.push(elapsed);
             instances.push(start(&ak, dir.path(), &stop, lease_secs));
         }

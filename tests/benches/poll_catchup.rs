@@ -20,11 +20,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50_000);
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let tokio = audit_ingest_tests::bench::two_workers();
     tokio.block_on(async {
         let ak = StandIn::start().await;
         ak.add_events(backlog);

@@ -42,11 +42,7 @@ fn main() {
         Ok("normal") => Durability::Normal,
         _ => Durability::Full,
     };
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let tokio = audit_ingest_tests::bench::two_workers();
     tokio.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");

@@ -192,3 +192,13 @@ pub fn serve_like_the_service(listener: tokio::net::TcpListener, router: axum::R
         std::future::pending(),
     ))
 }
+
+/// The runtime benchmarks run the service on: two worker threads, as the
+/// 2-core machine the targets are for has cores.
+pub fn two_workers() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
