@@ -99,6 +99,11 @@ pub struct SourceMetrics {
     pub mapper_seconds: Histogram,
     /// Poll sources: the newest stored event's time, Unix seconds (-1: none yet).
     pub poll_cursor_unix: AtomicI64,
+    /// Poll sources: 1 while this instance holds the poll lease, 0 while it
+    /// stands by (-1: not a poller).
+    pub poll_lease_held: AtomicI64,
+    /// Poll sources: times this instance took the poll lease.
+    pub poll_lease_taken: AtomicU64,
     /// Tail sources: bytes in the file not yet committed.
     pub tail_behind_bytes: AtomicU64,
     /// Set for tail sources (their lag is in bytes).
@@ -111,6 +116,7 @@ impl SourceMetrics {
     fn new() -> SourceMetrics {
         SourceMetrics {
             poll_cursor_unix: AtomicI64::new(-1),
+            poll_lease_held: AtomicI64::new(-1),
             ..SourceMetrics::default()
         }
     }
@@ -456,6 +462,21 @@ fn render(metrics: &Metrics, mappers: MapperFigures, store: StoreFigures) -> Str
         let at = m.poll_cursor_unix.load(Ordering::Relaxed);
         if at >= 0 {
             let _ = writeln!(out, "audit_ingest_poll_lag_seconds{{source=\"{source}\"}} {}", now - at);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP audit_ingest_poll_lease_held 1 while this instance holds the source's poll lease (it polls), 0 while another does.\n# TYPE audit_ingest_poll_lease_held gauge\n\
+         # HELP audit_ingest_poll_lease_taken_total Times this instance took the source's poll lease.\n# TYPE audit_ingest_poll_lease_taken_total counter"
+    );
+    for (source, m) in &sources {
+        let held = m.poll_lease_held.load(Ordering::Relaxed);
+        if held >= 0 {
+            let _ = writeln!(
+                out,
+                "audit_ingest_poll_lease_held{{source=\"{source}\"}} {held}\naudit_ingest_poll_lease_taken_total{{source=\"{source}\"}} {}",
+                m.poll_lease_taken.load(Ordering::Relaxed)
+            );
         }
     }
     let _ = writeln!(

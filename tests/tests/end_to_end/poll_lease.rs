@@ -4,6 +4,7 @@
 //! other takes over within the lease time, and every event lands once.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use audit_ingest::health::Health;
@@ -78,6 +79,18 @@ async fn one_of_two_instances_polls_and_the_other_takes_over_when_it_dies() {
     })
     .await;
     assert_eq!(standing_by_for(&a.health), None, "the holder polls");
+    let held = |ctx: &SourceContext| {
+        let m = ctx.pipeline.telemetry().source("authentik");
+        (
+            m.poll_lease_held.load(Ordering::Relaxed),
+            m.poll_lease_taken.load(Ordering::Relaxed),
+        )
+    };
+    assert_eq!(
+        (held(&a), held(&b)),
+        ((1, 1), (0, 0)),
+        "audit_ingest_poll_lease_held and _taken_total"
+    );
     assert!(b.health.wedged().is_empty(), "standing by is not wedged");
     // Only the holder asks authentik: about one walk per interval.
     let before = ak.state.lock().unwrap().event_requests;
@@ -98,6 +111,7 @@ async fn one_of_two_instances_polls_and_the_other_takes_over_when_it_dies() {
     let present: HashSet<String> = ak.pks().into_iter().collect();
     assert_eq!(stored_once(&store).await, present, "every event once");
     assert!(took < Duration::from_secs(2 * LEASE_SECS + 3), "took over in {took:?}");
+    assert_eq!(held(&b), (1, 1));
 
     // A clean stop hands the lease over at once.
     stop_b.trigger();

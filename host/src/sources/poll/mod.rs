@@ -544,14 +544,19 @@ pub async fn run(mut poller: Poller, ctx: SourceContext) {
         poller.lease_time,
     );
     tracing::info!(source = %poller.source, url = %poller.url, interval_secs = poller.interval.as_secs(), "poller started");
+    let metrics = ctx.pipeline.telemetry().source(&poller.source);
+    metrics.poll_lease_held.store(0, Ordering::Relaxed);
     loop {
         let waiting = |elsewhere: &HeldElsewhere| {
             tracing::info!(source = %poller.source, holder = %elsewhere.owner, "another instance polls this source; standing by");
             ctx.health.standby(&poller.source, &elsewhere.owner);
         };
+        metrics.poll_lease_held.store(0, Ordering::Relaxed);
         let Some(held) = lease.wait(&ctx.shutdown, waiting).await else {
             break;
         };
+        metrics.poll_lease_held.store(1, Ordering::Relaxed);
+        metrics.poll_lease_taken.fetch_add(1, Ordering::Relaxed);
         tracing::info!(source = %poller.source, instance = %ctx.instance, token = held.token(), "this instance polls the source (lease taken)");
         match ticks(&mut poller, &ctx, held).await {
             Ended::Shutdown(held) => {
@@ -564,6 +569,7 @@ pub async fn run(mut poller: Poller, ctx: SourceContext) {
             Ended::Stopped => break,
         }
     }
+    metrics.poll_lease_held.store(0, Ordering::Relaxed);
     tracing::info!(source = %poller.source, "poller stopped");
 }
 
