@@ -47,11 +47,6 @@ impl Lease {
         }
     }
 
-    /// The lease's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// One attempt: the lease, renewed from now on, or who holds it.
     pub async fn try_take(&self) -> Result<Result<Held, HeldElsewhere>, StoreError> {
         let asked = Instant::now();

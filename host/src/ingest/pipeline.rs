@@ -55,6 +55,11 @@ impl RecentlyKept {
         hash.finalize().into()
     }
 
+    /// Forgets `key` (keeping it failed: the next refusal tries again).
+    fn forget(&mut self, key: &[u8; 32]) {
+        self.0.retain(|k| k != key);
+    }
+
     /// Whether `key` was kept already; remembers it if not.
     fn seen(&mut self, key: [u8; 32]) -> bool {
         if self.0.contains(&key) {
@@ -256,21 +261,7 @@ impl Pipeline {
         self.telemetry.store_write(started.elapsed());
         let summary = written?;
         for refused in &summary.refused {
-            let key = RecentlyKept::key(source, &refused.record);
-            if self.refused_kept.lock().unwrap_or_else(|e| e.into_inner()).seen(key) {
-                continue;
-            }
-            // Kept before the answer (or the cursor moving on): the 2xx
-            // covers it. Failing here fails the write, whose retry finds
-            // the stored records as duplicates.
-            if let Err(e) = self.keep(normalise::refused_record(source, via, count, refused)).await {
-                self.refused_kept
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0
-                    .retain(|k| *k != key);
-                return Err(e);
-            }
+            self.keep_refused(source, via, count, refused).await?;
         }
         self.telemetry.source(source).wrote(count, &summary);
         if let Some(via) = via {
@@ -280,6 +271,29 @@ impl Pipeline {
             self.commits.send_modify(|n| *n = n.wrapping_add(1));
         }
         Ok(summary)
+    }
+
+    /// Keeps a record the store refused as a dead letter of its own, once
+    /// however often it is read again. Before the answer (or the cursor
+    /// moving on): the 2xx covers it; failing here fails the write, whose
+    /// retry finds the stored records as duplicates.
+    async fn keep_refused(
+        &self,
+        source: &str,
+        via: Option<Transport>,
+        batch: usize,
+        refused: &crate::store::Refused,
+    ) -> Result<(), StoreError> {
+        let key = RecentlyKept::key(source, &refused.record);
+        let kept = || self.refused_kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept().seen(key) {
+            return Ok(());
+        }
+        if let Err(e) = self.keep(normalise::refused_record(source, via, batch, refused)).await {
+            kept().forget(&key);
+            return Err(e);
+        }
+        Ok(())
     }
 
     async fn infer_tenants(&self, source: &str, records: &mut [NewRecord]) {

@@ -545,10 +545,9 @@ pub async fn run(mut poller: Poller, ctx: SourceContext) {
     );
     tracing::info!(source = %poller.source, url = %poller.url, interval_secs = poller.interval.as_secs(), "poller started");
     let metrics = ctx.pipeline.telemetry().source(&poller.source);
-    metrics.poll_lease_held.store(0, Ordering::Relaxed);
     loop {
         let waiting = |elsewhere: &HeldElsewhere| {
-            tracing::info!(source = %poller.source, holder = %elsewhere.owner, "another instance polls this source; standing by");
+            tracing::info!(source = %poller.source, holder = %elsewhere.owner, until = %elsewhere.until, "another instance polls this source; standing by");
             ctx.health.standby(&poller.source, &elsewhere.owner);
         };
         metrics.poll_lease_held.store(0, Ordering::Relaxed);
@@ -639,9 +638,7 @@ async fn ticks(poller: &mut Poller, ctx: &SourceContext, mut held: Held) -> Ende
                 wait
             }
         };
-        if let Some(why) = held.lost_because() {
-            return Ended::Lost(why);
-        }
+        // A lease lost during the tick ends the wait at once.
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.wait() => return Ended::Shutdown(held),

@@ -63,6 +63,33 @@ pub struct MongoStore {
     foreign: Foreign,
 }
 
+/// Sorts the per-document errors of an unordered `insertMany` into
+/// duplicates of the dedup index and records MongoDB refused (another
+/// unique index, a collection validator, nesting: a retry would meet them
+/// again), by batch position (`sent[i]`: the position of the i-th document
+/// sent). A write-concern error fails the batch.
+fn sort_out(
+    failure: &mongodb::error::InsertManyError,
+    sent: &[u32],
+    repeated: &mut Vec<u32>,
+    refused: &mut Vec<(u32, String)>,
+) -> Result<(), StoreError> {
+    if let Some(wc) = &failure.write_concern_error {
+        return Err(unavailable(format!("write concern: {}", wc.message)));
+    }
+    for w in failure.write_errors.as_deref().unwrap_or_default() {
+        let Some(&position) = sent.get(w.index) else {
+            return Err(unavailable(format!("insert failed (code {}): {}", w.code, w.message)));
+        };
+        if w.code == DUPLICATE_KEY && is_dedup_violation(&w.message) {
+            repeated.push(position);
+        } else {
+            refused.push((position, format!("MongoDB refused it (code {}): {}", w.code, w.message)));
+        }
+    }
+    Ok(())
+}
+
 /// A store id given back to us, which must be one of ours.
 fn object_id(id: &str, what: &str) -> Result<ObjectId, StoreError> {
     ObjectId::parse_str(id).map_err(|_| StoreError::InvalidInput(format!("`{id}` is not a {what} id")))
@@ -246,80 +273,64 @@ impl MongoStore {
     }
 
     async fn insert(&self, batch: Vec<NewRecord>, checkpoint: Option<Checkpoint>) -> Result<WriteSummary, StoreError> {
-        let mut summary = WriteSummary::default();
-        if !batch.is_empty() {
-            let total = batch.len();
-            // What MongoDB cannot hold leaves the batch here (the driver
-            // would fail the whole batch for it); `sent[i]` is the batch
-            // position of the i-th document sent.
-            let mut refused: Vec<(u32, String)> = Vec::new();
-            let mut docs = Vec::with_capacity(total);
-            let mut sent: Vec<u32> = Vec::with_capacity(total);
-            for (position, record) in batch.iter().enumerate() {
-                let doc = record_to_doc(record);
-                match limits::unstorable(&doc) {
-                    Some(why) => refused.push((position as u32, why)),
-                    None => {
-                        docs.push(doc);
-                        sent.push(position as u32);
-                    }
-                }
-            }
-            let mut repeated: Vec<u32> = Vec::new();
-            if !docs.is_empty() {
-                match self.events.insert_many(docs).ordered(false).await {
-                    Ok(_) => {}
-                    Err(e) => match *e.kind {
-                        ErrorKind::InsertMany(ref failure) => {
-                            if let Some(wc) = &failure.write_concern_error {
-                                return Err(unavailable(format!("write concern: {}", wc.message)));
-                            }
-                            // Per-document errors are the document's own: a
-                            // duplicate of the dedup index, or a refusal
-                            // (another unique index, a collection validator,
-                            // nesting) that a retry would meet again.
-                            for w in failure.write_errors.as_deref().unwrap_or_default() {
-                                let Some(&position) = sent.get(w.index) else {
-                                    return Err(unavailable(format!("insert failed (code {}): {}", w.code, w.message)));
-                                };
-                                if w.code == DUPLICATE_KEY && is_dedup_violation(&w.message) {
-                                    repeated.push(position);
-                                } else {
-                                    refused.push((
-                                        position,
-                                        format!("MongoDB refused it (code {}): {}", w.code, w.message),
-                                    ));
-                                }
-                            }
-                        }
-                        _ => return Err(unavailable(e)),
-                    },
-                }
-            }
-            repeated.sort_unstable();
-            refused.sort_unstable_by_key(|(p, _)| *p);
-            let mut batch: Vec<Option<NewRecord>> = batch.into_iter().map(Some).collect();
-            summary = WriteSummary {
-                inserted: (total - refused.len() - repeated.len()) as u64,
-                duplicates: repeated.len() as u64,
-                repeated,
-                refused: refused
-                    .into_iter()
-                    .filter_map(|(position, reason)| {
-                        let record = batch.get_mut(position as usize)?.take()?;
-                        Some(super::Refused {
-                            position,
-                            reason,
-                            record,
-                        })
-                    })
-                    .collect(),
-            };
-        }
+        let summary = if batch.is_empty() {
+            WriteSummary::default()
+        } else {
+            self.insert_records(batch).await?
+        };
         if let Some(checkpoint) = checkpoint {
             self.write_cursor(checkpoint).await?;
         }
         Ok(summary)
+    }
+
+    /// Inserts what MongoDB can hold; gives back the rest as refused.
+    async fn insert_records(&self, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {
+        let total = batch.len();
+        // What MongoDB cannot hold leaves the batch here (the driver would
+        // fail the whole batch for it); `sent[i]` is the batch position of
+        // the i-th document sent.
+        let mut refused: Vec<(u32, String)> = Vec::new();
+        let mut docs = Vec::with_capacity(total);
+        let mut sent: Vec<u32> = Vec::with_capacity(total);
+        for (position, record) in batch.iter().enumerate() {
+            let doc = record_to_doc(record);
+            match limits::unstorable(&doc) {
+                Some(why) => refused.push((position as u32, why)),
+                None => {
+                    docs.push(doc);
+                    sent.push(position as u32);
+                }
+            }
+        }
+        let mut repeated: Vec<u32> = Vec::new();
+        if !docs.is_empty()
+            && let Err(e) = self.events.insert_many(docs).ordered(false).await
+        {
+            match *e.kind {
+                ErrorKind::InsertMany(ref failure) => sort_out(failure, &sent, &mut repeated, &mut refused)?,
+                _ => return Err(unavailable(e)),
+            }
+        }
+        repeated.sort_unstable();
+        refused.sort_unstable_by_key(|(p, _)| *p);
+        let mut batch: Vec<Option<NewRecord>> = batch.into_iter().map(Some).collect();
+        Ok(WriteSummary {
+            inserted: (total - refused.len() - repeated.len()) as u64,
+            duplicates: repeated.len() as u64,
+            repeated,
+            refused: refused
+                .into_iter()
+                .filter_map(|(position, reason)| {
+                    let record = batch.get_mut(position as usize)?.take()?;
+                    Some(super::Refused {
+                        position,
+                        reason,
+                        record,
+                    })
+                })
+                .collect(),
+        })
     }
 
     async fn replace_record(&self, id: &str, batch: Vec<NewRecord>) -> Result<WriteSummary, StoreError> {

@@ -477,7 +477,9 @@ impl AuditStore for SqliteStore {
             owner: owner.to_string(),
             ttl: ttl.min(crate::store::lease::MAX_TTL),
         };
-        self.call(|reply| Job::Lease { op, reply }).await
+        self.call(|reply| Job::Lease { op, reply })
+            .await?
+            .ok_or_else(|| unavailable("the writer answered a lease request without a claim"))
     }
 
     async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {

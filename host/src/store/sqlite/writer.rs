@@ -59,10 +59,11 @@ pub(super) enum Job {
         seq: i64,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
-    /// Takes or releases a lease (see `lease.rs`).
+    /// Takes a lease (answers with the claim) or releases one (answers
+    /// with none); see `lease.rs`.
     Lease {
         op: LeaseOp,
-        reply: oneshot::Sender<Result<Claim, StoreError>>,
+        reply: oneshot::Sender<Result<Option<Claim>, StoreError>>,
     },
 }
 
@@ -74,7 +75,7 @@ pub(super) enum LeaseOp {
         owner: String,
         ttl: std::time::Duration,
     },
-    /// Give it up (answers with the claim it gave up).
+    /// Give it up.
     Release { name: String, owner: String },
 }
 
@@ -270,16 +271,13 @@ fn insert_row(stmt: &mut rusqlite::CachedStatement<'_>, r: &NewRecord) -> rusqli
 }
 
 /// Takes or releases a lease in a transaction of its own.
-fn lease(conn: &mut Connection, op: LeaseOp) -> rusqlite::Result<Claim> {
+fn lease(conn: &mut Connection, op: LeaseOp) -> rusqlite::Result<Option<Claim>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let claim = match op {
-        LeaseOp::Take { name, owner, ttl } => super::lease::take(&tx, &name, &owner, ttl, Utc::now())?,
+        LeaseOp::Take { name, owner, ttl } => Some(super::lease::take(&tx, &name, &owner, ttl, Utc::now())?),
         LeaseOp::Release { name, owner } => {
             super::lease::release(&tx, &name, &owner, Utc::now())?;
-            Claim::Held {
-                owner,
-                until: Utc::now(),
-            }
+            None
         }
     };
     tx.commit()?;
