@@ -2,6 +2,9 @@
 //! natively and through the WebAssembly runtime (fresh and reused instances).
 //!
 //! `cargo bench -p audit-ingest-tests --bench mapper_calls`
+//! Environment: `MAPPER_CALLS_WASM` (a Stalwart mapper component to measure
+//! instead of the built-in one, e.g. an unstripped build whose functions a
+//! profile can name), `MAPPER_CALLS_EVENTS` (default `1,100`).
 
 use std::time::Duration;
 
@@ -9,7 +12,7 @@ use audit_guest_sdk::{Delivery, Mapper};
 use audit_ingest::event::Delivery as HostDelivery;
 use audit_ingest::runtime::{InstanceMode, Limits};
 use audit_ingest_tests::bench::{median_us, percentile, sample, stalwart_batch};
-use audit_ingest_tests::{PROBE_V1, install, runtime};
+use audit_ingest_tests::{PROBE_V1, install, runtime, runtime_overriding_builtins};
 
 /// The cost of the call itself: the probe mapper echoing a tiny payload, so
 /// almost nothing but the host → guest → host round trip is measured.
@@ -49,7 +52,14 @@ fn main() {
         "| events | native µs | wasm fresh µs | wasm reuse µs | fresh overhead µs | reuse overhead µs | reuse/native |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for n in [1usize, 100] {
+    // A drop-in `stalwart.wasm` replaces the built-in mapper of that name.
+    let drop_in = tempfile::tempdir().unwrap();
+    let mappers = std::env::var_os("MAPPER_CALLS_WASM").map(|wasm| {
+        std::fs::copy(&wasm, drop_in.path().join("stalwart.wasm")).expect("copy MAPPER_CALLS_WASM");
+        drop_in.path()
+    });
+    let counts = std::env::var("MAPPER_CALLS_EVENTS").unwrap_or_else(|_| "1,100".into());
+    for n in counts.split(',').filter_map(|n| n.trim().parse::<usize>().ok()) {
         let delivery = Delivery::from_body("stalwart", stalwart_batch(n, 1));
         let native = sample(budget, || {
             std::hint::black_box(mapper_stalwart::Stalwart::map(&delivery).unwrap());
@@ -57,7 +67,10 @@ fn main() {
         let hosted = HostDelivery::from_body("stalwart", delivery.body.clone());
         let mut wasm = Vec::new();
         for mode in [InstanceMode::Fresh, InstanceMode::Reuse] {
-            let rt = runtime(None, mode, Limits::default());
+            let rt = match mappers {
+                Some(dir) => runtime_overriding_builtins(dir, mode, Limits::default()),
+                None => runtime(None, mode, Limits::default()),
+            };
             wasm.push(sample(budget, || {
                 std::hint::black_box(rt.map_blocking("stalwart", &hosted).unwrap());
             }));

@@ -16,7 +16,11 @@
 //! this many times, evenly over the run; default 0), `LOAD_TARGET`
 //! (`host:port` of a service in its own process, started with
 //! `STALWART_WEBHOOK_SECRET=stalwart-test-secret`). With a rate, hot swaps or
-//! a target, the bare-handler ceiling run is skipped.
+//! a target, the bare-handler ceiling run is skipped. `LOAD_SERVICE`
+//! (the path of an `audit-ingest` binary, e.g. `target/release/audit-ingest`):
+//! start that binary for each run in its own process instead of the service
+//! in this one, and report its CPU per event (`audit_ingest_tests::accounting`);
+//! with `LOAD_PROFILE=1` also a `perf` profile of it split by stage.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +31,7 @@ use audit_ingest::config::Config;
 use audit_ingest::sources::webhook::signature::stalwart_signature;
 use audit_ingest::store::sqlite::Durability;
 use audit_ingest_tests::STALWART_SECRET;
+use audit_ingest_tests::accounting::{self, Cpu, Profiling, Service};
 use audit_ingest_tests::bench::{percentile, stalwart_batch};
 use audit_ingest_tests::ceilings::{self, Ceilings};
 
@@ -71,7 +76,7 @@ fn main() {
             let plan = Plan { batch, connections, length: Duration::from_secs(secs), durability, rate, swaps, stalled };
             let service = run(&plan, false).await;
             if flat_out {
-                let http = run(&plan, true).await;
+                let http = run(&plan, true).await.events_per_second;
                 measured.push((batch, service, http));
             }
         }
@@ -84,7 +89,7 @@ fn main() {
 
 /// Each batch size's stage ceilings, then the service's figure as a share
 /// of each ceiling (all from this run).
-async fn ratios(measured: &[(usize, f64, f64)], connections: usize, durability: Durability) {
+async fn ratios(measured: &[(usize, Outcome, f64)], connections: usize, durability: Durability) {
     let budget = Duration::from_secs(env_or("LOAD_CEILING_SECS", 3));
     println!("\nCeilings, events/s (each stage alone on the same bodies, every core):\n");
     println!(
@@ -92,7 +97,9 @@ async fn ratios(measured: &[(usize, f64, f64)], connections: usize, durability: 
     );
     println!("|---|---|---|---|---|---|---|");
     let mut all: Vec<(usize, f64, f64, Ceilings)> = Vec::new();
-    for &(batch, service, http) in measured {
+    let mut costs = Vec::new();
+    for (batch, outcome, http) in measured {
+        let (batch, service, http) = (*batch, outcome.events_per_second, *http);
         let c = ceilings::measure(batch, connections, durability, budget).await;
         println!(
             "| {batch} | {http:.0} | {:.0} | {:.0} | {:.0} | {:.2}× | {:.0} |",
@@ -103,6 +110,9 @@ async fn ratios(measured: &[(usize, f64, f64)], connections: usize, durability: 
             c.store
         );
         all.push((batch, service, http, c));
+        if let Some(cost) = &outcome.cost {
+            costs.push((batch, cost, c, http));
+        }
     }
     println!("\naudit-ingest end to end as a share of each ceiling:\n");
     println!("| events/request | events/s | of HTTP | of signature | of WASM mapping | of store |");
@@ -116,6 +126,50 @@ async fn ratios(measured: &[(usize, f64, f64)], connections: usize, durability: 
             pct(c.wasm_mapping),
             pct(c.store)
         );
+    }
+    if !costs.is_empty() {
+        stage_costs(&costs);
+    }
+}
+
+/// µs of one core per event, at a rate of events/s using every core.
+fn core_us_per_event(rate: f64) -> f64 {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from) as f64;
+    cores * 1e6 / rate
+}
+
+/// The service's CPU per event by stage (from its profile) beside what the
+/// same stage costs alone (its ceiling from this run, on every core).
+fn stage_costs(costs: &[(usize, &Cost, Ceilings, f64)]) {
+    println!("\nThe service's CPU per event by stage (µs of one core; the stage alone from its ceiling):\n");
+    println!("| events/request | stage | in the service | share | stage alone | ceiling events/s |");
+    println!("|---|---|---|---|---|---|");
+    for (batch, cost, c, http) in costs {
+        let Some(stages) = &cost.stages else { continue };
+        for stage in accounting::STAGES {
+            let share = stages.get(stage).copied().unwrap_or(0.0);
+            let alone = match stage {
+                "HTTP + signature" => Some(core_us_per_event(*http) + core_us_per_event(c.signature)),
+                "mapping (WASM + runtime)" => Some(core_us_per_event(c.wasm_mapping)),
+                // One writer thread does the store's work: one core.
+                "store write" => Some(1e6 / c.store),
+                _ => None,
+            };
+            let rate = match stage {
+                "HTTP + signature" => Some(1.0 / (1.0 / http + 1.0 / c.signature)),
+                "mapping (WASM + runtime)" => Some(c.wasm_mapping),
+                "store write" => Some(c.store),
+                _ => None,
+            };
+            println!(
+                "| {batch} | {stage} | {:.2} | {:.1} % | {} | {} |",
+                share * cost.per_event_us,
+                share * 100.0,
+                alone.map_or("—".into(), |a| format!("{a:.2}")),
+                rate.map_or("—".into(), |r| format!("{r:.0}")),
+            );
+        }
+        println!("| {batch} | **all** | **{:.2}** | 100 % | | |", cost.per_event_us);
     }
 }
 
@@ -145,8 +199,23 @@ struct Plan {
     stalled: usize,
 }
 
-/// One load run; prints its row and returns its events/s.
-async fn run(plan: &Plan, bare: bool) -> f64 {
+/// What one load run measured.
+struct Outcome {
+    events_per_second: f64,
+    /// With `LOAD_SERVICE`: the service process's CPU.
+    cost: Option<Cost>,
+}
+
+/// The CPU the service process spent on a run.
+struct Cost {
+    /// µs of one core per event answered 2xx.
+    per_event_us: f64,
+    /// Each stage's share of the profile's samples (`LOAD_PROFILE=1`).
+    stages: Option<BTreeMap<&'static str, f64>>,
+}
+
+/// One load run; prints its row and returns what it measured.
+async fn run(plan: &Plan, bare: bool) -> Outcome {
     let Plan {
         batch,
         connections,
@@ -176,6 +245,17 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
     config.webhooks = vec![hook];
     let mappers_dir = config.mappers_dir.clone();
     let settings = audit_ingest::config::Settings::resolve(config).unwrap();
+    // LOAD_SERVICE=<binary>: the service in a process of its own.
+    let child = match std::env::var_os("LOAD_SERVICE") {
+        // A relative path is taken from the workspace root (cargo runs
+        // benchmarks in the package's directory).
+        Some(binary) if !bare => {
+            let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(binary);
+            let profile = std::env::var("LOAD_PROFILE").is_ok_and(|v| v == "1");
+            Some(Service::start(&binary, STALWART_SECRET, profile).await)
+        }
+        _ => None,
+    };
     let app = audit_ingest::serve::build(settings).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut addr = listener.local_addr().unwrap().to_string();
@@ -204,6 +284,14 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
     if let Ok(target) = std::env::var("LOAD_TARGET") {
         addr = target;
     }
+    if let Some(child) = &child {
+        addr = child.addr.clone();
+    }
+    let cpu_before = child.as_ref().map(|c| Cpu::read(c.pid));
+    let profiling = child
+        .as_ref()
+        .filter(|_| std::env::var("LOAD_PROFILE").is_ok_and(|v| v == "1"))
+        .and_then(|c| Profiling::start(c.pid, length));
 
     let swapper = (swaps > 0 && !bare).then(|| {
         let runtime = app.state.pipeline.runtime().clone();
@@ -298,6 +386,10 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
         all.extend(t.await.unwrap());
     }
     let took = start.elapsed().as_secs_f64();
+    let spent = child
+        .as_ref()
+        .zip(cpu_before)
+        .map(|(c, before)| Cpu::read(c.pid).since(&before));
     let mut reopened = 0;
     for a in attack.into_iter().flatten() {
         reopened += a.await.unwrap();
@@ -331,7 +423,29 @@ async fn run(plan: &Plan, bare: bool) -> f64 {
         non_2xx(&errors.lock().unwrap())
     );
     server.abort();
-    requests * batch as f64 / took
+    let answered = requests * batch as f64;
+    let cost = spent.map(|spent| {
+        let per_event_us = spent.process * 1e6 / answered;
+        let threads: Vec<String> = spent
+            .threads
+            .iter()
+            .map(|(kind, s)| format!("{kind} {:.2}", s * 1e6 / answered))
+            .collect();
+        println!(
+            "  service process: {:.2} CPU-s over {took:.1} s = {per_event_us:.2} µs·core per event ({}); peak RSS {:.1} MiB",
+            spent.process,
+            threads.join(", "),
+            child.as_ref().map_or(0.0, Service::peak_rss_mib)
+        );
+        Cost {
+            per_event_us,
+            stages: profiling.and_then(Profiling::finish),
+        }
+    });
+    Outcome {
+        events_per_second: answered / took,
+        cost,
+    }
 }
 
 /// `0`, or each failure kind with its count (`503: 4, timeout: 1`).

@@ -2,6 +2,7 @@
 //! over a temporary mapper directory, an embedded store, the app router, and
 //! a one-shot HTTP call.
 
+pub mod accounting;
 pub mod authentik;
 pub mod bench;
 pub mod browser;
