@@ -1,4 +1,4 @@
-//! Builds the probe mapper (six variants: one against the frozen WIT 0.2.0,
+//! Builds the probe mapper (seven variants: two against the frozen WIT 0.2.0 and 0.3.0,
 //! two with a hostile `describe`) for the end-to-end tests.
 
 fn main() {
@@ -22,6 +22,11 @@ fn main() {
             package: "probe-mapper",
             features: &["wit-0-2"],
             out_name: "probe_wit_0_2.wasm",
+        },
+        guest_build::Guest {
+            package: "probe-mapper",
+            features: &["wit-0-3"],
+            out_name: "probe_wit_0_3.wasm",
         },
         guest_build::Guest {
             package: "probe-mapper",

@@ -25,6 +25,12 @@ impl RawJson {
         RawValue::from_string(text).map(RawJson)
     }
 
+    /// The JSON text, without copying it.
+    pub fn into_string(self) -> String {
+        let text: Box<str> = self.0.into();
+        text.into()
+    }
+
     /// Copies raw JSON as it is (no parsing, no printing).
     pub fn from_raw(raw: &RawValue) -> RawJson {
         RawJson(raw.to_owned())

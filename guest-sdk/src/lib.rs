@@ -34,10 +34,12 @@
 //! Modules:
 //! - [`event`]: input and output types (re-exported at the root);
 //! - [`json`]: defensive JSON helpers (event lists, string-or-number, exact u64, name spellings);
+//! - [`digest`]: SHA-256, computed by the host in a component (`audit:mapper@0.4.0`);
 //! - [`fixtures`]: golden fixture files, run natively and by the host.
 
 #![deny(missing_docs)]
 
+pub mod digest;
 pub mod event;
 pub mod fixtures;
 pub mod json;
@@ -111,7 +113,7 @@ macro_rules! export_mapper {
     };
 }
 
-/// The `map-lines` export of `audit:mapper@0.3.0` (part of
+/// The `map-lines` export of `audit:mapper@0.3.0` and later (part of
 /// [`export_mapper!`]).
 #[cfg(not(feature = "wit-0-2"))]
 #[doc(hidden)]

@@ -37,6 +37,8 @@ pub const PROBE_V1: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_v1.w
 pub const PROBE_V2: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_v2.wasm"));
 /// The probe (version 1.0.0) built against the frozen `audit:mapper@0.2.0`.
 pub const PROBE_WIT_0_2: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_wit_0_2.wasm"));
+/// The probe built against the frozen `audit:mapper@0.3.0` (no `digest` import).
+pub const PROBE_WIT_0_3: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_wit_0_3.wasm"));
 /// The probe whose `describe` sleeps 30 s.
 pub const PROBE_DESCRIBE_SLEEPS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/probe_describe_sleeps.wasm"));
 /// The probe whose `describe` answers a 1 MiB name and 100,000 event types.

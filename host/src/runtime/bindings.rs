@@ -2,11 +2,12 @@
 //! and the conversions between its types and the host's (`crate::event`) and,
 //! for fixture checks, the guest SDK's.
 //!
-//! `audit:mapper@0.3.0` (`wit/mapper.wit`) and the frozen `0.2.0`
-//! (`wit/0.2.0/mapper.wit`) share their `types` interface unchanged, so one
-//! set of Rust types (0.2.0's) serves both; 0.3.0 adds the `map-lines`
-//! export. Which one a component is, is decided at load time from its
-//! exports ([`Pre::new`]).
+//! `audit:mapper@0.4.0` (`wit/mapper.wit`) and the frozen `0.3.0` and
+//! `0.2.0` (`wit/0.3.0/`, `wit/0.2.0/`) share their `types` interface
+//! unchanged, so one set of Rust types (0.2.0's) serves all three; 0.3.0
+//! adds the `map-lines` export, 0.4.0 the `digest` import (answered by
+//! [`super::sandbox`]). Which one a component is, is decided at load time
+//! from its imports and exports ([`Pre::new`]).
 
 use audit_guest_sdk as sdk;
 use wasmtime::Store;
@@ -25,7 +26,7 @@ mod v2 {
 /// `audit:mapper@0.3.0`, with 0.2.0's (identical) types.
 mod v3 {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/0.3.0",
         world: "mapper",
         with: {
             "audit:mapper/types@0.3.0": super::v2::audit::mapper::types,
@@ -33,30 +34,58 @@ mod v3 {
     });
 }
 
+/// `audit:mapper@0.4.0`, with 0.2.0's types and 0.3.0's file lines (both
+/// identical).
+mod v4 {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "mapper",
+        with: {
+            "audit:mapper/types@0.4.0": super::v2::audit::mapper::types,
+            "audit:mapper/lines@0.4.0": super::v3::audit::mapper::lines,
+        },
+    });
+}
+
 pub(crate) use v2::audit::mapper::types as wit;
 use v3::audit::mapper::lines::FileLines as WitFileLines;
+pub(crate) use v4::audit::mapper::digest as wit_digest;
 
 /// A component's pre-linked exports, by contract version.
 pub(crate) enum Pre<T: 'static> {
     V2(v2::MapperPre<T>),
     V3(v3::MapperPre<T>),
+    V4(v4::MapperPre<T>),
 }
 
 /// An instance's exports, by contract version.
 pub(crate) enum Bound {
     V2(v2::Mapper),
     V3(v3::Mapper),
+    V4(v4::Mapper),
 }
 
 impl<T: Send + 'static> Pre<T> {
-    /// The newest contract the component's exports fulfil.
+    /// The newest contract the component fulfils. The exports of 0.4.0 and
+    /// 0.3.0 are the same: a component that imports any `audit:mapper`
+    /// interface of 0.4.0 (its types, `digest`) is 0.4.0.
     pub(crate) fn new(instance_pre: InstancePre<T>) -> anyhow::Result<Pre<T>> {
+        let of_0_4 = instance_pre
+            .component()
+            .component_type()
+            .imports(instance_pre.engine())
+            .any(|(name, _)| name.starts_with("audit:mapper/") && name.ends_with("@0.4.0"));
+        if of_0_4 {
+            return v4::MapperPre::new(instance_pre)
+                .map(Pre::V4)
+                .map_err(|e| anyhow::anyhow!("imports audit:mapper 0.4.0 but does not export its world: {e:#}"));
+        }
         if let Ok(pre) = v3::MapperPre::new(instance_pre.clone()) {
             return Ok(Pre::V3(pre));
         }
         v2::MapperPre::new(instance_pre)
             .map(Pre::V2)
-            .map_err(|e| anyhow::anyhow!("does not export the audit:mapper world (0.3.0 or 0.2.0): {e:#}"))
+            .map_err(|e| anyhow::anyhow!("does not export the audit:mapper world (0.4.0, 0.3.0 or 0.2.0): {e:#}"))
     }
 
     /// Instantiates it in `store`.
@@ -64,6 +93,7 @@ impl<T: Send + 'static> Pre<T> {
         Ok(match self {
             Pre::V2(pre) => Bound::V2(pre.instantiate(&mut *store)?),
             Pre::V3(pre) => Bound::V3(pre.instantiate(&mut *store)?),
+            Pre::V4(pre) => Bound::V4(pre.instantiate(&mut *store)?),
         })
     }
 
@@ -72,6 +102,7 @@ impl<T: Send + 'static> Pre<T> {
         match self {
             Pre::V2(_) => "0.2.0",
             Pre::V3(_) => "0.3.0",
+            Pre::V4(_) => "0.4.0",
         }
     }
 }
@@ -84,6 +115,7 @@ impl Bound {
         match self {
             Bound::V2(m) => m.call_describe(store),
             Bound::V3(m) => m.call_describe(store),
+            Bound::V4(m) => m.call_describe(store),
         }
     }
 
@@ -91,6 +123,7 @@ impl Bound {
         match self {
             Bound::V2(m) => m.call_map_delivery(store, d),
             Bound::V3(m) => m.call_map_delivery(store, d),
+            Bound::V4(m) => m.call_map_delivery(store, d),
         }
     }
 
@@ -102,6 +135,7 @@ impl Bound {
         match self {
             Bound::V2(m) => m.call_page_query(store, r),
             Bound::V3(m) => m.call_page_query(store, r),
+            Bound::V4(m) => m.call_page_query(store, r),
         }
     }
 
@@ -114,6 +148,7 @@ impl Bound {
         match self {
             Bound::V2(_) => None,
             Bound::V3(m) => Some(m.call_map_lines(store, lines)),
+            Bound::V4(m) => Some(m.call_map_lines(store, lines)),
         }
     }
 }

@@ -179,7 +179,7 @@ impl LoadedMapper {
 
     /// Whether the mapper takes several file lines per call (0.3.0 and later).
     pub(crate) fn maps_lines(&self) -> bool {
-        matches!(self.pre, Pre::V3(_))
+        matches!(self.pre, Pre::V3(_) | Pre::V4(_))
     }
 
     /// Where its output for a fixture's input differs from the expected

@@ -19,13 +19,15 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use audit_guest_sdk::digest::sha256;
 use audit_guest_sdk::serde_json::Value;
-use sha2::{Digest, Sha256};
 
 /// Counts identical contents within one delivery.
 #[derive(Default)]
 pub struct Occurrences {
     seen: HashMap<[u8; 16], u32, BuildHasherDefault<DigestPrefix>>,
+    /// The bytes hashed for one event, kept for the next one.
+    hashed: Vec<u8>,
 }
 
 /// The map's keys are already SHA-256 digests: their first eight bytes are
@@ -48,13 +50,14 @@ impl Hasher for DigestPrefix {
 impl Occurrences {
     /// The key of the next event with this content.
     pub fn key(&mut self, created_at: Option<&str>, typ: &str, data: &Value) -> String {
-        let mut hasher = Sha256::new();
-        hasher.update(created_at.unwrap_or("").as_bytes());
-        hasher.update([0]);
-        hasher.update(typ.as_bytes());
-        hasher.update([0]);
-        write_canonical(data, &mut |bytes: &[u8]| hasher.update(bytes));
-        let digest = hasher.finalize();
+        let hashed = &mut self.hashed;
+        hashed.clear();
+        hashed.extend_from_slice(created_at.unwrap_or("").as_bytes());
+        hashed.push(0);
+        hashed.extend_from_slice(typ.as_bytes());
+        hashed.push(0);
+        write_canonical(data, hashed);
+        let digest = sha256(hashed);
         let mut short = [0u8; 16];
         short.copy_from_slice(&digest[..16]);
         let n = self.seen.entry(short).or_insert(0);
@@ -77,8 +80,19 @@ impl Occurrences {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Appends the decimal digits of `n`, as `Display` would write them.
-fn push_decimal(out: &mut String, mut n: u64) {
+fn push_decimal(out: &mut String, n: u64) {
     let mut digits = [0u8; 20];
+    out.extend(decimal(&mut digits, n).iter().map(|d| *d as char));
+}
+
+/// [`push_decimal`] into bytes.
+fn push_decimal_bytes(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    out.extend_from_slice(decimal(&mut digits, n));
+}
+
+/// The decimal digits of `n`, at the end of `digits`.
+fn decimal(digits: &mut [u8; 20], mut n: u64) -> &[u8] {
     let mut at = digits.len();
     loop {
         at -= 1;
@@ -88,75 +102,88 @@ fn push_decimal(out: &mut String, mut n: u64) {
             break;
         }
     }
-    out.extend(digits[at..].iter().map(|d| *d as char));
+    &digits[at..]
 }
 
-/// JSON with object keys sorted at every level, numbers as written, fed
-/// straight into `out` (the hasher) without building a string.
-fn write_canonical(value: &Value, out: &mut impl FnMut(&[u8])) {
+/// JSON with object keys sorted at every level, numbers as written,
+/// appended to `out` (the bytes to hash).
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out(b"{");
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out(b",");
-                }
-                write_string(k, out);
-                out(b":");
-                write_canonical(&map[k], out);
+            // Without serde_json's `preserve_order` (the SDK's build) the map
+            // is sorted already; with it (another crate of a native build may
+            // turn it on) its members are sorted here.
+            out.push(b'{');
+            if map.keys().is_sorted() {
+                write_members(map.iter(), out);
+            } else {
+                let mut members: Vec<_> = map.iter().collect();
+                members.sort_by(|a, b| a.0.cmp(b.0));
+                write_members(members.into_iter(), out);
             }
-            out(b"}");
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out(b"[");
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out(b",");
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out(b"]");
+            out.push(b']');
         }
         Value::String(text) => write_string(text, out),
         Value::Number(n) => match (n.as_u64(), n.as_i64()) {
             // Integers as `Display` writes them, without its machinery.
-            (Some(u), _) => {
-                let mut text = String::new();
-                push_decimal(&mut text, u);
-                out(text.as_bytes());
-            }
+            (Some(u), _) => push_decimal_bytes(out, u),
             (None, Some(i)) => {
-                let mut text = String::from("-");
-                push_decimal(&mut text, i.unsigned_abs());
-                out(text.as_bytes());
+                out.push(b'-');
+                push_decimal_bytes(out, i.unsigned_abs());
             }
-            _ => out(n.to_string().as_bytes()),
+            _ => out.extend_from_slice(n.to_string().as_bytes()),
         },
-        Value::Bool(true) => out(b"true"),
-        Value::Bool(false) => out(b"false"),
-        Value::Null => out(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Null => out.extend_from_slice(b"null"),
+    }
+}
+
+/// An object's members, `"key":value` separated by commas.
+fn write_members<'a>(members: impl Iterator<Item = (&'a String, &'a Value)>, out: &mut Vec<u8>) {
+    for (i, (k, v)) in members.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_string(k, out);
+        out.push(b':');
+        write_canonical(v, out);
     }
 }
 
 /// A JSON string: quoted, with `"` and `\` escaped and control characters as `\u00XX`.
-fn write_string(text: &str, out: &mut impl FnMut(&[u8])) {
-    out(b"\"");
+fn write_string(text: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let bytes = text.as_bytes();
     let mut start = 0;
-    for (i, c) in text.char_indices() {
-        if c == '"' || c == '\\' || (c as u32) < 0x20 {
-            out(&text.as_bytes()[start..i]);
-            match c {
-                '"' => out(b"\\\""),
-                '\\' => out(b"\\\\"),
-                other => out(format!("\\u{:04x}", other as u32).as_bytes()),
+    // Every byte that needs an escape is ASCII, so bytes can be scanned.
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            out.extend_from_slice(&bytes[start..i]);
+            match b {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                other => {
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[usize::from(other >> 4)]);
+                    out.push(HEX[usize::from(other & 0xf)]);
+                }
             }
-            start = i + c.len_utf8();
+            start = i + 1;
         }
     }
-    out(&text.as_bytes()[start..]);
-    out(b"\"");
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -179,7 +206,7 @@ mod tests {
     fn the_canonical_form_is_json_with_sorted_keys() {
         let mut out = Vec::new();
         let value = json!({"b": [1, "x\"y\\z\n"], "a": {"d": null, "c": true}});
-        write_canonical(&value, &mut |b: &[u8]| out.extend_from_slice(b));
+        write_canonical(&value, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text, r#"{"a":{"c":true,"d":null},"b":[1,"x\"y\\z\u000a"]}"#);
         let reparsed: Value = audit_guest_sdk::serde_json::from_str(&text).unwrap();

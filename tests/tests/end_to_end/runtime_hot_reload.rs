@@ -9,7 +9,8 @@ use std::time::Duration;
 use audit_ingest::event::Delivery;
 use audit_ingest::runtime::{InstanceMode, Limits, Runtime};
 use audit_ingest_tests::{
-    PROBE_AS_STALWART, PROBE_V1, PROBE_V2, PROBE_WIT_0_2, install, runtime, runtime_overriding_builtins, wait_until,
+    PROBE_AS_STALWART, PROBE_V1, PROBE_V2, PROBE_WIT_0_2, PROBE_WIT_0_3, install, runtime, runtime_overriding_builtins,
+    wait_until,
 };
 
 fn version(rt: &Runtime, source: &str) -> Option<String> {
@@ -98,11 +99,11 @@ fn broken_files_are_rejected_and_the_previous_mapper_keeps_serving() {
     assert_eq!(rt.map_blocking("probe", &d).unwrap().mapper.version, "1.0.0");
 }
 
-/// A component built against the frozen `audit:mapper@0.2.0` still loads and
+/// Components built against the frozen `audit:mapper@0.2.0` and 0.3.0 still load and
 /// maps; it is served one file line per call (it has no `map-lines`), and a
-/// 0.3.0 build of the same mapper takes several.
+/// build of the same mapper against the current contract takes several.
 #[test]
-fn components_of_wit_0_2_still_load_beside_0_3() {
+fn components_of_wit_0_2_and_0_3_still_load_beside_0_4() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("probe.wasm");
     install(&file, PROBE_WIT_0_2);
@@ -132,7 +133,7 @@ fn components_of_wit_0_2_still_load_beside_0_3() {
     install(&file, PROBE_V1);
     rt.rescan();
     let status = rt.status().into_iter().find(|m| m.name == "probe").unwrap();
-    assert_eq!(status.contract, "0.3.0");
+    assert_eq!(status.contract, "0.4.0");
     let lines = audit_ingest::event::FileLines {
         source: "probe".into(),
         lines: vec![
@@ -144,10 +145,21 @@ fn components_of_wit_0_2_still_load_beside_0_3() {
     };
     let results = rt
         .map_lines_blocking("probe", &lines)
-        .expect("a 0.3.0 mapper takes lines")
+        .expect("a 0.4.0 mapper takes lines")
         .expect("the call works");
     let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
     assert_eq!(ok, [true, false, true], "one result per line; the bad line fails alone");
+
+    // A 0.3.0 build (no `digest` import) serves as 0.3.0, lines and all.
+    install(&file, PROBE_WIT_0_3);
+    rt.rescan();
+    let status = rt.status().into_iter().find(|m| m.name == "probe").unwrap();
+    assert_eq!(status.contract, "0.3.0");
+    let results = rt
+        .map_lines_blocking("probe", &lines)
+        .expect("a 0.3.0 mapper takes lines")
+        .expect("the call works");
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 2);
 }
 
 /// `(component)`: a valid component that fits no world of ours.
