@@ -34,6 +34,7 @@
 //! Modules:
 //! - [`event`]: input and output types (re-exported at the root);
 //! - [`json`]: defensive JSON helpers (event lists, string-or-number, exact u64, name spellings);
+//! - [`fields`]: a JSON object's fields read without building a tree (for hot paths);
 //! - [`digest`]: SHA-256, computed by the host in a component (`audit:mapper@0.4.0`);
 //! - [`fixtures`]: golden fixture files, run natively and by the host.
 
@@ -41,6 +42,7 @@
 
 pub mod digest;
 pub mod event;
+pub mod fields;
 pub mod fixtures;
 pub mod json;
 

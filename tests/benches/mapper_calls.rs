@@ -11,7 +11,7 @@ use std::time::Duration;
 use audit_guest_sdk::{Delivery, Mapper};
 use audit_ingest::event::Delivery as HostDelivery;
 use audit_ingest::runtime::{InstanceMode, Limits};
-use audit_ingest_tests::bench::{median_us, percentile, sample, stalwart_batch};
+use audit_ingest_tests::bench::{median_us, percentile, sample, sample_pair, stalwart_batch};
 use audit_ingest_tests::{PROBE_V1, install, runtime, runtime_overriding_builtins};
 
 /// The cost of the call itself: the probe mapper echoing a tiny payload, so
@@ -61,20 +61,28 @@ fn main() {
     let counts = std::env::var("MAPPER_CALLS_EVENTS").unwrap_or_else(|_| "1,100".into());
     for n in counts.split(',').filter_map(|n| n.trim().parse::<usize>().ok()) {
         let delivery = Delivery::from_body("stalwart", stalwart_batch(n, 1));
-        let native = sample(budget, || {
-            std::hint::black_box(mapper_stalwart::Stalwart::map(&delivery).unwrap());
-        });
         let hosted = HostDelivery::from_body("stalwart", delivery.body.clone());
-        let mut wasm = Vec::new();
-        for mode in [InstanceMode::Fresh, InstanceMode::Reuse] {
-            let rt = match mappers {
-                Some(dir) => runtime_overriding_builtins(dir, mode, Limits::default()),
-                None => runtime(None, mode, Limits::default()),
-            };
-            wasm.push(sample(budget, || {
-                std::hint::black_box(rt.map_blocking("stalwart", &hosted).unwrap());
-            }));
-        }
+        let runtime_in = |mode| match mappers {
+            Some(dir) => runtime_overriding_builtins(dir, mode, Limits::default()),
+            None => runtime(None, mode, Limits::default()),
+        };
+        let fresh = runtime_in(InstanceMode::Fresh);
+        let fresh = sample(budget, || {
+            std::hint::black_box(fresh.map_blocking("stalwart", &hosted).unwrap());
+        });
+        // Native and reused-instance calls alternate, so the ratio is
+        // measured under the same conditions for both.
+        let reuse = runtime_in(InstanceMode::Reuse);
+        let (native, reused) = sample_pair(
+            budget,
+            || {
+                std::hint::black_box(mapper_stalwart::Stalwart::map(&delivery).unwrap());
+            },
+            || {
+                std::hint::black_box(reuse.map_blocking("stalwart", &hosted).unwrap());
+            },
+        );
+        let wasm = [fresh, reused];
         let (n_us, f_us, r_us) = (median_us(&native), median_us(&wasm[0]), median_us(&wasm[1]));
         println!(
             "| {n} | {n_us:.2} | {f_us:.2} (p99 {:.2}) | {r_us:.2} (p99 {:.2}) | {:.2} | {:.2} | {:.2}× |",

@@ -36,6 +36,31 @@ pub fn sample(budget: Duration, mut f: impl FnMut()) -> Vec<Duration> {
     times
 }
 
+/// Runs `a` and `b` one after the other, turn about, for about `budget`
+/// (after a warm-up), and returns each one's sorted per-call times: on a
+/// machine whose speed drifts, both see the same drift, so their ratio
+/// holds where two separate runs would not.
+pub fn sample_pair(budget: Duration, mut a: impl FnMut(), mut b: impl FnMut()) -> (Vec<Duration>, Vec<Duration>) {
+    let warm = Instant::now();
+    while warm.elapsed() < budget / 10 {
+        a();
+        b();
+    }
+    let (mut times_a, mut times_b) = (Vec::new(), Vec::new());
+    let start = Instant::now();
+    while start.elapsed() < budget {
+        let t = Instant::now();
+        a();
+        times_a.push(t.elapsed());
+        let t = Instant::now();
+        b();
+        times_b.push(t.elapsed());
+    }
+    times_a.sort();
+    times_b.sort();
+    (times_a, times_b)
+}
+
 /// The `p`-th percentile (0–100) of sorted times.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {

@@ -16,11 +16,13 @@
 //! everything) therefore stay two records, and a resend of the batch, which
 //! carries both again, produces the same two keys and nothing new.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use audit_guest_sdk::digest::sha256;
-use audit_guest_sdk::serde_json::Value;
+use audit_guest_sdk::fields::{self, Object};
+use audit_guest_sdk::serde_json::{self, Number, value::RawValue};
 
 /// Counts identical contents within one delivery.
 #[derive(Default)]
@@ -49,14 +51,14 @@ impl Hasher for DigestPrefix {
 
 impl Occurrences {
     /// The key of the next event with this content.
-    pub fn key(&mut self, created_at: Option<&str>, typ: &str, data: &Value) -> String {
+    pub fn key(&mut self, created_at: Option<&str>, typ: &str, data: &Object<'_>) -> String {
         let hashed = &mut self.hashed;
         hashed.clear();
         hashed.extend_from_slice(created_at.unwrap_or("").as_bytes());
         hashed.push(0);
         hashed.extend_from_slice(typ.as_bytes());
         hashed.push(0);
-        write_canonical(data, hashed);
+        write_object(data, hashed);
         let digest = sha256(hashed);
         let mut short = [0u8; 16];
         short.copy_from_slice(&digest[..16]);
@@ -105,27 +107,24 @@ fn decimal(digits: &mut [u8; 20], mut n: u64) -> &[u8] {
     &digits[at..]
 }
 
-/// JSON with object keys sorted at every level, numbers as written,
-/// appended to `out` (the bytes to hash).
-fn write_canonical(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Object(map) => {
-            // Without serde_json's `preserve_order` (the SDK's build) the map
-            // is sorted already; with it (another crate of a native build may
-            // turn it on) its members are sorted here.
-            out.push(b'{');
-            if map.keys().is_sorted() {
-                write_members(map.iter(), out);
-            } else {
-                let mut members: Vec<_> = map.iter().collect();
-                members.sort_by(|a, b| a.0.cmp(b.0));
-                write_members(members.into_iter(), out);
+/// JSON with object keys sorted at every level (a repeated key once, with
+/// its last value), numbers as serde_json prints them, appended to `out`
+/// (the bytes to hash); read from the text, without building a tree. The
+/// bytes are exactly those of the parsed value printed with sorted keys
+/// (`canonical_form_is_that_of_the_parsed_value` checks it), so keys stay
+/// the same as the versions that parsed a tree.
+fn write_canonical(raw: &RawValue, out: &mut Vec<u8>) {
+    let text = raw.get().trim();
+    match text.as_bytes().first() {
+        Some(b'{') => {
+            if let Some(object) = Object::parse(text) {
+                write_object(&object, out);
             }
-            out.push(b'}');
         }
-        Value::Array(items) => {
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(text).unwrap_or_default();
             out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
+            for (i, item) in items.into_iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
@@ -133,31 +132,66 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        Value::String(text) => write_string(text, out),
-        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
-            // Integers as `Display` writes them, without its machinery.
-            (Some(u), _) => push_decimal_bytes(out, u),
-            (None, Some(i)) => {
-                out.push(b'-');
-                push_decimal_bytes(out, i.unsigned_abs());
+        Some(b'"') => {
+            if let Some(decoded) = fields::string(text) {
+                write_name(&decoded, out);
             }
-            _ => out.extend_from_slice(n.to_string().as_bytes()),
-        },
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Null => out.extend_from_slice(b"null"),
+        }
+        Some(b'-' | b'0'..=b'9') => {
+            if let Ok(n) = serde_json::from_str::<Number>(text) {
+                write_number(&n, out);
+            }
+        }
+        // `true`, `false`, `null`, as written.
+        _ => out.extend_from_slice(text.as_bytes()),
     }
 }
 
-/// An object's members, `"key":value` separated by commas.
-fn write_members<'a>(members: impl Iterator<Item = (&'a String, &'a Value)>, out: &mut Vec<u8>) {
-    for (i, (k, v)) in members.enumerate() {
-        if i > 0 {
+/// An object's members sorted by name, a repeated name once (its last value).
+fn write_object(object: &Object<'_>, out: &mut Vec<u8>) {
+    let mut members = object.members().to_vec();
+    // Stable: of a repeated name, the last stays last.
+    members.sort_by(|a, b| a.0.cmp(&b.0));
+    out.push(b'{');
+    let mut first = true;
+    for (i, (name, value)) in members.iter().enumerate() {
+        if members.get(i + 1).is_some_and(|next| next.0 == *name) {
+            continue;
+        }
+        if !first {
             out.push(b',');
         }
-        write_string(k, out);
+        first = false;
+        write_name(name, out);
         out.push(b':');
-        write_canonical(v, out);
+        write_canonical(value, out);
+    }
+    out.push(b'}');
+}
+
+/// A string read from the text: borrowed means it had no escapes and no
+/// control characters (so nothing to escape now: it is written as it was).
+#[allow(clippy::ptr_arg, reason = "whether it is borrowed is what matters")]
+fn write_name(text: &Cow<'_, str>, out: &mut Vec<u8>) {
+    match text {
+        Cow::Borrowed(clean) => {
+            out.push(b'"');
+            out.extend_from_slice(clean.as_bytes());
+            out.push(b'"');
+        }
+        Cow::Owned(decoded) => write_string(decoded, out),
+    }
+}
+
+/// A number as serde_json's `Display` writes it; integers without its machinery.
+fn write_number(n: &Number, out: &mut Vec<u8>) {
+    match (n.as_u64(), n.as_i64()) {
+        (Some(u), _) => push_decimal_bytes(out, u),
+        (None, Some(i)) => {
+            out.push(b'-');
+            push_decimal_bytes(out, i.unsigned_abs());
+        }
+        _ => out.extend_from_slice(n.to_string().as_bytes()),
     }
 }
 
@@ -189,16 +223,83 @@ fn write_string(text: &str, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use audit_guest_sdk::serde_json::json;
+    use audit_guest_sdk::serde_json::{Value, json};
+
+    fn raw(value: Value) -> Box<RawValue> {
+        RawValue::from_string(value.to_string()).unwrap()
+    }
+
+    fn object(text: &str) -> Object<'_> {
+        Object::parse(text).unwrap()
+    }
+
+    /// The canonical form as the versions that parsed a tree wrote it.
+    fn tree_form(value: &Value, out: &mut Vec<u8>) {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push(b'{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_string(k, out);
+                    out.push(b':');
+                    tree_form(&map[k], out);
+                }
+                out.push(b'}');
+            }
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    tree_form(item, out);
+                }
+                out.push(b']');
+            }
+            Value::String(text) => write_string(text, out),
+            Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            Value::Bool(b) => out.extend_from_slice(b.to_string().as_bytes()),
+            Value::Null => out.extend_from_slice(b"null"),
+        }
+    }
+
+    #[test]
+    fn canonical_form_is_that_of_the_parsed_value() {
+        let texts = [
+            r#"{"z":1,"a":{"y":[1,-2,3.50,1e3,-0,18446744073709551615,-9223372036854775808]},"m":"x"}"#,
+            r#"{"k":1,"k":2,"b":{"k":"first","k":"last"},"k":3}"#,
+            r#"{"esc\u0061ped":"tab\there \"q\" \u00e9 \\ \u0001","":"","é":true,"E":false,"n":null}"#,
+            r#"  {"spaced" :  [ {"b":1 , "a" : 2} , [ ] , { } ]  }  "#,
+            r#"{"spanId":1432795268419584001,"remotePort":-7,"x":1.5,"t":[true,null],"accountName":"a@b"}"#,
+            r#"[{"b":1,"a":2},"s",7]"#,
+            r#""a string""#,
+            r#"12.000"#,
+        ];
+        for text in texts {
+            let value: Value = serde_json::from_str(text).unwrap();
+            let (mut from_text, mut from_tree) = (Vec::new(), Vec::new());
+            write_canonical(&serde_json::from_str::<Box<RawValue>>(text).unwrap(), &mut from_text);
+            tree_form(&value, &mut from_tree);
+            assert_eq!(
+                String::from_utf8(from_text).unwrap(),
+                String::from_utf8(from_tree).unwrap(),
+                "{text}"
+            );
+        }
+    }
 
     #[test]
     fn key_order_does_not_matter_but_content_does() {
         let mut a = Occurrences::default();
         let mut b = Occurrences::default();
-        let k1 = a.key(Some("t"), "auth.failed", &json!({"x": 1, "y": 2}));
-        let k2 = b.key(Some("t"), "auth.failed", &json!({"y": 2, "x": 1}));
+        let k1 = a.key(Some("t"), "auth.failed", &object(r#"{"x":1,"y":2}"#));
+        let k2 = b.key(Some("t"), "auth.failed", &object(r#"{"y":2,"x":1}"#));
         assert_eq!(k1, k2);
-        let k3 = b.key(Some("t"), "auth.failed", &json!({"y": 2, "x": 3}));
+        let k3 = b.key(Some("t"), "auth.failed", &object(r#"{"y":2,"x":3}"#));
         assert_ne!(k1, k3);
     }
 
@@ -206,10 +307,10 @@ mod tests {
     fn the_canonical_form_is_json_with_sorted_keys() {
         let mut out = Vec::new();
         let value = json!({"b": [1, "x\"y\\z\n"], "a": {"d": null, "c": true}});
-        write_canonical(&value, &mut out);
+        write_canonical(&raw(value.clone()), &mut out);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text, r#"{"a":{"c":true,"d":null},"b":[1,"x\"y\\z\u000a"]}"#);
-        let reparsed: Value = audit_guest_sdk::serde_json::from_str(&text).unwrap();
+        let reparsed: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(reparsed, value);
     }
 
@@ -218,7 +319,8 @@ mod tests {
     #[test]
     fn keys_are_stable_across_versions() {
         let mut o = Occurrences::default();
-        let data = json!({"accountName": "a@b", "spanId": 1432795268419584001u64, "remotePort": -7, "x": 1.5, "t": [true, null]});
+        let text = json!({"accountName": "a@b", "spanId": 1432795268419584001u64, "remotePort": -7, "x": 1.5, "t": [true, null]}).to_string();
+        let data = object(&text);
         let first = o.key(Some("2025-06-15T15:06:40Z"), "auth.failed", &data);
         let second = o.key(Some("2025-06-15T15:06:40Z"), "auth.failed", &data);
         assert_eq!(first, "20250615150640-7ab0f891f39f122852a260d3fdb9eb67:0");
@@ -234,8 +336,8 @@ mod tests {
     #[test]
     fn identical_events_in_one_delivery_get_distinct_keys() {
         let mut o = Occurrences::default();
-        let first = o.key(Some("t"), "auth.failed", &json!({"spanId": 1}));
-        let second = o.key(Some("t"), "auth.failed", &json!({"spanId": 1}));
+        let first = o.key(Some("t"), "auth.failed", &object(r#"{"spanId":1}"#));
+        let second = o.key(Some("t"), "auth.failed", &object(r#"{"spanId": 1}"#));
         assert_ne!(first, second);
         assert!(first.ends_with(":0") && second.ends_with(":1"));
     }

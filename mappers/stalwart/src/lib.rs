@@ -11,8 +11,9 @@ pub mod identity;
 pub mod known_types;
 pub mod verbs;
 
-use audit_guest_sdk::json::{event_slices, field, first_text, text, texts};
-use audit_guest_sdk::serde_json::Value;
+use audit_guest_sdk::fields::Object;
+use audit_guest_sdk::json::event_slices;
+use audit_guest_sdk::serde_json::value::RawValue;
 use audit_guest_sdk::{AuditEvent, Delivery, Mapped, Mapper, MapperInfo, MappingError, RawJson};
 
 /// The Stalwart mapper.
@@ -47,9 +48,8 @@ impl Mapper for Stalwart {
         let mut ids = identity::Occurrences::default();
         let mut events = Vec::with_capacity(list.len());
         for raw in list {
-            let value: Value = audit_guest_sdk::serde_json::from_str(raw.get())
-                .map_err(|e| MappingError::Malformed(format!("an event is not JSON: {e}")))?;
-            events.push(map_event(&value, &mut ids)?.original(RawJson::from_raw(raw)));
+            // Each event's fields are read straight from its text: no tree.
+            events.push(map_event(raw, &mut ids)?.original(RawJson::from_raw(raw)));
         }
         Ok(events.into())
     }
@@ -58,49 +58,48 @@ impl Mapper for Stalwart {
 audit_guest_sdk::export_mapper!(Stalwart);
 
 /// Maps one Stalwart event object.
-fn map_event(raw: &Value, ids: &mut identity::Occurrences) -> Result<AuditEvent, MappingError> {
-    if !raw.is_object() {
+fn map_event(raw: &RawValue, ids: &mut identity::Occurrences) -> Result<AuditEvent, MappingError> {
+    let Some(event) = Object::of(raw) else {
         return Err(MappingError::UnsupportedShape(format!(
-            "an event is not an object: {raw}"
+            "an event is not an object: {}",
+            raw.get()
         )));
-    }
-    let typ = first_text(raw, &["type", "eventType", "event"])
+    };
+    let typ = event
+        .first_text(&["type", "eventType", "event"])
         .ok_or_else(|| MappingError::UnsupportedShape("an event has no `type`".into()))?;
     // Current format: fields under `data`. Legacy 0.8: typed fields beside `type`.
-    let data = match field(raw, "data") {
-        Some(d) if d.is_object() => d,
-        _ => raw,
-    };
-    let verb = verbs::classify(&typ, data);
-    let at = first_text(raw, &["createdAt", "timestamp", "time"]);
+    let data = event.object("data").unwrap_or_else(|| event.clone());
+    let verb = verbs::classify(&typ, &data);
+    let at = event.first_text(&["createdAt", "timestamp", "time"]);
 
     let mut event = AuditEvent::new(format!("stalwart.{}", verb.name))
         .outcome(verb.outcome)
-        .external_id(ids.key(at.as_deref(), &typ, data));
+        .external_id(ids.key(at.as_deref(), &typ, &data));
     if verb.catch_all {
         event = event.unrecognised();
     }
     if let Some(at) = at {
         event = event.occurred_at(at);
     }
-    if let Some(name) = first_text(data, &["accountName", "login", "account", "username", "user"]) {
+    if let Some(name) = data.first_text(&["accountName", "login", "account", "username", "user"]) {
         event = event.actor_name(name);
     }
-    if let Some(id) = field(data, "accountId").and_then(text) {
+    if let Some(id) = data.text("accountId") {
         event = event.actor_id(id);
     }
-    if let Some(ip) = first_text(data, &["remoteIp", "remoteAddr", "ip"]) {
+    if let Some(ip) = data.first_text(&["remoteIp", "remoteAddr", "ip"]) {
         event = event.ip(ip);
     }
     if let Some(domain) = event.actor.email.as_deref().and_then(|e| e.rsplit_once('@')) {
         let hint = domain.1.to_string();
         event = event.tenant_hint(hint);
     }
-    Ok(with_target(event, verb.target, data))
+    Ok(with_target(event, verb.target, &data))
 }
 
 /// Fills the target from the fields that fit the kind of event.
-fn with_target(event: AuditEvent, kind: verbs::TargetKind, data: &Value) -> AuditEvent {
+fn with_target(event: AuditEvent, kind: verbs::TargetKind, data: &Object<'_>) -> AuditEvent {
     use verbs::TargetKind;
     match kind {
         TargetKind::Account => {
@@ -112,10 +111,10 @@ fn with_target(event: AuditEvent, kind: verbs::TargetKind, data: &Value) -> Audi
             event.target("account", id, name)
         }
         TargetKind::Message => {
-            let rcpt = field(data, "to").map(texts).unwrap_or_default();
-            let id = first_text(data, &["messageId", "queueId"]);
+            let rcpt = data.texts("to");
+            let id = data.first_text(&["messageId", "queueId"]);
             let name = if rcpt.is_empty() {
-                first_text(data, &["from"])
+                data.first_text(&["from"])
             } else {
                 Some(rcpt.join(", "))
             };
@@ -124,11 +123,11 @@ fn with_target(event: AuditEvent, kind: verbs::TargetKind, data: &Value) -> Audi
             }
             event.target("message", id, name)
         }
-        TargetKind::Domain => match first_text(data, &["domain", "hostname"]) {
+        TargetKind::Domain => match data.first_text(&["domain", "hostname"]) {
             Some(d) => event.target("domain", None, Some(d)),
             None => event,
         },
-        TargetKind::Ip => match first_text(data, &["remoteIp", "ip"]) {
+        TargetKind::Ip => match data.first_text(&["remoteIp", "ip"]) {
             Some(ip) => event.target("ip", None, Some(ip)),
             None => event,
         },

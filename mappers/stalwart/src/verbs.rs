@@ -20,8 +20,8 @@
 //! any version), so there are no such verbs.
 
 use audit_guest_sdk::Outcome;
-use audit_guest_sdk::json::{field, snake_case, text};
-use audit_guest_sdk::serde_json::Value;
+use audit_guest_sdk::fields::Object;
+use audit_guest_sdk::json::snake_case;
 
 use crate::known_types::{self, Level};
 
@@ -147,9 +147,9 @@ pub fn audit_types() -> impl Iterator<Item = (&'static str, &'static str)> {
 }
 
 /// Classifies one event by its type (and, for `spam.classify`, its result).
-pub fn classify(typ: &str, data: &Value) -> Verb {
+pub fn classify(typ: &str, data: &Object<'_>) -> Verb {
     if typ == "spam.classify" {
-        let result = field(data, "result").and_then(text).unwrap_or_default();
+        let result = data.text("result").unwrap_or_default();
         if result == "reject" || result == "discard" {
             return verb("spam_detected", Failure, Message);
         }
@@ -189,7 +189,6 @@ fn verb(name: &str, outcome: Outcome, target: TargetKind) -> Verb {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use audit_guest_sdk::serde_json::json;
 
     #[test]
     fn every_type_stalwart_sends_maps_deliberately() {
@@ -199,7 +198,7 @@ mod tests {
             .chain(known_types::REMOVED_IN_0_16);
         let mut count = 0;
         for name in names {
-            let v = classify(name, &json!({}));
+            let v = classify(name, &Object::default());
             assert!(!v.catch_all, "{name} fell through to the catch-all");
             assert!(
                 !v.name.is_empty() && !v.name.contains(['.', '-']),
@@ -214,7 +213,7 @@ mod tests {
     #[test]
     fn seed_verbs_without_a_stalwart_event_are_never_produced() {
         for (name, _) in known_types::CURRENT {
-            let v = classify(name, &json!({}));
+            let v = classify(name, &Object::default());
             assert!(!["account_created", "account_deleted", "password_changed"].contains(&v.name.as_str()));
         }
     }
@@ -228,24 +227,24 @@ mod tests {
 
     #[test]
     fn a_future_type_is_kept_under_its_own_name() {
-        let v = classify("quantum.entanglement-detected", &json!({}));
+        let v = classify("quantum.entanglement-detected", &Object::default());
         assert_eq!(v.name, "quantum_entanglement_detected");
         assert!(v.catch_all);
     }
 
     #[test]
     fn outcomes_follow_the_name() {
-        assert_eq!(classify("store.sqlite-error", &json!({})).outcome, Failure);
-        assert_eq!(classify("smtp.spf-ehlo-pass", &json!({})).outcome, Success);
-        assert_eq!(classify("dkim.no-valid-algorithm", &json!({})).outcome, Failure);
-        assert_eq!(classify("acme.order-valid", &json!({})).outcome, Success);
-        assert_eq!(classify("smtp.connection-start", &json!({})).outcome, Unknown);
+        assert_eq!(classify("store.sqlite-error", &Object::default()).outcome, Failure);
+        assert_eq!(classify("smtp.spf-ehlo-pass", &Object::default()).outcome, Success);
+        assert_eq!(classify("dkim.no-valid-algorithm", &Object::default()).outcome, Failure);
+        assert_eq!(classify("acme.order-valid", &Object::default()).outcome, Success);
+        assert_eq!(classify("smtp.connection-start", &Object::default()).outcome, Unknown);
         assert_eq!(
-            classify("spam.classify", &json!({"result": "reject"})).name,
+            classify("spam.classify", &Object::parse(r#"{"result": "reject"}"#).unwrap()).name,
             "spam_detected"
         );
         assert_eq!(
-            classify("spam.classify", &json!({"result": "ham"})).name,
+            classify("spam.classify", &Object::parse(r#"{"result": "ham"}"#).unwrap()).name,
             "spam_classify"
         );
     }
