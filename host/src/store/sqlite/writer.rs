@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use chrono::Utc;
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -15,6 +16,11 @@ use crate::store::{Checkpoint, Claim, DeadLetter, NewRecord, StoreError, WriteSu
 
 /// At most this many record jobs share one transaction.
 const GROUP_COMMIT_JOBS: usize = 64;
+
+/// How long a commit waits for more writes when the one before it held
+/// several (writers are busy: a commit of many costs little more than a
+/// commit of one); never when it held one (a single sender is not delayed).
+const GROUP_COMMIT_WAIT: Duration = Duration::from_micros(300);
 
 /// What a write removes in the same commit.
 #[derive(Debug, Clone, Copy)]
@@ -131,9 +137,11 @@ pub(super) fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, activ
             None
         }
     };
+    let mut last_group = 0usize;
     while let Ok(first) = jobs.recv() {
         let mut writes = Vec::new();
         let mut next = Some(first);
+        let mut waited = last_group < 2;
         while let Some(job) = next.take() {
             match job {
                 Job::Write {
@@ -167,11 +175,16 @@ pub(super) fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, activ
             }
             if writes.len() < GROUP_COMMIT_JOBS {
                 next = jobs.try_recv().ok();
+                if next.is_none() && !waited && !writes.is_empty() {
+                    waited = true;
+                    next = jobs.recv_timeout(GROUP_COMMIT_WAIT).ok();
+                }
             }
         }
         if writes.is_empty() {
             continue;
         }
+        last_group = writes.len();
         let outcome = match head.as_mut() {
             Some(chain) => {
                 let before = *chain;
