@@ -204,13 +204,19 @@ impl Pipeline {
     }
 
     /// [`Pipeline::map_blocking`] on the blocking pool, so a slow mapper never
-    /// holds an async worker; hands the delivery back for a dead letter.
+    /// holds an async worker (small deliveries to a built-in mapper are
+    /// mapped in place: [`Runtime::maps_inline`]); hands the delivery back
+    /// for a dead letter.
     pub async fn map(
         &self,
         mapper: &str,
         received: &Received,
         delivery: Delivery,
     ) -> (Delivery, Result<Mapped, MapError>) {
+        if self.runtime.maps_inline(mapper, delivery.body.len()) {
+            let result = self.map_blocking(mapper, received, &delivery);
+            return (delivery, result);
+        }
         let (pipeline, mapper, received) = (self.clone(), mapper.to_string(), received.clone());
         let mapping = tokio::task::spawn_blocking(move || {
             let result = pipeline.map_blocking(&mapper, &received, &delivery);

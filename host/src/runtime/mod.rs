@@ -236,6 +236,11 @@ pub struct Runtime {
     registry: Arc<registry::Registry>,
 }
 
+/// The largest delivery [`Runtime::maps_inline`] allows: a few Stalwart
+/// events, mapped by the built-in mapper in tens of microseconds, less than
+/// the hand-over to the blocking pool and back costs.
+pub const INLINE_MAX_BYTES: usize = 4096;
+
 impl Runtime {
     /// Loads the built-in mappers (component bytes) and the directory's files.
     pub fn new(builtins: &[&[u8]], config: RuntimeConfig) -> anyhow::Result<Runtime> {
@@ -261,6 +266,15 @@ impl Runtime {
         Ok(Runtime {
             registry: Arc::new(registry),
         })
+    }
+
+    /// Whether a delivery of `bytes` for `source` is cheap and safe enough to
+    /// map on an async worker instead of the blocking pool: the built-in
+    /// mapper serves it (trusted code, microseconds per event) and it is at
+    /// most [`INLINE_MAX_BYTES`]. A drop-in mapper always gets the blocking
+    /// pool, so a hostile one can hold a worker of nobody else's.
+    pub fn maps_inline(&self, source: &str, bytes: usize) -> bool {
+        bytes <= INLINE_MAX_BYTES && self.registry.serves_builtin(source)
     }
 
     /// Maps a delivery with the mapper serving `source`, on the calling

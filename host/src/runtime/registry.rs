@@ -170,6 +170,13 @@ impl Registry {
             .map(|a| a.mapper.clone())
     }
 
+    /// Whether the mapper serving `source` is the built-in one (part of
+    /// this binary), not a file from the directory.
+    pub(crate) fn serves_builtin(&self, source: &str) -> bool {
+        let active = self.active.read().expect("active mappers");
+        matches!(active.get(source), Some(a) if a.origin == Origin::Builtin)
+    }
+
     pub(crate) fn status(&self) -> Vec<MapperStatus> {
         let mut list: Vec<MapperStatus> = self
             .active

@@ -212,3 +212,19 @@ fn deleting_a_file_falls_back_to_the_built_in() {
     })
     .expect("the built-in serves again");
 }
+
+/// Small deliveries to a built-in mapper are mapped on the async worker;
+/// a drop-in mapper, even one that replaced the built-in, never is (a
+/// hostile one must not hold a worker).
+#[test]
+fn only_the_builtin_mapper_maps_small_deliveries_in_place() {
+    use audit_ingest::runtime::INLINE_MAX_BYTES;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime_overriding_builtins(dir.path(), InstanceMode::Fresh, Limits::default());
+    assert!(rt.maps_inline("stalwart", 600));
+    assert!(!rt.maps_inline("stalwart", INLINE_MAX_BYTES + 1), "a large delivery goes to the blocking pool");
+    assert!(!rt.maps_inline("nosuchsource", 10));
+    install(&dir.path().join("stalwart.wasm"), PROBE_AS_STALWART);
+    rt.rescan();
+    assert!(!rt.maps_inline("stalwart", 600), "the drop-in that replaced the built-in");
+}
