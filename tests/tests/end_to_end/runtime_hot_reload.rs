@@ -222,9 +222,15 @@ fn only_the_builtin_mapper_maps_small_deliveries_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime_overriding_builtins(dir.path(), InstanceMode::Fresh, Limits::default());
     assert!(rt.maps_inline("stalwart", 600));
-    assert!(!rt.maps_inline("stalwart", INLINE_MAX_BYTES + 1), "a large delivery goes to the blocking pool");
+    assert!(
+        !rt.maps_inline("stalwart", INLINE_MAX_BYTES + 1),
+        "a large delivery goes to the blocking pool"
+    );
     assert!(!rt.maps_inline("nosuchsource", 10));
     install(&dir.path().join("stalwart.wasm"), PROBE_AS_STALWART);
     rt.rescan();
-    assert!(!rt.maps_inline("stalwart", 600), "the drop-in that replaced the built-in");
+    assert!(
+        !rt.maps_inline("stalwart", 600),
+        "the drop-in that replaced the built-in"
+    );
 }
