@@ -39,16 +39,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn main() {
     if !audit_ingest_tests::bench::started_by_cargo_bench() {
         return;
@@ -80,7 +70,7 @@ fn main() {
                 measured.push((batch, service, http));
             }
         }
-        println!("\npeak RSS of this process (service + generator): {:.1} MiB", peak_rss_mib());
+        println!("\npeak RSS of this process (service + generator): {:.1} MiB", accounting::peak_rss_mib("self"));
         if flat_out {
             ratios(&measured, connections, durability).await;
         }
