@@ -236,54 +236,55 @@ async fn run(plan: &Plan, bare: bool) -> Outcome {
     let mappers_dir = config.mappers_dir.clone();
     let settings = audit_ingest::config::Settings::resolve(config).unwrap();
     // LOAD_SERVICE=<binary>: the service in a process of its own.
+    let profiled = std::env::var("LOAD_PROFILE").is_ok_and(|v| v == "1");
     let child = match std::env::var_os("LOAD_SERVICE") {
         // A relative path is taken from the workspace root (cargo runs
         // benchmarks in the package's directory).
         Some(binary) if !bare => {
             let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(binary);
-            let profile = std::env::var("LOAD_PROFILE").is_ok_and(|v| v == "1");
-            Some(Service::start(&binary, STALWART_SECRET, profile).await)
+            Some(Service::start(&binary, STALWART_SECRET, profiled).await)
         }
         _ => None,
-    };
-    let app = audit_ingest::serve::build(settings).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut addr = listener.local_addr().unwrap().to_string();
-    let router = if bare {
-        bare_router()
-    } else {
-        audit_ingest::api::router(app.state.clone())
-    };
-    // The service's own listener (its connection limits); the ceiling's
-    // bare handler is served as axum serves it.
-    let server = if bare {
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .await
-            .unwrap()
-        })
-    } else {
-        audit_ingest_tests::bench::serve_like_the_service(listener, router)
     };
     // LOAD_TARGET=host:port: load a service running in its own process instead
     // (started with STALWART_WEBHOOK_SECRET=stalwart-test-secret), so its
     // memory can be measured alone.
-    if let Ok(target) = std::env::var("LOAD_TARGET") {
-        addr = target;
-    }
-    if let Some(child) = &child {
-        addr = child.addr.clone();
-    }
+    let elsewhere = match &child {
+        Some(child) => Some(child.addr.clone()),
+        None if !bare => std::env::var("LOAD_TARGET").ok(),
+        None => None,
+    };
+    // The service in this process only when the load goes to it.
+    let app = match elsewhere {
+        None if !bare => Some(audit_ingest::serve::build(settings).await.unwrap()),
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = elsewhere.unwrap_or_else(|| listener.local_addr().unwrap().to_string());
+    // The service's own listener (its connection limits); the ceiling's
+    // bare handler is served as axum serves it.
+    let server = match &app {
+        Some(app) => {
+            audit_ingest_tests::bench::serve_like_the_service(listener, audit_ingest::api::router(app.state.clone()))
+        }
+        None if bare => tokio::spawn(async move {
+            axum::serve(
+                listener,
+                bare_router().into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap()
+        }),
+        None => tokio::spawn(async {}),
+    };
     let cpu_before = child.as_ref().map(|c| Cpu::read(c.pid));
     let profiling = child
         .as_ref()
-        .filter(|_| std::env::var("LOAD_PROFILE").is_ok_and(|v| v == "1"))
+        .filter(|_| profiled)
         .and_then(|c| Profiling::start(c.pid, length));
 
-    let swapper = (swaps > 0 && !bare).then(|| {
+    // Hot swaps reach only the service in this process.
+    let swapper = app.as_ref().filter(|_| swaps > 0).map(|app| {
         let runtime = app.state.pipeline.runtime().clone();
         tokio::spawn(async move {
             let every = length / (swaps + 1);

@@ -272,7 +272,7 @@ impl Runtime {
     /// map on an async worker instead of the blocking pool: the built-in
     /// mapper serves it (trusted code, microseconds per event) and it is at
     /// most [`INLINE_MAX_BYTES`]. A drop-in mapper always gets the blocking
-    /// pool, so a hostile one can hold a worker of nobody else's.
+    /// pool, so a hostile one never holds an async worker.
     pub fn maps_inline(&self, source: &str, bytes: usize) -> bool {
         bytes <= INLINE_MAX_BYTES && self.registry.serves_builtin(source)
     }
