@@ -24,33 +24,31 @@ fn main() {
     let tokio = tokio::runtime::Runtime::new().unwrap();
     tokio.block_on(async {
         for durability in [Durability::Full, Durability::Normal] {
-            let dir = tempfile::tempdir().unwrap();
-            let store: Store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("a.sqlite3"), durability).unwrap());
-            let total = 300_000u64;
-            let batches: Vec<Vec<NewRecord>> = (0..total / 1000)
-                .map(|b| (b * 1000..(b + 1) * 1000).map(record).collect())
-                .collect();
-            let start = Instant::now();
-            for batch in batches {
-                store.insert(batch, None).await.unwrap();
+            let rate = insert_rate(durability, None).await;
+            println!("insert, 1,000-event batches, one writer, durability {durability:?}: {rate:.0} events/s");
+        }
+        if std::env::var_os("STORE_BENCH_LOOKUP").is_some() {
+            for _ in 0..3 {
+                lookup_rate().await;
             }
-            let secs = start.elapsed().as_secs_f64();
-            println!(
-                "insert, 1,000-event batches, one writer, durability {durability:?}: {total} events in {secs:.2} s = {:.0} events/s",
-                total as f64 / secs
-            );
+            return;
+        }
+        if std::env::var_os("STORE_BENCH_INDEX_COSTS").is_some() {
+            index_costs().await;
+            return;
         }
 
         if std::env::var_os("STORE_BENCH_INSERT_ONLY").is_some() {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let sqlite = std::sync::Arc::new(
-            SqliteStore::open(&dir.path().join("a.sqlite3"), Durability::Normal).unwrap(),
-        );
+        let sqlite = std::sync::Arc::new(SqliteStore::open(&dir.path().join("a.sqlite3"), Durability::Normal).unwrap());
         let store: Store = sqlite.clone();
         let waited = audit_ingest_tests::bench::load_store(&sqlite, 1_000_000, record).await;
-        println!("(the background lookup caught up {:.1} s after the load)", waited.as_secs_f64());
+        println!(
+            "(the background lookup caught up {:.1} s after the load)",
+            waited.as_secs_f64()
+        );
         let router = app(store.clone(), runtime(None, InstanceMode::Fresh, Limits::default()));
         println!("\n/audit over 1,000,000 events, 50 records a page (median / p99):");
         let all_tenants = [
@@ -70,8 +68,18 @@ fn main() {
         // A reader scoped to one tenant (a third of the events): the scope
         // is part of every query.
         let acme = tokens::create("acme-reader", &["read:tenant=acme".into()]).unwrap();
-        let access = Access::new(None, tokens::MachineTokens::resolve(&[acme.entry]).unwrap(), None, false);
-        let scoped = app_with_access(store, runtime(None, InstanceMode::Fresh, Limits::default()), Vec::new(), access);
+        let access = Access::new(
+            None,
+            tokens::MachineTokens::resolve(&[acme.entry]).unwrap(),
+            None,
+            false,
+        );
+        let scoped = app_with_access(
+            store,
+            runtime(None, InstanceMode::Fresh, Limits::default()),
+            Vec::new(),
+            access,
+        );
         println!("\nThe same store, read with a machine token scoped to tenant acme:");
         pages(
             &scoped,
@@ -88,6 +96,79 @@ fn main() {
         )
         .await;
     });
+}
+
+/// Events a second inserted in 1,000-event batches by one caller, with
+/// the index `dropped` (if any) dropped after the store made it.
+async fn insert_rate(durability: Durability, dropped: Option<&str>) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.sqlite3");
+    let store: Store = std::sync::Arc::new(SqliteStore::open(&path, durability).unwrap());
+    if let Some(index) = dropped {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(&format!("DROP INDEX {index}")).unwrap();
+    }
+    let total = 300_000u64;
+    let batches: Vec<Vec<NewRecord>> = (0..total / 1000)
+        .map(|b| (b * 1000..(b + 1) * 1000).map(record).collect())
+        .collect();
+    let start = Instant::now();
+    for batch in batches {
+        store.insert(batch, None).await.unwrap();
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// How fast the background lookup (actor, IP, text, hourly counts) indexes
+/// a backlog once the writer is idle: 300,000 events loaded first, then
+/// timed until its watermark reaches the newest.
+async fn lookup_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = std::sync::Arc::new(SqliteStore::open(&dir.path().join("a.sqlite3"), Durability::Full).unwrap());
+    let total = 300_000u64;
+    let store: Store = sqlite.clone();
+    for b in 0..total / 1000 {
+        store
+            .insert((b * 1000..(b + 1) * 1000).map(record).collect(), None)
+            .await
+            .unwrap();
+    }
+    let behind_at_end = sqlite.lookup_lag().unwrap();
+    let start = Instant::now();
+    while sqlite.lookup_lag().unwrap() > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "lookup: {behind_at_end} events behind when the load ended, indexed in {secs:.2} s = {:.0} events/s",
+        behind_at_end as f64 / secs
+    );
+}
+
+/// What each index of `audit_events` costs the insert ceiling: the rate
+/// with each one dropped, beside the rate with all, three times each,
+/// interleaved so the machine's drift hits every variant alike.
+async fn index_costs() {
+    let variants = [
+        None,
+        Some("audit_events_source_external_id"),
+        Some("audit_events_time"),
+        Some("audit_events_action_at"),
+        Some("audit_events_tenant_action_at"),
+    ];
+    let mut rates = vec![Vec::new(); variants.len()];
+    for _ in 0..3 {
+        for (i, dropped) in variants.iter().enumerate() {
+            rates[i].push(insert_rate(Durability::Full, *dropped).await);
+        }
+    }
+    println!("\n| indexes (durability full) | events/s, 3 runs | mean |\n|---|---|---|");
+    for (dropped, runs) in variants.iter().zip(&rates) {
+        let mean = runs.iter().sum::<f64>() / runs.len() as f64;
+        let each: Vec<String> = runs.iter().map(|r| format!("{r:.0}")).collect();
+        let name = dropped.map_or("all".to_string(), |i| format!("all but `{i}`"));
+        println!("| {name} | {} | {mean:.0} |", each.join(" / "));
+    }
 }
 
 /// Times the first and second page of each `uri` read with `bearer`, and prints a table row each.
